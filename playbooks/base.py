@@ -1,0 +1,125 @@
+"""The playbook contract shared by every built-in playbook and by the job engine.
+
+A playbook is a class with:
+
+- ``name``: the name rules use (``restart_container``);
+- ``Params``: a pydantic model of its parameters, with bounds and patterns. Rule params
+  (after ``{{ labels.x }}`` substitution) are validated by it;
+- ``idempotent``: whether an interrupted run may be re-run safely;
+- ``risk``: ``low`` or ``high`` (high risk asks for approval by default);
+- ``targets(params)``: the identities of what it would touch (``container:web1``,
+  ``postgres:main``), used for per-target locks, cooldowns and blast radius;
+- ``check_allowed(params, ctx)``: raises :class:`receiver.errors.TargetNotAllowed` when the
+  allowlist in ``ctx.targets`` does not cover every target;
+- ``plan(params, ctx)``: what it would do, with no side effect;
+- ``run(params, ctx)``: does it through an adapter and returns a :class:`RunResult`;
+- ``verify(params, ctx, result)``: an optional check of the playbook's own effect.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+import structlog
+from pydantic import BaseModel, ConfigDict
+
+from receiver.targets import TargetsConfig
+
+
+class Risk(enum.StrEnum):
+    LOW = "low"
+    HIGH = "high"
+
+
+class StrictParams(BaseModel):
+    """Base for every ``Params`` model: unknown keys are refused, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+P = TypeVar("P", bound=StrictParams)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PlaybookContext:
+    """What a playbook may use: the allowlist, a clock, a logger, and adapter factories."""
+
+    targets: TargetsConfig
+    clock: Callable[[], datetime] = _utcnow
+    log: Any = field(default_factory=structlog.get_logger)
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a playbook would do: human-readable steps plus structured detail."""
+
+    summary: str
+    steps: list[str]
+    targets: list[str]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary,
+            "steps": list(self.steps),
+            "targets": list(self.targets),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a playbook did. ``ok`` is False when the action itself failed."""
+
+    ok: bool
+    summary: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "summary": self.summary, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    summary: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "summary": self.summary, "detail": self.detail}
+
+
+class Playbook(Generic[P]):
+    """Base class; subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[StrictParams]]
+    idempotent: ClassVar[bool] = False
+    risk: ClassVar[Risk] = Risk.HIGH
+
+    def parse_params(self, raw: dict[str, Any]) -> P:
+        return self.Params.model_validate(raw)  # type: ignore[return-value]
+
+    def targets(self, params: P) -> list[str]:
+        raise NotImplementedError
+
+    def check_allowed(self, params: P, ctx: PlaybookContext) -> None:
+        raise NotImplementedError
+
+    def plan(self, params: P, ctx: PlaybookContext) -> Plan:
+        raise NotImplementedError
+
+    def run(self, params: P, ctx: PlaybookContext) -> RunResult:
+        raise NotImplementedError
+
+    def verify(self, params: P, ctx: PlaybookContext, result: RunResult) -> Verification | None:
+        return None

@@ -1,0 +1,264 @@
+"""remediator.yml: pydantic models of the receiver's configuration, and the loader.
+
+A bad file is refused at start with the path to each bad field
+(``severity.rules[3].match.severity: Input should be a valid string``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from receiver.durations import Duration
+from receiver.errors import ConfigError
+from receiver.rules import RemediationRule
+from receiver.secrets import SecretRef
+from receiver.severity import Severity, SeverityConfig
+from receiver.targets import TargetsConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class ServerConfig(_Section):
+    bind: str = Field(default="127.0.0.1:9095", pattern=r"^[\w.\-\[\]:]+:\d{1,5}$")
+    workers: int = Field(default=2, ge=1, le=64)
+    threads: int = Field(default=4, ge=1, le=64)
+    timeout: int = Field(default=30, ge=1, le=600)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    public_url: str = Field(default="http://127.0.0.1:9095", pattern=r"^https?://")
+    embedded_worker: bool = True
+
+
+class BasicAuth(_Section):
+    username: str = Field(min_length=1)
+    password: SecretRef
+
+
+class AuthConfig(_Section):
+    bearer_token: SecretRef | None = None
+    basic: BasicAuth | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.bearer_token is not None or self.basic is not None
+
+
+class StoreConfig(_Section):
+    url: SecretRef | str = Field(
+        default="sqlite:///remediator.db",
+        description="sqlite:///relative/or//absolute path, or postgresql://...; "
+        "a PostgreSQL URL with a password belongs in env:NAME or file:/path",
+    )
+    pool_min: int = Field(default=1, ge=0, le=100)
+    pool_max: int = Field(default=10, ge=1, le=200)
+    connect_timeout: Duration = timedelta(seconds=3)
+    migrate_on_start: bool = True
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(("env:", "file:")):
+            return value  # resolved by SecretRef
+        if isinstance(value, str) and not value.startswith(
+            ("sqlite://", "postgresql://", "postgres://")
+        ):
+            raise ValueError("store.url must start with sqlite://, postgresql:// or env:/file:")
+        return value
+
+    def resolved_url(self) -> str:
+        return self.url.reveal() if not isinstance(self.url, str) else self.url
+
+
+class IncidentKeyConfig(_Section):
+    by: Literal["group_key", "labels"] = "group_key"
+    labels: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _labels_needed(self) -> IncidentKeyConfig:
+        if self.by == "labels" and not self.labels:
+            raise ValueError("incidents.key.by=labels needs a non-empty 'labels' list")
+        return self
+
+
+class IncidentsConfig(_Section):
+    key: IncidentKeyConfig = Field(default_factory=IncidentKeyConfig)
+    flap_window: Duration = timedelta(minutes=15)
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class BusinessHours(_Section):
+    timezone: str = "UTC"
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1
+    )
+    start: str = "09:00"
+    end: str = "17:00"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("use HH:MM, 24-hour")
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> BusinessHours:
+        if self.opens >= self.closes:
+            raise ValueError("business hours: start must be before end")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def opens(self) -> time:
+        return time.fromisoformat(self.start)
+
+    @property
+    def closes(self) -> time:
+        return time.fromisoformat(self.end)
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        return frozenset(_DAYS.index(d) for d in self.days)
+
+
+class SlaConfig(_Section):
+    """Acknowledge-by deadlines. ``business_day`` counts one business day of business hours."""
+
+    P0: Duration | Literal["business_day"] = timedelta(minutes=15)
+    P1: Duration | Literal["business_day"] = timedelta(hours=1)
+    P2: Duration | Literal["business_day"] = timedelta(hours=4)
+    P3: Duration | Literal["business_day"] = "business_day"
+    business_hours: BusinessHours = Field(default_factory=BusinessHours)
+
+    def for_severity(self, severity: Severity) -> timedelta | Literal["business_day"]:
+        value: timedelta | Literal["business_day"] = getattr(self, severity.value)
+        return value
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    data_dir: Path = Path("data")
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+    severity: SeverityConfig = Field(default_factory=SeverityConfig)
+    sla: SlaConfig = Field(default_factory=SlaConfig)
+    rules: list[RemediationRule] = Field(default_factory=list)
+    targets: TargetsConfig = Field(default_factory=TargetsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> Config:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"duplicate rule name {rule.name!r}")
+            seen.add(rule.name)
+        return self
+
+    def store_url(self) -> str:
+        """The store URL with a relative SQLite path placed under ``data_dir``."""
+        url = self.store.resolved_url()
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            return f"sqlite:///{(self.data_dir / url[len('sqlite:///'):]).resolve()}"
+        return url
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(("function-", "tagged-union")) or part in (
+            "str",
+            "timedelta",
+            "literal['business_day']",
+        ):
+            continue  # pydantic's internal validator names are not config paths
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def problems_of(exc: ValidationError) -> list[tuple[str, str]]:
+    seen: dict[str, str] = {}
+    for err in exc.errors(include_url=False):
+        path = format_loc(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        seen.setdefault(path, msg)
+    return list(seen.items())
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [("(top level)", "the file must hold a mapping")])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, problems_of(exc)) from exc
+    _check_rule_playbooks(config, source)
+    return config
+
+
+def _check_rule_playbooks(config: Config, source: str) -> None:
+    """Each rule must name a known playbook."""
+    if not config.rules:
+        return
+    from playbooks import load_registry  # deferred: playbooks import adapters
+
+    registry = load_registry()
+    problems: list[tuple[str, str]] = []
+    for i, rule in enumerate(config.rules):
+        if rule.playbook not in registry:
+            known = ", ".join(sorted(registry))
+            problems.append((f"rules[{i}].playbook", f"unknown playbook; known: {known}"))
+    if problems:
+        raise ConfigError(source, problems)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(str(path), [(where, f"invalid YAML: {exc}")]) from exc
+    config = parse_config(data, str(path))
+    if not config.data_dir.is_absolute():
+        config = config.model_copy(update={"data_dir": (path.parent / config.data_dir).resolve()})
+    return config

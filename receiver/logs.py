@@ -1,0 +1,65 @@
+"""Structured JSON logs (structlog) with secrets redacted by a processor, not by habit."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|authorization|api[_-]?key|dsn|cookie)", re.I)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+(:[^/\s@]*)?@", re.I)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+REDACTED = "[redacted]"
+
+
+def redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        value = _URL_CREDENTIALS.sub(r"\g<scheme>[redacted]@", value)
+        return _BEARER.sub(r"\1 [redacted]", value)
+    if isinstance(value, dict):
+        return redact_mapping(value)
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def redact_mapping(data: MutableMapping[str, Any] | dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(key, str) and _SECRET_KEYS.search(key) and value not in (None, ""):
+            out[key] = REDACTED
+        else:
+            out[key] = redact_value(value)
+    return out
+
+
+def _redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    return redact_mapping(event_dict)
+
+
+def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    """Configure structlog and the stdlib root logger once per process."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

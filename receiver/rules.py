@@ -1,0 +1,119 @@
+"""Remediation rules: label matchers -> a playbook with params, approval policy and guards.
+
+Params may substitute ``{{ labels.x }}`` and ``{{ annotations.x }}`` and nothing more; the
+substituted values are then validated by the playbook's Params model and the allowlist.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from receiver.durations import Duration
+from receiver.matchers import CompiledMatch, MatchSpec
+from receiver.severity import Severity
+
+_TEMPLATE = re.compile(r"\{\{\s*(labels|annotations)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+RULE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class TemplateError(ValueError):
+    """A rule param refers to a label or annotation the alert does not carry."""
+
+
+def check_template(text: str) -> None:
+    for m in _ANY_TEMPLATE.finditer(text):
+        if not _TEMPLATE.fullmatch(m.group(0)):
+            raise ValueError(
+                f"unsupported template {m.group(0)!r}; only {{{{ labels.x }}}} and "
+                "{{ annotations.x }} are allowed"
+            )
+
+
+def render_params(params: Any, labels: dict[str, str], annotations: dict[str, str]) -> Any:
+    """Substitute label/annotation references in every string of ``params``."""
+    if isinstance(params, str):
+
+        def sub(m: re.Match[str]) -> str:
+            source = labels if m.group(1) == "labels" else annotations
+            if m.group(2) not in source:
+                raise TemplateError(f"alert has no {m.group(1)[:-1]} {m.group(2)!r}")
+            return source[m.group(2)]
+
+        return _TEMPLATE.sub(sub, params)
+    if isinstance(params, dict):
+        return {k: render_params(v, labels, annotations) for k, v in params.items()}
+    if isinstance(params, list):
+        return [render_params(v, labels, annotations) for v in params]
+    return params
+
+
+def _walk_strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _walk_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk_strings(v)
+
+
+class ApprovalPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["auto", "required"] = "auto"
+    per_severity: dict[Severity, Literal["auto", "required"]] = Field(default_factory=dict)
+    approvers: int = Field(default=1, ge=1, le=5)
+    groups: list[str] = Field(default_factory=list)
+    expires: Duration = timedelta(minutes=30)
+
+    def required_for(self, severity: Severity) -> bool:
+        return self.per_severity.get(severity, self.mode) == "required"
+
+
+class RemediationRule(MatchSpec):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=RULE_NAME)
+    playbook: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    scope: Literal["alert", "incident"] = "alert"
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    enabled: bool = True
+
+    @field_validator("params")
+    @classmethod
+    def _templates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for text in _walk_strings(value):
+            check_template(text)
+        return value
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    rule: RemediationRule
+    index: int
+
+
+class RuleSet:
+    """Compiled remediation rules; every enabled rule that matches fires (not first-match)."""
+
+    def __init__(self, rules: list[RemediationRule]) -> None:
+        self._rules = [(CompiledMatch(r), r) for r in rules]
+
+    def matching(self, labels: dict[str, str]) -> list[RuleHit]:
+        return [
+            RuleHit(rule, i)
+            for i, (match, rule) in enumerate(self._rules)
+            if rule.enabled and match(labels)
+        ]
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)

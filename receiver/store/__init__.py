@@ -1,0 +1,57 @@
+"""The store: one interface over SQLite (embedded default) and PostgreSQL (production).
+
+``Store`` is what the rest of the service uses. SQL lives in this package only, one module
+per aggregate (``ingest``, ``incidents``), written once for both backends (see ``db``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver.store import incidents as _incidents
+from receiver.store.db import Database, open_database
+from receiver.store.ingest import ingest as _ingest
+from receiver.store.migrations import migrate as _migrate
+from receiver.store.migrations import pending as _pending
+from receiver.store.records import IncidentFilter, IngestBatch, IngestResult
+
+__all__ = ["Store", "open_store", "IncidentFilter", "IngestBatch", "IngestResult"]
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
+
+    def migrate(self) -> list[str]:
+        return _migrate(self.db)
+
+    def pending_migrations(self) -> list[str]:
+        return _pending(self.db)
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers a query."""
+        with self.db.transaction(write=False) as tx:
+            tx.fetchone("SELECT 1 AS ok")
+
+    def ingest(self, batch: IngestBatch) -> IngestResult:
+        with self.db.transaction() as tx:
+            return _ingest(tx, batch)
+
+    def list_incidents(self, f: IncidentFilter) -> list[dict[str, Any]]:
+        with self.db.transaction(write=False) as tx:
+            return _incidents.list_incidents(tx, f)
+
+    def get_incident(self, incident_id: int) -> dict[str, Any] | None:
+        with self.db.transaction(write=False) as tx:
+            return _incidents.get_incident(tx, incident_id)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_store(url: str, *, pool_min: int = 1, pool_max: int = 10, timeout: float = 3.0) -> Store:
+    return Store(open_database(url, pool_min=pool_min, pool_max=pool_max, timeout=timeout))

@@ -1,0 +1,1 @@
+"""Flask blueprints: webhook intake, incidents API, operational endpoints."""
