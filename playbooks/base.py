@@ -7,6 +7,7 @@ A playbook is a class with:
   (after ``{{ labels.x }}`` substitution) are validated by it;
 - ``idempotent``: whether an interrupted run may be re-run safely;
 - ``risk``: ``low`` or ``high`` (high risk asks for approval by default);
+  ``risk_for(params)`` refines it per call (flush_cache by pattern is low, FLUSHALL high);
 - ``targets(params)``: the identities of what it would touch (``container:web1``,
   ``postgres:main``), used for per-target locks, cooldowns and blast radius;
 - ``check_allowed(params, ctx)``: raises :class:`receiver.errors.TargetNotAllowed` when the
@@ -27,6 +28,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import structlog
 from pydantic import BaseModel, ConfigDict
 
+from receiver.adapters import AdapterFactory
 from receiver.targets import TargetsConfig
 
 
@@ -56,6 +58,7 @@ class PlaybookContext:
     clock: Callable[[], datetime] = _utcnow
     log: Any = field(default_factory=structlog.get_logger)
     dry_run: bool = False
+    adapters: AdapterFactory = field(default_factory=AdapterFactory)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,10 @@ class Playbook(Generic[P]):
 
     def parse_params(self, raw: dict[str, Any]) -> P:
         return self.Params.model_validate(raw)  # type: ignore[return-value]
+
+    def risk_for(self, params: P) -> Risk:
+        """The risk of this call; by default the class's ``risk``."""
+        return self.risk
 
     def targets(self, params: P) -> list[str]:
         raise NotImplementedError

@@ -1,0 +1,54 @@
+"""gunicorn embedding for ``remediator serve``: the app factory runs in each worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from receiver.config import Config
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, config: Config, options: dict[str, Any], insecure_no_auth: bool) -> None:
+        self._config = config
+        self._options = options
+        self._insecure = insecure_no_auth
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from receiver.app import create_app
+        from receiver.logs import configure_logging
+
+        configure_logging(self._config.logging.level, self._config.logging.format)
+        return create_app(self._config, insecure_no_auth=self._insecure)
+
+
+def run_gunicorn(
+    config: Config, *, bind: str, workers: int, threads: int, insecure_no_auth: bool
+) -> None:
+    options = {
+        "bind": bind,
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "timeout": config.server.timeout,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "child_exit": _child_exit,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "proc_name": "remediator",
+    }
+    _Gunicorn(config, options, insecure_no_auth).run()

@@ -1,0 +1,121 @@
+"""Shared fixtures: both store backends (a real PostgreSQL started by scripts/services.sh),
+app clients, and a movable clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from receiver.app import create_app
+from receiver.config import Config, parse_config
+from receiver.store import Store, open_store
+
+PG_DSN = os.environ.get("REMEDIATOR_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:54329/postgres")
+TEMPLATE_DB = "remediator_test_template"
+ROOT = Path(__file__).resolve().parent.parent
+ALERT_RULES = Path(os.environ.get("REMEDIATOR_ALERT_RULES", ROOT.parent / "shared" / "alert-rules"))
+
+
+class Clock:
+    """A clock that tests move by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: Any) -> datetime:
+        self.now += timedelta(**kw)
+        return self.now
+
+
+def pg_url(dbname: str) -> str:
+    base, _, _ = PG_DSN.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> str:
+    """A migrated template database; each test copies it (CREATE DATABASE ... TEMPLATE)."""
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+        conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    store = open_store(pg_url(TEMPLATE_DB), pool_min=0, pool_max=1)
+    store.migrate()
+    store.close()
+    return TEMPLATE_DB
+
+
+def new_pg_database(template: str | None) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")
+        )
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty store of each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/remediator.db"
+        s = open_store(url)
+        s.migrate()
+        s.close()
+        yield url
+        return
+    template = request.getfixturevalue("pg_template")
+    name = new_pg_database(template)
+    yield pg_url(name)
+    drop_pg_database(name)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url, pool_min=1, pool_max=8)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_config(**over: Any) -> Config:
+    data: dict[str, Any] = {"data_dir": "/tmp/remediator-test-data"}
+    data.update(over)
+    return parse_config(data)
+
+
+@pytest.fixture
+def config() -> Config:
+    return make_config()
+
+
+TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture
+def client(store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A Flask test client on the store, with bearer auth configured."""
+    monkeypatch.setenv("REMEDIATOR_TEST_TOKEN", TOKEN)
+    cfg = make_config(auth={"bearer_token": "env:REMEDIATOR_TEST_TOKEN"})
+    app = create_app(cfg, store=store, clock=clock)
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    return c
