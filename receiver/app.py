@@ -77,7 +77,10 @@ def create_app(
 
     app = Flask(__name__)
     app.json = _JSON(app)
-    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    # One byte of slack lets the webhook tell "exactly the cap" from "over it" on chunked
+    # bodies, which werkzeug would otherwise cut silently at MAX_CONTENT_LENGTH.
+    app.config["REMEDIATOR_MAX_BODY"] = config.server.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes + 1
     app.extensions["remediator"] = Services(
         config=config,
         store=store,

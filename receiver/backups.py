@@ -27,12 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from receiver.adapters import AdapterFactory
-from receiver.adapters.postgres import PgTools, ToolResult
 from receiver.errors import PlaybookError
 from receiver.targets import BackupLocation, PostgresTarget, TargetsConfig
+
+if TYPE_CHECKING:
+    from receiver.adapters.postgres import PgTools, ToolResult
 
 BackupKind = Literal["scheduled", "manual", "safety"]
 BackupFormat = Literal["custom", "sql.gz"]
@@ -95,7 +97,9 @@ class BackupCheck:
         return {"name": self.name, "ok": self.ok, "problems": list(self.problems)}
 
 
-def resolve_location(targets: TargetsConfig, location: str) -> tuple[BackupLocation, PostgresTarget]:
+def resolve_location(
+    targets: TargetsConfig, location: str
+) -> tuple[BackupLocation, PostgresTarget]:
     """The allowlisted location and its PostgreSQL target (TargetNotAllowed otherwise)."""
     loc = targets.backup_location(location)
     target = targets.postgres_target(loc.postgres)
@@ -190,9 +194,7 @@ def verify_backup(
     loc, target = resolve_location(targets, location)
     problems: list[str] = []
     if backup.database != loc.database:
-        problems.append(
-            f"it is a dump of {backup.database!r}, not of {loc.database!r}"
-        )
+        problems.append(f"it is a dump of {backup.database!r}, not of {loc.database!r}")
     if backup.path.parent != loc.directory or not backup.path.is_file():
         problems.append("the dump file is missing")
         return BackupCheck(backup.name, False, problems)
@@ -202,8 +204,8 @@ def verify_backup(
     if digest != backup.sha256:
         problems.append("sha256 does not match the manifest")
     if not problems:
-        problems.extend(_content_problems(backup, (adapters or AdapterFactory()).pg_tools(target),
-                                          timeout_s))
+        tools = (adapters or AdapterFactory()).pg_tools(target)
+        problems.extend(_content_problems(backup, tools, timeout_s))
     return BackupCheck(backup.name, not problems, problems)
 
 

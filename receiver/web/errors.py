@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from receiver.errors import StoreError, StoreUnavailable
 
@@ -53,6 +53,10 @@ def register_error_handlers(app: Flask) -> None:
     def _store_error(exc: StoreError) -> Response:
         log.error("store_error", error=str(exc))
         return error_response(503, "store_error", "the store failed; retry")
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge) -> Response:
+        return error_response(413, "payload_too_large", "the body exceeds the configured cap")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

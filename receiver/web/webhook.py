@@ -60,10 +60,12 @@ def _receive(svc: Any) -> Response:
         )
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
-    cap = current_app.config["MAX_CONTENT_LENGTH"]
+    cap = current_app.config["REMEDIATOR_MAX_BODY"]
     if request.content_length is not None and request.content_length > cap:
         raise ApiError(413, "payload_too_large", f"the body exceeds {cap} bytes")
-    body = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH (413 past it)
+    body = request.get_data(cache=False)  # werkzeug stops reading at cap + 1
+    if len(body) > cap:
+        raise ApiError(413, "payload_too_large", f"the body exceeds {cap} bytes")
     if not body.strip():
         raise ApiError(400, "invalid_json", [{"loc": "(body)", "msg": "empty body"}])
     try:

@@ -1,0 +1,375 @@
+"""The PostgreSQL-as-target adapter: backends (pg_stat_activity), cancel/terminate, a verify
+query, and the client tools pg_dump / pg_restore / psql.
+
+SQL here is parameterized; the only text run as-is is an operator's ``verify_query`` from the
+targets allowlist. The tools run with an argv list (validated names and paths only), a timeout
+and a scrubbed environment: PATH plus the ``PG*`` variables derived from the target's DSN, so
+that the password travels in ``PGPASSWORD`` and never in argv.
+
+Errors: connection failures and timeouts raise :class:`AdapterError`; a refused statement or a
+failing tool raises :class:`PlaybookError`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess  # noqa: S404  # argv lists only, never a shell; see PgTools.run
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import psycopg
+import psycopg.conninfo
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from receiver.errors import AdapterError, PlaybookError
+from receiver.secrets import Secret
+
+APPLICATION_NAME = "remediator"
+BackendKind = Literal["client", "superuser", "replication", "autovacuum", "other"]
+
+_BACKENDS_SQL = """
+SELECT a.pid, a.datname, a.usename, coalesce(a.application_name, '') AS application_name,
+       coalesce(a.backend_type, '') AS backend_type, a.state, coalesce(a.query, '') AS query,
+       a.backend_start, a.query_start,
+       extract(epoch FROM clock_timestamp() - a.query_start)::float8 AS duration_s,
+       coalesce(r.rolsuper, false) AS superuser
+  FROM pg_stat_activity AS a
+  LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
+ WHERE a.pid <> pg_backend_pid()
+   AND a.state = 'active'
+   AND a.query_start IS NOT NULL
+   AND clock_timestamp() - a.query_start >= make_interval(secs => %(min_s)s)
+ ORDER BY a.query_start, a.pid
+"""
+
+# The backend is acted on only if it is still the same session running the same query.
+_SAME_QUERY = """
+  FROM pg_stat_activity
+ WHERE pid = %(pid)s AND backend_start = %(backend_start)s AND query_start = %(query_start)s
+   AND state = 'active'
+"""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One server process from pg_stat_activity."""
+
+    pid: int
+    datname: str | None
+    usename: str | None
+    application_name: str
+    backend_type: str
+    state: str | None
+    query: str
+    duration_s: float
+    superuser: bool
+    backend_start: datetime | None
+    query_start: datetime | None
+
+    @property
+    def kind(self) -> BackendKind:
+        if self.backend_type == "walsender":
+            return "replication"
+        if self.backend_type.startswith("autovacuum"):
+            return "autovacuum"
+        if self.backend_type != "client backend":
+            return "other"
+        return "superuser" if self.superuser else "client"
+
+
+class PostgresAdapter:
+    """One autocommit connection to a target; use it as a context manager."""
+
+    def __init__(
+        self,
+        dsn: Secret,
+        *,
+        dbname: str | None = None,
+        connect_timeout_s: int = 5,
+        statement_timeout_s: int = 30,
+    ) -> None:
+        self._dsn = dsn
+        self._dbname = dbname
+        self._connect_timeout_s = connect_timeout_s
+        self._statement_timeout_s = statement_timeout_s
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+
+    def __enter__(self) -> PostgresAdapter:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        if self._conn is not None:
+            return
+        extra: dict[str, Any] = {}
+        if self._dbname is not None:
+            extra["dbname"] = self._dbname
+        try:
+            self._conn = psycopg.connect(
+                self._dsn.reveal(),
+                autocommit=True,
+                connect_timeout=self._connect_timeout_s,
+                application_name=APPLICATION_NAME,
+                row_factory=dict_row,
+                **extra,
+            )
+        except psycopg.OperationalError as exc:
+            raise AdapterError(f"postgres unreachable ({self._dsn.ref}): {exc}") from exc
+        with self._errors("set statement_timeout"):
+            self._conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)",
+                (f"{self._statement_timeout_s}s",),
+            )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise AdapterError(f"postgres failed to {action}: {exc}") from exc
+        except psycopg.Error as exc:
+            raise PlaybookError(f"postgres refused to {action}: {exc}") from exc
+
+    def _cursor(self) -> psycopg.Cursor[dict[str, Any]]:
+        self.connect()
+        assert self._conn is not None  # noqa: S101  # connect() sets it or raises
+        return self._conn.cursor()
+
+    def own_pid(self) -> int:
+        with self._errors("read its own pid"), self._cursor() as cur:
+            row = cur.execute("SELECT pg_backend_pid() AS pid").fetchone()
+        assert row is not None  # noqa: S101  # the query always returns one row
+        return int(row["pid"])
+
+    def active_backends(self, min_duration_s: float) -> list[Backend]:
+        """Every other backend whose current query has run at least ``min_duration_s``."""
+        with self._errors("list backends"), self._cursor() as cur:
+            rows = cur.execute(_BACKENDS_SQL, {"min_s": min_duration_s}).fetchall()
+        return [Backend(**row) for row in rows]
+
+    def _same_query_call(self, function: str, backend: Backend) -> bool:
+        query = sql.SQL("SELECT {}(pid) AS done").format(sql.Identifier(function)) + sql.SQL(
+            _SAME_QUERY
+        )
+        params = {
+            "pid": backend.pid,
+            "backend_start": backend.backend_start,
+            "query_start": backend.query_start,
+        }
+        with self._errors(f"call {function}({backend.pid})"), self._cursor() as cur:
+            row = cur.execute(query, params).fetchone()
+        return bool(row and row["done"])
+
+    def cancel(self, backend: Backend) -> bool:
+        """pg_cancel_backend, only if the backend still runs the same query."""
+        return self._same_query_call("pg_cancel_backend", backend)
+
+    def terminate(self, backend: Backend) -> bool:
+        """pg_terminate_backend, only if the backend still runs the same query."""
+        return self._same_query_call("pg_terminate_backend", backend)
+
+    def still_running(self, backend: Backend) -> bool:
+        with self._errors(f"look at backend {backend.pid}"), self._cursor() as cur:
+            row = cur.execute(
+                sql.SQL("SELECT count(*) AS n") + sql.SQL(_SAME_QUERY),
+                {
+                    "pid": backend.pid,
+                    "backend_start": backend.backend_start,
+                    "query_start": backend.query_start,
+                },
+            ).fetchone()
+        return bool(row and row["n"])
+
+    def first_value(self, trusted_query: str) -> Any:
+        """First column of the first row of an operator-written query (None without rows)."""
+        with self._errors("run the verify query"), self._cursor() as cur:
+            # The text comes from the operator's targets allowlist, never from an alert.
+            cur.execute(sql.SQL(trusted_query))
+            row = cur.fetchone()
+        if not row:
+            return None
+        return next(iter(row.values()))
+
+
+# -- client tools ----------------------------------------------------------------------------
+
+Tool = Literal["pg_dump", "pg_restore", "psql"]
+
+_CONNINFO_ENV = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "dbname": "PGDATABASE",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "service": "PGSERVICE",
+    "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME",
+    "sslmode": "PGSSLMODE",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "requiressl": "PGREQUIRESSL",
+    "gssencmode": "PGGSSENCMODE",
+    "channel_binding": "PGCHANNELBINDING",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+}
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def stderr_tail(self, limit: int = 2000) -> str:
+        return self.stderr[-limit:]
+
+
+class PgTools:
+    """Runs pg_dump, pg_restore and psql against one target, without a shell."""
+
+    def __init__(self, dsn: Secret, *, bin_dir: Path | None = None) -> None:
+        self._dsn = dsn
+        self._bin_dir = bin_dir
+
+    def env(self, dbname: str | None) -> dict[str, str]:
+        """The whole environment a tool gets: PATH and the DSN as ``PG*`` variables."""
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(self._dsn.reveal())
+        except psycopg.ProgrammingError as exc:
+            raise PlaybookError(f"cannot parse the postgres DSN ({self._dsn.ref})") from exc
+        env = {"PATH": os.environ.get("PATH") or _DEFAULT_PATH, "PGCONNECT_TIMEOUT": "10"}
+        for key, value in params.items():
+            if value is None:
+                continue
+            name = _CONNINFO_ENV.get(key)
+            if name is None:
+                raise PlaybookError(
+                    f"DSN parameter {key!r} ({self._dsn.ref}) cannot be passed to the client tools"
+                )
+            env[name] = str(value)
+        if dbname is not None:
+            env["PGDATABASE"] = dbname
+        return env
+
+    def executable(self, tool: Tool) -> str:
+        if self._bin_dir is not None:
+            path = self._bin_dir / tool
+            if not path.is_file():
+                raise PlaybookError(f"{tool} not found in {self._bin_dir}")
+            return str(path)
+        found = shutil.which(tool, path=os.environ.get("PATH") or _DEFAULT_PATH)
+        if found is None:
+            raise PlaybookError(f"{tool} not found on PATH")
+        return found
+
+    def run(
+        self,
+        tool: Tool,
+        args: list[str],
+        *,
+        dbname: str | None,
+        timeout_s: float,
+        check: bool = True,
+    ) -> ToolResult:
+        """Run one tool with an argv list; a non-zero exit raises unless ``check`` is False."""
+        argv = [self.executable(tool), *args]
+        try:
+            # An argv list of validated names and paths, no shell, a timeout, a scrubbed env.
+            proc = subprocess.run(  # noqa: S603
+                argv,
+                env=self.env(dbname),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise AdapterError(f"{tool} timed out after {timeout_s}s") from exc
+        except OSError as exc:
+            raise PlaybookError(f"cannot run {tool}: {exc}") from exc
+        result = ToolResult(argv, proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            message = f"{tool} exited with {proc.returncode}: {result.stderr_tail(500).strip()}"
+            if "connection to server" in proc.stderr:
+                raise AdapterError(message)
+            raise PlaybookError(message)
+        return result
+
+    def version(self, tool: Tool) -> str:
+        return self.run(tool, ["--version"], dbname=None, timeout_s=30).stdout.strip()
+
+    def dump(
+        self, dbname: str, out: Path, *, fmt: Literal["custom", "plain"], timeout_s: float
+    ) -> None:
+        """pg_dump ``dbname`` into ``out`` (custom format, or plain SQL with DROP ... IF EXISTS)."""
+        args = ["--no-password", "--dbname", dbname, "--file", str(out)]
+        if fmt == "custom":
+            args += ["--format", "custom"]
+        else:
+            args += ["--format", "plain", "--clean", "--if-exists"]
+        self.run("pg_dump", args, dbname=dbname, timeout_s=timeout_s)
+
+    def list_archive(self, archive: Path, *, timeout_s: float) -> ToolResult:
+        """``pg_restore --list``: reads the archive's table of contents, connects to nothing."""
+        return self.run(
+            "pg_restore", ["--list", str(archive)], dbname=None, timeout_s=timeout_s, check=False
+        )
+
+    def restore_archive(self, dbname: str, archive: Path, *, timeout_s: float) -> ToolResult:
+        """pg_restore in one transaction, dropping existing objects first."""
+        args = [
+            "--no-password",
+            "--dbname",
+            dbname,
+            "--single-transaction",
+            "--exit-on-error",
+            "--clean",
+            "--if-exists",
+            str(archive),
+        ]
+        return self.run("pg_restore", args, dbname=dbname, timeout_s=timeout_s, check=False)
+
+    def run_sql_file(self, dbname: str, script: Path, *, timeout_s: float) -> ToolResult:
+        """psql a plain SQL file in one transaction, stopping at the first error."""
+        args = [
+            "--no-password",
+            "--no-psqlrc",
+            "--quiet",
+            "--dbname",
+            dbname,
+            "--single-transaction",
+            "--set",
+            "ON_ERROR_STOP=1",
+            "--file",
+            str(script),
+        ]
+        return self.run("psql", args, dbname=dbname, timeout_s=timeout_s, check=False)

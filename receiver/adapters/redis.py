@@ -1,0 +1,142 @@
+"""The Redis adapter: count and unlink keys by pattern (SCAN + UNLINK), FLUSHDB, FLUSHALL.
+
+One adapter talks to one logical db, whatever db the target's URL names. Errors: connection
+failures and timeouts raise :class:`AdapterError`; a refused command (e.g. a renamed FLUSHALL)
+raises :class:`PlaybookError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import redis
+import redis.exceptions
+
+from receiver.errors import AdapterError, PlaybookError
+from receiver.secrets import Secret
+
+
+@dataclass(frozen=True)
+class UnlinkResult:
+    """How many keys SCAN matched and UNLINK removed, and whether ``max_keys`` stopped it."""
+
+    matched: int
+    unlinked: int
+    batches: int
+    truncated: bool
+
+
+class RedisAdapter:
+    """A narrow client for one Redis db; use it as a context manager."""
+
+    def __init__(self, url: Secret, *, db: int, socket_timeout_s: float = 5) -> None:
+        self._url = url
+        self._db = db
+        self._timeout = socket_timeout_s
+        self._client: redis.Redis | None = None
+
+    @property
+    def db(self) -> int:
+        return self._db
+
+    def __enter__(self) -> RedisAdapter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _redis(self) -> redis.Redis:
+        if self._client is None:
+            try:
+                pool = redis.ConnectionPool.from_url(
+                    self._url.reveal(),
+                    socket_timeout=self._timeout,
+                    socket_connect_timeout=self._timeout,
+                )
+            except ValueError as exc:
+                raise PlaybookError(f"invalid redis URL ({self._url.ref})") from exc
+            # A db in the URL would win over a keyword argument, so set it on the pool.
+            pool.connection_kwargs["db"] = self._db
+            self._client = redis.Redis(connection_pool=pool)
+        return self._client
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise AdapterError(f"redis unreachable ({self._url.ref}) to {action}: {exc}") from exc
+        except redis.exceptions.RedisError as exc:
+            raise PlaybookError(f"redis refused to {action}: {exc}") from exc
+
+    def ping(self) -> None:
+        with self._errors("ping"):
+            self._redis().ping()
+
+    def dbsize(self) -> int:
+        with self._errors("count keys"):
+            return int(self._call("DBSIZE"))
+
+    def keyspace_sizes(self) -> dict[int, int]:
+        """Keys per db across the whole server (from INFO keyspace)."""
+        with self._errors("read INFO keyspace"):
+            info: dict[str, Any] = self._redis().info("keyspace")
+        sizes = {}
+        for name, stats in info.items():
+            if name.startswith("db") and name[2:].isdigit() and isinstance(stats, dict):
+                sizes[int(name[2:])] = int(stats.get("keys", 0))
+        return sizes
+
+    def count_matching(self, pattern: str, *, batch: int, limit: int) -> tuple[int, bool]:
+        """Keys matching ``pattern`` seen by a SCAN, stopping at ``limit``: (count, truncated)."""
+        count = 0
+        with self._errors(f"scan for {pattern!r}"):
+            for _ in self._redis().scan_iter(match=pattern, count=batch):
+                count += 1
+                if count >= limit:
+                    return count, True
+        return count, False
+
+    def unlink_matching(self, pattern: str, *, batch: int, max_keys: int) -> UnlinkResult:
+        """SCAN for ``pattern`` and UNLINK what it finds, ``batch`` keys at a time."""
+        client = self._redis()
+        matched = unlinked = batches = 0
+        cursor = 0
+        with self._errors(f"unlink keys matching {pattern!r}"):
+            while True:
+                cursor, keys = client.scan(cursor=cursor, match=pattern, count=batch)
+                taken = keys[: max_keys - matched]
+                if taken:
+                    matched += len(taken)
+                    unlinked += int(client.unlink(*taken))
+                    batches += 1
+                if matched >= max_keys:
+                    left = cursor != 0 or len(taken) < len(keys)
+                    return UnlinkResult(matched, unlinked, batches, truncated=left)
+                if cursor == 0:
+                    return UnlinkResult(matched, unlinked, batches, truncated=False)
+
+    def _call(self, *command: str) -> Any:
+        return self._redis().execute_command(*command)
+
+    def flushdb(self) -> None:
+        with self._errors(f"FLUSHDB db {self._db}"):
+            self._call("FLUSHDB")
+
+    def flushall(self) -> None:
+        with self._errors("FLUSHALL"):
+            self._call("FLUSHALL")
