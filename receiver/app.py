@@ -94,5 +94,7 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     if insecure_no_auth and not config.auth.configured:
-        log.warning("insecure_no_auth", detail="the webhook and API accept unauthenticated requests")
+        log.warning(
+            "insecure_no_auth", detail="the webhook and API accept unauthenticated requests"
+        )
     return app

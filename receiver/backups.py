@@ -107,9 +107,7 @@ def resolve_location(
     return loc, target
 
 
-def backup_path(
-    loc: BackupLocation, *, kind: BackupKind, fmt: BackupFormat, now: datetime
-) -> Path:
+def backup_path(loc: BackupLocation, *, kind: BackupKind, fmt: BackupFormat, now: datetime) -> Path:
     """Where a new dump taken at ``now`` goes (a free name; nothing is created)."""
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     stem = f"{loc.database}-{stamp}-{kind}"

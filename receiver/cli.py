@@ -184,7 +184,9 @@ def simulate(config_path: str, payload: Any, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"incident key: {report['incident_key']}")
-    click.echo(f"severity:     {severity.value} ({reason}); acknowledge within {report['ack_due_in']}")
+    click.echo(
+        f"severity:     {severity.value} ({reason}); acknowledge within {report['ack_due_in']}"
+    )
     for a in report["alerts"]:
         click.echo(f"- {a['alertname'] or '?'} [{a['fingerprint']}] {a['status']} -> "
                    f"{a['severity']} ({a['severity_reason']})")

@@ -95,12 +95,14 @@ class IncidentsConfig(_Section):
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WORKWEEK: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 
 
 class BusinessHours(_Section):
     timezone: str = "UTC"
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(_WORKWEEK), min_length=1
     )
     start: str = "09:00"
     end: str = "17:00"

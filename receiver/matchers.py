@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _MATCHER = re.compile(r'^\s*([^\s=!~{}"]+)\s*(=~|!~|!=|=)\s*(.*?)\s*$', re.DOTALL)

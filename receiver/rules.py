@@ -7,9 +7,9 @@ substituted values are then validated by the playbook's Params model and the all
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator

@@ -12,10 +12,10 @@ from receiver.config import Config
 def _child_exit(_server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    multiprocess.mark_process_dead(worker.pid)
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):
     def __init__(self, config: Config, options: dict[str, Any], insecure_no_auth: bool) -> None:
         self._config = config
         self._options = options

@@ -26,9 +26,7 @@ from receiver.secrets import SecretRef
 # Names are ASCII, start with a letter or digit, and are length-bounded, so that neither shell
 # metacharacters, path separators nor huge values can pass.
 ContainerName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")]
-ContainerPattern = Annotated[
-    str, StringConstraints(pattern=r"^[a-zA-Z0-9_.*?\[\]!-]{1,128}$")
-]
+ContainerPattern = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_.*?\[\]!-]{1,128}$")]
 TargetName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")]
 ServiceName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")]
 ComposeProject = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
@@ -38,9 +36,7 @@ LabelKey = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_./-
 # Label values are only ever compared and passed to the Docker API as filters, never to a
 # shell; they are bounded and may not hold control characters.
 LabelValue = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{0,256}$")]
-NameOrWildcard = Annotated[
-    str, StringConstraints(pattern=r"^(\*|[a-zA-Z_][a-zA-Z0-9_-]{0,62})$")
-]
+NameOrWildcard = Annotated[str, StringConstraints(pattern=r"^(\*|[a-zA-Z_][a-zA-Z0-9_-]{0,62})$")]
 LabelSelector = Annotated[dict[LabelKey, LabelValue], Field(min_length=1, max_length=8)]
 
 WILDCARD = "*"

@@ -25,6 +25,7 @@ import psycopg
 import psycopg.errors
 import psycopg_pool
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from receiver.errors import StoreError, StoreUnavailable
 
@@ -189,20 +190,20 @@ class _PgTx(Tx):
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         if params:
-            self.conn.execute(_to_pyformat(sql), params)  # type: ignore[arg-type]
+            self.conn.execute(_to_pyformat(sql), params)
         else:
             self.conn.execute(sql.encode())
 
     def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         cur = self.conn.cursor(row_factory=dict_row)
         if params:
-            cur.execute(_to_pyformat(sql), params)  # type: ignore[arg-type]
+            cur.execute(_to_pyformat(sql), params)
         else:
             cur.execute(sql.encode())
         return [_decode_row(r, False) for r in cur.fetchall()]
 
     def json(self, value: Any) -> Any:
-        return psycopg.types.json.Jsonb(value)
+        return Jsonb(value)
 
 
 _UNAVAILABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.InterfaceError)

@@ -15,7 +15,8 @@ INCIDENT_COLUMNS = (
 
 
 def list_incidents(tx: Tx, f: IncidentFilter) -> list[Row]:
-    where, params = [], {}  # type: ignore[var-annotated]
+    where: list[str] = []
+    params: dict[str, Any] = {}
     if f.state:
         marks = ", ".join(f":st{i}" for i in range(len(f.state)))
         where.append(f"state IN ({marks})")
@@ -44,10 +45,13 @@ def _alert_counts(tx: Tx, ids: list[int]) -> dict[int, tuple[int, int]]:
     if not ids:
         return {}
     marks = ", ".join(f":i{n}" for n in range(len(ids)))
-    rows = tx.fetchall(
+    sql = (
         "SELECT incident_id, SUM(CASE WHEN status = 'firing' THEN 1 ELSE 0 END) AS firing,"
         f" COUNT(*) AS total FROM alerts WHERE incident_id IN ({marks})"  # noqa: S608 - placeholders only
-        " GROUP BY incident_id",
+        " GROUP BY incident_id"
+    )
+    rows = tx.fetchall(
+        sql,
         {f"i{n}": v for n, v in enumerate(ids)},
     )
     return {r["incident_id"]: (int(r["firing"]), int(r["total"])) for r in rows}

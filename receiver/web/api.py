@@ -81,7 +81,7 @@ def list_incidents() -> Response:
     rows = services().store.list_incidents(f)
     body: dict[str, Any] = {"incidents": rows}
     if len(rows) == f.limit:
-        args = request.args.to_dict(flat=False)
+        args: dict[str, Any] = request.args.to_dict(flat=False)
         args["before"] = [str(rows[-1]["id"])]
         body["next"] = url_for(".list_incidents", **args)
     return jsonify(body)
