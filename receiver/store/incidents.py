@@ -45,9 +45,9 @@ def _alert_counts(tx: Tx, ids: list[int]) -> dict[int, tuple[int, int]]:
     if not ids:
         return {}
     marks = ", ".join(f":i{n}" for n in range(len(ids)))
-    sql = (
+    sql = (  # noqa: S608 - placeholders only
         "SELECT incident_id, SUM(CASE WHEN status = 'firing' THEN 1 ELSE 0 END) AS firing,"
-        f" COUNT(*) AS total FROM alerts WHERE incident_id IN ({marks})"  # noqa: S608 - placeholders only
+        f" COUNT(*) AS total FROM alerts WHERE incident_id IN ({marks})"
         " GROUP BY incident_id"
     )
     rows = tx.fetchall(
