@@ -171,7 +171,7 @@ def simulate(config_path: str, payload: Any, as_json: bool) -> None:
                         "playbook": m.playbook,
                         "params": m.params,
                         "error": m.error,
-                        "requires_approval": m.requires_approval,
+                        "approval": m.approval,
                     }
                     for m in matches
                     if m.alert_fingerprint == r.fingerprint
@@ -192,7 +192,8 @@ def simulate(config_path: str, payload: Any, as_json: bool) -> None:
                    f"{a['severity']} ({a['severity_reason']})")
         for m in a["rules"]:
             what = f"error: {m['error']}" if m["error"] else json.dumps(m["params"])
-            gate = "approval required" if m["requires_approval"] else "auto"
+            gate = {"required": "approval required", "auto": "automatic",
+                    "risk": "approval if high risk"}[m["approval"]]
             click.echo(f"    rule {m['rule']} -> {m['playbook']} ({gate}) {what}")
         if not a["rules"]:
             click.echo("    no remediation rule matches")

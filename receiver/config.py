@@ -6,8 +6,9 @@ A bad file is refused at start with the path to each bad field
 
 from __future__ import annotations
 
+import fnmatch
 import re
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from receiver.durations import Duration
 from receiver.errors import ConfigError
-from receiver.rules import RemediationRule
+from receiver.rules import RateBudget, RemediationRule
 from receiver.secrets import SecretRef
 from receiver.severity import Severity, SeverityConfig
 from receiver.targets import TargetsConfig
@@ -160,6 +161,83 @@ class SlaConfig(_Section):
         return value
 
 
+class MaintenanceWindow(_Section):
+    """A time range during which matching actions are blocked: one-off (``start_at`` and
+    ``end_at``) or recurring (``days`` with ``start``/``end`` local times, which may wrap
+    past midnight). Empty ``rules``/``targets`` mean every rule/target."""
+
+    name: str = Field(min_length=1, max_length=100)
+    timezone: str = "UTC"
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    days: list[Weekday] = Field(default_factory=list)
+    start: str | None = None
+    end: str | None = None
+    rules: list[str] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=list, description="fnmatch patterns")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return BusinessHours._tz(value)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str | None) -> str | None:
+        return BusinessHours._hhmm(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _shape(self) -> MaintenanceWindow:
+        one_off = self.start_at is not None or self.end_at is not None
+        recurring = bool(self.days) or self.start is not None or self.end is not None
+        if one_off == recurring:
+            raise ValueError("give either start_at/end_at or days/start/end")
+        if one_off:
+            if self.start_at is None or self.end_at is None:
+                raise ValueError("a one-off window needs start_at and end_at")
+            if self.start_at.tzinfo is None or self.end_at.tzinfo is None:
+                raise ValueError("start_at/end_at need a time zone offset")
+            if self.end_at <= self.start_at:
+                raise ValueError("end_at must be after start_at")
+        elif not (self.days and self.start and self.end) or self.start == self.end:
+            raise ValueError("a recurring window needs days, start and end (start != end)")
+        return self
+
+    def active(self, now: datetime) -> bool:
+        if self.start_at is not None and self.end_at is not None:
+            return self.start_at <= now < self.end_at
+        assert self.start is not None and self.end is not None  # noqa: S101 - validated
+        local = now.astimezone(ZoneInfo(self.timezone))
+        start, end = time.fromisoformat(self.start), time.fromisoformat(self.end)
+        t, day = local.time(), _DAYS[local.weekday()]
+        if start < end:
+            return day in self.days and start <= t < end
+        # wraps midnight: the window belongs to the day it starts on
+        yesterday = _DAYS[(local.weekday() - 1) % 7]
+        return (day in self.days and t >= start) or (yesterday in self.days and t < end)
+
+    def covers(self, rule: str, targets: list[str]) -> bool:
+        if self.rules and rule not in self.rules:
+            return False
+        if not self.targets:
+            return True
+        return any(fnmatch.fnmatchcase(t, p) for t in targets for p in self.targets)
+
+
+class RemediationConfig(_Section):
+    enabled: bool = True
+    dry_run: bool = Field(default=False, description="shadow mode: record plans, touch nothing")
+    lease: Duration = timedelta(seconds=60)
+    poll_interval: Duration = timedelta(seconds=2)
+    rate_budget: RateBudget | None = Field(
+        default_factory=lambda: RateBudget(max=30, per=timedelta(hours=1))
+    )
+    max_targets_per_window: int | None = Field(default=50, ge=1)
+    targets_window: Duration = timedelta(hours=1)
+    maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
+    max_chain_depth: int = Field(default=3, ge=0, le=10)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -173,18 +251,22 @@ class Config(_Section):
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     severity: SeverityConfig = Field(default_factory=SeverityConfig)
     sla: SlaConfig = Field(default_factory=SlaConfig)
+    remediation: RemediationConfig = Field(default_factory=RemediationConfig)
     rules: list[RemediationRule] = Field(default_factory=list)
     targets: TargetsConfig = Field(default_factory=TargetsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
-    def _unique_rule_names(self) -> Config:
+    def _rule_names(self) -> Config:
         seen: set[str] = set()
         for rule in self.rules:
             if rule.name in seen:
                 raise ValueError(f"duplicate rule name {rule.name!r}")
             seen.add(rule.name)
         return self
+
+    def rule(self, name: str) -> RemediationRule | None:
+        return next((r for r in self.rules if r.name == name), None)
 
     def store_url(self) -> str:
         """The store URL with a relative SQLite path placed under ``data_dir``."""
@@ -233,17 +315,23 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
 
 
 def _check_rule_playbooks(config: Config, source: str) -> None:
-    """Each rule must name a known playbook."""
+    """Each rule must name a known playbook, and a next_rule must name another rule."""
     if not config.rules:
         return
     from playbooks import load_registry  # deferred: playbooks import adapters
 
     registry = load_registry()
+    names = {r.name for r in config.rules}
     problems: list[tuple[str, str]] = []
     for i, rule in enumerate(config.rules):
         if rule.playbook not in registry:
             known = ", ".join(sorted(registry))
             problems.append((f"rules[{i}].playbook", f"unknown playbook; known: {known}"))
+        nxt = rule.on_failure.next_rule
+        if rule.on_failure.action == "next" and (nxt not in names or nxt == rule.name):
+            problems.append(
+                (f"rules[{i}].on_failure.next_rule", f"must name another rule (got {nxt!r})")
+            )
     if problems:
         raise ConfigError(source, problems)
 

@@ -53,7 +53,7 @@ class RuleMatch:
     alert_fingerprint: str
     params: dict[str, Any] | None
     error: str | None
-    requires_approval: bool
+    approval: str
 
 
 class Intake:
@@ -115,7 +115,7 @@ class Intake:
                         a.fingerprint,
                         params,
                         error,
-                        rule.approval.required_for(severity),
+                        rule.approval.mode_for(severity),
                     )
                 )
         return out
@@ -137,7 +137,6 @@ class Intake:
                     params=m.params,
                     fingerprint=alert.fingerprint if scoped else None,
                     starts_at=alert.starts_at if scoped else None,
-                    requires_approval=m.requires_approval,
                 )
             )
         return IngestBatch(

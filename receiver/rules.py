@@ -65,17 +65,102 @@ def _walk_strings(value: Any) -> Iterable[str]:
             yield from _walk_strings(v)
 
 
+ApprovalMode = Literal["risk", "auto", "required"]
+
+
 class ApprovalPolicy(BaseModel):
+    """``risk`` (the default): approval when the playbook call is high risk."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["auto", "required"] = "auto"
-    per_severity: dict[Severity, Literal["auto", "required"]] = Field(default_factory=dict)
+    mode: ApprovalMode = "risk"
+    per_severity: dict[Severity, ApprovalMode] = Field(default_factory=dict)
     approvers: int = Field(default=1, ge=1, le=5)
     groups: list[str] = Field(default_factory=list)
     expires: Duration = timedelta(minutes=30)
 
-    def required_for(self, severity: Severity) -> bool:
-        return self.per_severity.get(severity, self.mode) == "required"
+    def mode_for(self, severity: Severity) -> ApprovalMode:
+        return self.per_severity.get(severity, self.mode)
+
+    def required_for(self, severity: Severity, *, high_risk: bool = False) -> bool:
+        mode = self.mode_for(severity)
+        return mode == "required" or (mode == "risk" and high_risk)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RateBudget(_Strict):
+    max: int = Field(ge=1, le=100000)
+    per: Duration
+
+
+class CircuitBreaker(_Strict):
+    failures: int = Field(default=3, ge=1, le=1000)
+    window: Duration = timedelta(hours=1)
+
+
+class BlastRadius(_Strict):
+    max_targets_per_job: int = Field(default=5, ge=1, le=10000)
+    max_targets_per_window: int | None = Field(default=None, ge=1, le=100000)
+    window: Duration = timedelta(hours=1)
+
+
+class Guards(_Strict):
+    cooldown: Duration = timedelta(minutes=10)
+    rate: RateBudget | None = None
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    blast_radius: BlastRadius = Field(default_factory=BlastRadius)
+    dry_run: bool = False
+
+
+class HttpCheck(_Strict):
+    url: str = Field(pattern=r"^https?://", max_length=2048)
+    expect_status: int = Field(default=200, ge=100, le=599)
+    within: Duration = timedelta(seconds=60)
+    interval: Duration = timedelta(seconds=2)
+    timeout: Duration = timedelta(seconds=5)
+
+    @field_validator("url")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        check_template(value)
+        return value
+
+
+class PromQLCheck(_Strict):
+    url: str = Field(pattern=r"^https?://", max_length=2048, description="Prometheus base URL")
+    query: str = Field(min_length=1, max_length=4096)
+    expect: Literal["empty", "non_empty", "below", "above"] = "empty"
+    threshold: float | None = None
+    within: Duration = timedelta(minutes=2)
+    interval: Duration = timedelta(seconds=5)
+    timeout: Duration = timedelta(seconds=5)
+
+    @field_validator("query")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        check_template(value)
+        return value
+
+
+class ResolvedCheck(_Strict):
+    within: Duration = timedelta(minutes=5)
+    interval: Duration = timedelta(seconds=2)
+
+
+class Verification(_Strict):
+    http: HttpCheck | None = None
+    promql: PromQLCheck | None = None
+    alert_resolved: ResolvedCheck | None = None
+
+
+class OnFailure(_Strict):
+    action: Literal["escalate", "retry", "next"] = "escalate"
+    retries: int = Field(default=2, ge=0, le=20)
+    backoff: Duration = timedelta(seconds=30)
+    next_rule: str | None = None
 
 
 class RemediationRule(MatchSpec):
@@ -86,6 +171,12 @@ class RemediationRule(MatchSpec):
     params: dict[str, Any] = Field(default_factory=dict)
     scope: Literal["alert", "incident"] = "alert"
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    guards: Guards = Field(default_factory=Guards)
+    verify: Verification = Field(default_factory=Verification)
+    on_failure: OnFailure = Field(default_factory=OnFailure)
+    chain_only: bool = Field(
+        default=False, description="only runs as another rule's on_failure next_rule"
+    )
     enabled: bool = True
 
     @field_validator("params")
@@ -112,7 +203,7 @@ class RuleSet:
         return [
             RuleHit(rule, i)
             for i, (match, rule) in enumerate(self._rules)
-            if rule.enabled and match(labels)
+            if rule.enabled and not rule.chain_only and match(labels)
         ]
 
     def __bool__(self) -> bool:

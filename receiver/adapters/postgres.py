@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess  # noqa: S404  # argv lists only, never a shell; see PgTools.run
+import subprocess  # argv lists only, never a shell: see PgTools.run
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,9 +113,9 @@ class PostgresAdapter:
     ) -> None:
         self.close()
 
-    def connect(self) -> None:
+    def connect(self) -> psycopg.Connection[dict[str, Any]]:
         if self._conn is not None:
-            return
+            return self._conn
         extra: dict[str, Any] = {}
         if self._dbname is not None:
             extra["dbname"] = self._dbname
@@ -135,6 +135,7 @@ class PostgresAdapter:
                 "SELECT set_config('statement_timeout', %s, false)",
                 (f"{self._statement_timeout_s}s",),
             )
+        return self._conn
 
     def close(self) -> None:
         if self._conn is not None:
@@ -151,14 +152,13 @@ class PostgresAdapter:
             raise PlaybookError(f"postgres refused to {action}: {exc}") from exc
 
     def _cursor(self) -> psycopg.Cursor[dict[str, Any]]:
-        self.connect()
-        assert self._conn is not None  # noqa: S101  # connect() sets it or raises
-        return self._conn.cursor()
+        return self.connect().cursor()
 
     def own_pid(self) -> int:
         with self._errors("read its own pid"), self._cursor() as cur:
             row = cur.execute("SELECT pg_backend_pid() AS pid").fetchone()
-        assert row is not None  # noqa: S101  # the query always returns one row
+        if row is None:
+            raise PlaybookError("postgres returned no row for pg_backend_pid()")
         return int(row["pid"])
 
     def active_backends(self, min_duration_s: float) -> list[Backend]:

@@ -217,6 +217,7 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 3.0):
         self.timeout = timeout
+        self.url = url
         self.pool = psycopg_pool.ConnectionPool(
             url,
             min_size=min_size,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from receiver.incidents import can_transition
+from receiver.store import events
 from receiver.store.db import Row, Tx
 from receiver.store.records import IncidentFilter
 
@@ -78,3 +81,58 @@ def get_incident(tx: Tx, incident_id: int) -> dict[str, Any] | None:
         {"id": incident_id},
     )
     return row
+
+
+_STAMP = {
+    "acknowledged": "acknowledged_at",
+    "mitigated": "mitigated_at",
+    "resolved": "resolved_at",
+    "closed": "closed_at",
+}
+
+
+def transition(
+    tx: Tx,
+    incident_id: int,
+    to: str,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str = "",
+    origin: dict[str, Any] | None = None,
+    job_id: int | None = None,
+    only_from: frozenset[str] | None = None,
+) -> bool:
+    """Move an incident along the transition table; False if it is not allowed now.
+
+    A move to the state it is already in is a no-op (False, nothing written). With
+    ``only_from``, the move is made only from those states (e.g. the engine marks an
+    incident ``mitigated`` only while it is still active).
+    """
+    row = tx.fetchone("SELECT state, key FROM incidents WHERE id = :id", {"id": incident_id})
+    if row is None:
+        return False
+    current = row["state"]
+    if current == to or not can_transition(current, to):
+        return False
+    if only_from is not None and current not in only_from:
+        return False
+    sets = ["state = :to", "updated_at = :now"]
+    if to in _STAMP:
+        sets.append(f"{_STAMP[to]} = COALESCE({_STAMP[to]}, :now)")
+    if to in ("resolved", "closed", "false_alarm"):
+        sets.append("open_key = NULL")
+    elif current in ("resolved",):
+        sets += ["open_key = key", "resolved_at = NULL"]
+    changed = tx.fetchone(
+        f"UPDATE incidents SET {', '.join(sets)} WHERE id = :id AND state = :cur RETURNING id",  # noqa: S608 - fixed fragments
+        {"id": incident_id, "to": to, "now": now, "cur": current},
+    )
+    if changed is None:
+        return False
+    events.record(
+        tx, incident_id=incident_id, at=now, kind="state_changed", actor=actor,
+        message=f"{current} -> {to}" + (f": {reason}" if reason else ""),
+        detail={"from": current, "to": to, "reason": reason}, job_id=job_id, origin=origin,
+    )
+    return True

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from receiver.severity import Severity
+from receiver.store import events
 from receiver.store.db import Row, Tx
 from receiver.store.records import AlertRecord, IngestBatch, IngestResult
 
@@ -93,6 +94,8 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
 
     if batch.jobs and incident_id is not None:
         result.jobs_enqueued = _enqueue_jobs(tx, batch, incident_id, now)
+        if result.jobs_enqueued and tx.dialect == "postgres":
+            tx.execute("SELECT pg_notify('remediator_jobs', '')")  # delivered at commit
     return result
 
 
@@ -327,13 +330,10 @@ def _event(
     actor: str,
     message: str,
     detail: dict[str, Any],
+    job_id: int | None = None,
 ) -> None:
-    tx.execute(
-        "INSERT INTO incident_events (incident_id, at, kind, actor, message, detail)"
-        " VALUES (:inc, :at, :kind, :actor, :msg, :detail)",
-        {"inc": incident_id, "at": at, "kind": kind, "actor": actor, "msg": message,
-         "detail": tx.json(detail)},
-    )
+    events.record(tx, incident_id=incident_id, at=at, kind=kind, actor=actor, message=message,
+                  detail=detail, job_id=job_id)
 
 
 def _enqueue_jobs(tx: Tx, batch: IngestBatch, incident_id: int, now: datetime) -> int:
@@ -354,18 +354,19 @@ def _enqueue_jobs(tx: Tx, batch: IngestBatch, incident_id: int, now: datetime) -
         row = tx.fetchone(
             """
             INSERT INTO jobs (incident_id, alert_id, rule, playbook, dedupe_key, params, state,
-                              created_at, updated_at)
-            VALUES (:inc, :alert, :rule, :playbook, :dedupe, :params, :state, :now, :now)
+                              severity, created_at, updated_at)
+            VALUES (:inc, :alert, :rule, :playbook, :dedupe, :params, 'queued', :sev,
+                    :now, :now)
             ON CONFLICT (rule, dedupe_key) DO NOTHING
             RETURNING id
             """,
             {"inc": incident_id, "alert": alert_id, "rule": job.rule, "playbook": job.playbook,
              "dedupe": dedupe, "params": tx.json(job.params),
-             "state": "awaiting_approval" if job.requires_approval else "queued", "now": now},
+             "sev": batch.incident.severity.value, "now": now},
         )
         if row is not None:
             count += 1
             _event(tx, incident_id, now, "job_enqueued", "system",
                    f"job #{row['id']} queued: rule {job.rule} -> {job.playbook}",
-                   {"job_id": row["id"], "rule": job.rule, "playbook": job.playbook})
+                   {"rule": job.rule, "playbook": job.playbook}, job_id=row["id"])
     return count

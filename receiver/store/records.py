@@ -45,7 +45,6 @@ class JobDraft:
     params: dict[str, Any]
     fingerprint: str | None
     starts_at: datetime | None
-    requires_approval: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""Timeline events, each written with its audit entry in the caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from receiver.store import audit
+from receiver.store.db import Tx
+
+# Timeline kinds that are state changes or decisions, and so also go to the audit log.
+AUDITED = frozenset(
+    {
+        "opened", "reopened", "resolved", "severity_changed", "state_changed",
+        "job_enqueued", "job_claimed", "job_blocked", "job_refused", "job_awaiting_approval",
+        "job_approved", "job_denied", "job_expired", "job_started", "job_succeeded",
+        "job_failed", "job_dry_run", "job_interrupted", "job_requeued", "job_escalated",
+        "job_retry_scheduled", "verification_passed", "verification_failed",
+        "circuit_opened", "escalated", "acknowledged", "assigned", "note",
+    }
+)
+
+
+def record(
+    tx: Tx,
+    *,
+    incident_id: int,
+    at: datetime,
+    kind: str,
+    actor: str,
+    message: str,
+    detail: dict[str, Any] | None = None,
+    job_id: int | None = None,
+    origin: dict[str, Any] | None = None,
+) -> None:
+    detail = detail or {}
+    tx.execute(
+        "INSERT INTO incident_events (incident_id, at, kind, actor, message, detail, job_id)"
+        " VALUES (:inc, :at, :kind, :actor, :msg, :detail, :job)",
+        {"inc": incident_id, "at": at, "kind": kind, "actor": actor, "msg": message,
+         "detail": tx.json(detail), "job": job_id},
+    )
+    if kind in AUDITED:
+        subject = f"job:{job_id}" if job_id is not None else f"incident:{incident_id}"
+        audit.append(
+            tx,
+            at=at,
+            actor=actor,
+            action=f"{'job' if job_id is not None else 'incident'}.{kind.removeprefix('job_')}",
+            subject=subject,
+            incident_id=incident_id,
+            details={"message": message, **detail},
+            origin=origin,
+        )

@@ -1,0 +1,259 @@
+"""Remediation jobs: claim with a lease, conditional state changes, target locks, counters.
+
+Every state change is ``UPDATE ... WHERE state IN (<allowed from>) RETURNING``: two workers
+(or a worker and a human) racing on one job cannot both win.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from receiver.store.db import Row, Tx
+
+JOB_COLUMNS = (
+    "id, incident_id, alert_id, rule, playbook, dedupe_key, params, state, severity, attempts,"
+    " max_attempts, lease_owner, lease_expires_at, not_before, started_at, finished_at,"
+    " approved_at, idempotent, risk, targets, plan, result, reason, parent_job_id, chain_depth,"
+    " created_at, updated_at"
+)
+
+# The job state table: state -> states it may move to.
+JOB_TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running"}),
+    "running": frozenset(
+        {"succeeded", "failed", "blocked", "refused", "awaiting_approval", "dry_run",
+         "queued", "interrupted", "escalated"}
+    ),
+    "awaiting_approval": frozenset({"queued", "denied", "expired"}),
+    "interrupted": frozenset({"queued", "escalated"}),
+    "failed": frozenset(),
+    "succeeded": frozenset(),
+    "blocked": frozenset(),
+    "refused": frozenset(),
+    "denied": frozenset(),
+    "expired": frozenset(),
+    "dry_run": frozenset(),
+    "escalated": frozenset(),
+}
+FINAL = frozenset(s for s, nxt in JOB_TRANSITIONS.items() if not nxt)
+
+
+def _sources(target: str) -> list[str]:
+    return [s for s, nxt in JOB_TRANSITIONS.items() if target in nxt]
+
+
+def get(tx: Tx, job_id: int) -> Row | None:
+    return tx.fetchone(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :id", {"id": job_id})  # noqa: S608 - constant columns
+
+
+def claim(tx: Tx, *, worker: str, now: datetime, lease: timedelta) -> Row | None:
+    """Take the oldest runnable job and lease it to ``worker``."""
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+    pick = tx.fetchone(
+        "SELECT id FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= :now)"
+        f" ORDER BY id LIMIT 1{lock}",
+        {"now": now},
+    )
+    if pick is None:
+        return None
+    return tx.fetchone(
+        f"""UPDATE jobs SET state = 'running', lease_owner = :worker, lease_expires_at = :until,
+                   attempts = attempts + 1, started_at = COALESCE(started_at, :now),
+                   updated_at = :now
+             WHERE id = :id AND state = 'queued' RETURNING {JOB_COLUMNS}""",  # noqa: S608 - constant columns
+        {"id": pick["id"], "worker": worker, "until": now + lease, "now": now},
+    )
+
+
+def move(
+    tx: Tx, job_id: int, to: str, *, now: datetime, owner: str | None = None, **fields: Any
+) -> Row | None:
+    """Move a job to ``to`` if the state table allows it from its current state.
+
+    With ``owner``, only the worker holding the lease may move it. Extra ``fields`` are set
+    too (JSON fields given as Python values). Returns the updated row, or None if another
+    actor got there first.
+    """
+    sets = ["state = :to", "updated_at = :now"]
+    params: dict[str, Any] = {"id": job_id, "to": to, "now": now}
+    for name, value in fields.items():
+        sets.append(f"{name} = :f_{name}")
+        params[f"f_{name}"] = tx.json(value) if name in {"plan", "result", "targets"} else value
+    if to in FINAL or to in ("awaiting_approval", "queued", "interrupted"):
+        sets += ["lease_owner = NULL", "lease_expires_at = NULL"]
+    if to in FINAL:
+        sets.append("finished_at = :now")
+    sources = _sources(to)
+    marks = ", ".join(f":s{i}" for i in range(len(sources)))
+    params.update({f"s{i}": s for i, s in enumerate(sources)})
+    owner_clause = ""
+    if owner is not None:
+        owner_clause = " AND lease_owner = :owner"
+        params["owner"] = owner
+    return tx.fetchone(
+        f"UPDATE jobs SET {', '.join(sets)} WHERE id = :id AND state IN ({marks}){owner_clause}"  # noqa: S608 - fixed names
+        f" RETURNING {JOB_COLUMNS}",
+        params,
+    )
+
+
+def extend_lease(tx: Tx, job_id: int, owner: str, until: datetime) -> bool:
+    row = tx.fetchone(
+        "UPDATE jobs SET lease_expires_at = :until WHERE id = :id AND state = 'running'"
+        " AND lease_owner = :owner RETURNING id",
+        {"id": job_id, "owner": owner, "until": until},
+    )
+    if row is not None:
+        tx.execute(
+            "UPDATE target_locks SET expires_at = :until WHERE job_id = :id",
+            {"id": job_id, "until": until},
+        )
+    return row is not None
+
+
+def expired_leases(tx: Tx, now: datetime) -> list[Row]:
+    """Running jobs whose worker stopped renewing the lease; marked ``interrupted``."""
+    rows = tx.fetchall(
+        f"""UPDATE jobs SET state = 'interrupted', lease_owner = NULL, lease_expires_at = NULL,
+                   updated_at = :now
+             WHERE state = 'running' AND lease_expires_at < :now RETURNING {JOB_COLUMNS}""",  # noqa: S608 - constant columns
+        {"now": now},
+    )
+    for r in rows:
+        release_locks(tx, r["id"])
+    return rows
+
+
+def acquire_locks(
+    tx: Tx, job_id: int, targets: list[str], *, now: datetime, until: datetime
+) -> list[str]:
+    """Lock every target for the job; return the targets held by another job (then none
+    are taken)."""
+    busy = []
+    for target in sorted(targets):
+        row = tx.fetchone(
+            """INSERT INTO target_locks (target, job_id, expires_at) VALUES (:t, :job, :until)
+               ON CONFLICT (target) DO UPDATE SET job_id = excluded.job_id,
+                                                  expires_at = excluded.expires_at
+                WHERE target_locks.expires_at < :now OR target_locks.job_id = excluded.job_id
+               RETURNING job_id""",
+            {"t": target, "job": job_id, "until": until, "now": now},
+        )
+        if row is None:
+            busy.append(target)
+    if busy:
+        release_locks(tx, job_id)
+    return busy
+
+
+def release_locks(tx: Tx, job_id: int) -> None:
+    tx.execute("DELETE FROM target_locks WHERE job_id = :id", {"id": job_id})
+
+
+def record_targets(tx: Tx, job_id: int, rule: str, targets: list[str], now: datetime) -> None:
+    for target in targets:
+        tx.execute(
+            "INSERT INTO job_targets (job_id, rule, target, acted_at) VALUES (:j, :r, :t, :now)"
+            " ON CONFLICT (job_id, target) DO NOTHING",
+            {"j": job_id, "r": rule, "t": target, "now": now},
+        )
+
+
+def last_action(tx: Tx, rule: str, targets: list[str], exclude_job: int) -> datetime | None:
+    if not targets:
+        return None
+    marks = ", ".join(f":t{i}" for i in range(len(targets)))
+    params: dict[str, Any] = {f"t{i}": t for i, t in enumerate(targets)}
+    params.update({"rule": rule, "job": exclude_job})
+    row = tx.fetchone(
+        f"SELECT MAX(acted_at) AS last_at FROM job_targets WHERE rule = :rule"  # noqa: S608 - placeholders only
+        f" AND target IN ({marks}) AND job_id <> :job",
+        params,
+    )
+    return row["last_at"] if row else None
+
+
+def actions_since(tx: Tx, since: datetime, rule: str | None = None) -> int:
+    """Jobs that acted (touched at least one target) since ``since``, for rate budgets."""
+    extra = " AND rule = :rule" if rule is not None else ""
+    row = tx.fetchone(
+        f"SELECT COUNT(DISTINCT job_id) AS n FROM job_targets WHERE acted_at >= :since{extra}",  # noqa: S608 - fixed fragment
+        {"since": since, "rule": rule} if rule is not None else {"since": since},
+    )
+    return int(row["n"]) if row else 0
+
+
+def targets_since(tx: Tx, since: datetime, rule: str | None = None) -> int:
+    extra = " AND rule = :rule" if rule is not None else ""
+    row = tx.fetchone(
+        f"SELECT COUNT(DISTINCT target) AS n FROM job_targets WHERE acted_at >= :since{extra}",  # noqa: S608 - fixed fragment
+        {"since": since, "rule": rule} if rule is not None else {"since": since},
+    )
+    return int(row["n"]) if row else 0
+
+
+def failures_since(tx: Tx, rule: str, since: datetime) -> int:
+    row = tx.fetchone(
+        "SELECT COUNT(*) AS n FROM jobs WHERE rule = :rule AND state IN ('failed', 'escalated')"
+        " AND finished_at >= :since",
+        {"rule": rule, "since": since},
+    )
+    return int(row["n"]) if row else 0
+
+
+def enqueue_followup(
+    tx: Tx, parent: Row, *, rule: str, playbook: str, params: dict[str, Any], now: datetime
+) -> Row | None:
+    """A job chained from ``parent`` (on_failure next rule); unique per parent and rule."""
+    return tx.fetchone(
+        f"""INSERT INTO jobs (incident_id, alert_id, rule, playbook, dedupe_key, params, state,
+                             severity, parent_job_id, chain_depth, created_at, updated_at)
+           VALUES (:inc, :alert, :rule, :playbook, :dedupe, :params, 'queued', :sev, :parent,
+                   :depth, :now, :now)
+           ON CONFLICT (rule, dedupe_key) DO NOTHING RETURNING {JOB_COLUMNS}""",  # noqa: S608 - constant columns
+        {"inc": parent["incident_id"], "alert": parent["alert_id"], "rule": rule,
+         "playbook": playbook, "dedupe": f"after-job:{parent['id']}", "params": tx.json(params),
+         "sev": parent["severity"], "parent": parent["id"], "depth": parent["chain_depth"] + 1,
+         "now": now},
+    )
+
+
+def decide(
+    tx: Tx, job_id: int, *, approve: bool, actor: str, reason: str, now: datetime,
+    origin: dict[str, Any] | None = None,
+) -> Row | None:
+    """Approve (back to the queue, guards re-checked when it runs) or deny a parked job.
+    Single use: only a job still ``awaiting_approval`` changes."""
+    if approve:
+        return move(tx, job_id, "queued", now=now, approved_at=now)
+    return move(tx, job_id, "denied", now=now, reason=f"denied by {actor}: {reason}"[:1000])
+
+
+def list_for_incident(tx: Tx, incident_id: int) -> list[Row]:
+    return tx.fetchall(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE incident_id = :id ORDER BY id",  # noqa: S608 - constant columns
+        {"id": incident_id},
+    )
+
+
+def get_control(tx: Tx, name: str) -> Row | None:
+    return tx.fetchone(
+        "SELECT name, value, reason, updated_by, updated_at FROM controls WHERE name = :n",
+        {"n": name},
+    )
+
+
+def set_control(tx: Tx, name: str, value: str, *, reason: str, actor: str, now: datetime) -> None:
+    tx.execute(
+        """INSERT INTO controls (name, value, reason, updated_by, updated_at)
+           VALUES (:n, :v, :r, :a, :now)
+           ON CONFLICT (name) DO UPDATE SET value = excluded.value, reason = excluded.reason,
+                  updated_by = excluded.updated_by, updated_at = excluded.updated_at""",
+        {"n": name, "v": value, "r": reason, "a": actor, "now": now},
+    )
+
+
+def controls(tx: Tx) -> dict[str, Row]:
+    rows = tx.fetchall("SELECT name, value, reason, updated_by, updated_at FROM controls")
+    return {r["name"]: r for r in rows}

@@ -1,0 +1,440 @@
+"""The remediation worker: claim a job, re-check guards, plan, lock, run, verify, conclude.
+
+Any number of worker processes, on any number of hosts, share one store. A job is leased to
+one worker at a time; the lease is renewed while the playbook runs. A lease that runs out
+(the worker died) makes the job ``interrupted``: it is re-run if its playbook is idempotent,
+and escalated to a human otherwise. Every step is written with its timeline event and audit
+entry in the same transaction as the state change.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import structlog
+from pydantic import ValidationError
+
+from playbooks import load_registry
+from playbooks.base import Playbook, PlaybookContext, Risk, RunResult
+from receiver import guards
+from receiver.adapters import AdapterFactory
+from receiver.config import Config
+from receiver.engine import utcnow
+from receiver.errors import PlaybookError, StoreError, TargetNotAllowed
+from receiver.incidents import ACTIVE
+from receiver.rules import RemediationRule
+from receiver.store import Store, events
+from receiver.store import incidents as incident_store
+from receiver.store import jobs as job_store
+from receiver.store.db import Row, Tx
+from receiver.verification import run_checks
+
+log = structlog.get_logger(__name__)
+
+LOCK_RETRY = timedelta(seconds=5)
+
+
+def _msg(exc: BaseException, limit: int = 500) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class Worker:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        worker_id: str | None = None,
+        adapters: AdapterFactory | None = None,
+        registry: dict[str, Playbook[Any]] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.adapters = adapters or AdapterFactory()
+        self.registry = registry if registry is not None else load_registry()
+        self.sleep = sleep
+        self.lease = config.remediation.lease
+        self._wake = threading.Event()
+
+    # -- the loop ---------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run_forever(self, stop: threading.Event, threads: int = 2) -> None:
+        listener = threading.Thread(target=self._listen, args=(stop,), daemon=True)
+        listener.start()
+        pool = [threading.Thread(target=self._loop, args=(stop,), daemon=True)
+                for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+
+    def _loop(self, stop: threading.Event) -> None:
+        poll = self.config.remediation.poll_interval.total_seconds()
+        while not stop.is_set():
+            try:
+                self.sweep()
+                while not stop.is_set() and self.run_once():
+                    pass
+            except StoreError as exc:
+                log.warning("worker_store_error", error=str(exc))
+            except Exception:  # noqa: BLE001 - the loop must survive any single job's bug
+                log.exception("worker_loop_error")
+            self._wake.wait(poll)
+            self._wake.clear()
+
+    def _listen(self, stop: threading.Event) -> None:
+        """On PostgreSQL, LISTEN for enqueues so that a job starts in milliseconds."""
+        if self.store.dialect != "postgres":
+            return
+        url = self.store.db.url  # type: ignore[attr-defined]
+        while not stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
+                    conn.execute("LISTEN remediator_jobs")
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._wake.set()
+            except psycopg.Error as exc:
+                log.warning("worker_listen_error", error=str(exc))
+                stop.wait(2)
+
+    # -- one step -----------------------------------------------------------------------
+    def sweep(self) -> list[int]:
+        """Conclude jobs whose lease ran out: re-run idempotent ones, escalate the rest."""
+        now = self.clock()
+        handled = []
+        with self.store.db.transaction() as tx:
+            for job in job_store.expired_leases(tx, now):
+                handled.append(job["id"])
+                self._event(tx, job, "job_interrupted", "system",
+                            f"job #{job['id']} interrupted: its worker's lease ran out", {})
+                if job["idempotent"] and job["attempts"] < max(job["max_attempts"], 1) + 2:
+                    job_store.move(tx, job["id"], "queued", now=now)
+                    self._event(tx, job, "job_requeued", "system",
+                                f"job #{job['id']} re-queued: {job['playbook']} is idempotent", {})
+                else:
+                    job_store.move(tx, job["id"], "escalated", now=now,
+                                   reason="interrupted; not safe to re-run automatically")
+                    self._escalate(tx, job, "interrupted while running; "
+                                   f"{job['playbook']} is not idempotent, a human must check")
+        if handled:
+            self.wake()
+        return handled
+
+    def run_once(self) -> bool:
+        """Claim and process one job; False when there was nothing to claim."""
+        now = self.clock()
+        with self.store.db.transaction() as tx:
+            job = job_store.claim(tx, worker=self.id, now=now, lease=self.lease)
+            if job is None:
+                return False
+            self._event(tx, job, "job_claimed", "system",
+                        f"job #{job['id']} claimed by {self.id} (attempt {job['attempts']})",
+                        {"worker": self.id, "attempt": job["attempts"]})
+        bound = log.bind(job_id=job["id"], incident_id=job["incident_id"], rule=job["rule"])
+        try:
+            self._process(job)
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any bug ends this job as failed, not the worker
+            bound.exception("job_crashed")
+            with self.store.db.transaction() as tx:
+                job_store.release_locks(tx, job["id"])
+                if job_store.move(tx, job["id"], "failed", now=self.clock(), owner=self.id,
+                                  reason=_msg(exc)):
+                    self._event(tx, job, "job_failed", "system",
+                                f"job #{job['id']} failed: {_msg(exc)}", {})
+                    self._escalate(tx, job, f"job crashed: {_msg(exc)}")
+        return True
+
+    def _process(self, job: Row) -> None:
+        rule = self.config.rule(job["rule"])
+        playbook = self.registry.get(job["playbook"])
+        if rule is None or playbook is None:
+            missing = "rule" if rule is None else "playbook"
+            self._conclude(job, "refused", f"{missing} {job['rule']!r} is no longer configured")
+            return
+        ctx = PlaybookContext(targets=self.config.targets, clock=self.clock,
+                              log=log.bind(job_id=job["id"]), adapters=self.adapters)
+        try:
+            params = playbook.parse_params(job["params"])
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False, include_input=False)
+            )
+            self._conclude(job, "refused", f"invalid params: {problems}")
+            return
+        try:
+            playbook.check_allowed(params, ctx)
+        except TargetNotAllowed as exc:
+            self._conclude(job, "refused", f"target not allowed: {exc}")
+            return
+        targets = playbook.targets(params)
+        risk = playbook.risk_for(params)
+        always = bool(getattr(playbook, "always_requires_approval", False))
+
+        now = self.clock()
+        with self.store.db.transaction() as tx:
+            decision = guards.evaluate(tx, job=job, rule=rule, config=self.config,
+                                       targets=targets, high_risk=risk is Risk.HIGH,
+                                       always_approve=always, now=now)
+            if decision.outcome == "block":
+                moved = job_store.move(tx, job["id"], "blocked", now=now, owner=self.id,
+                                       reason=decision.reason, targets=targets)
+                if moved:
+                    self._event(tx, job, "job_blocked", "system",
+                                f"job #{job['id']} blocked by {decision.guard}: {decision.reason}",
+                                {"guard": decision.guard, **decision.detail})
+                return
+
+        try:
+            plan = playbook.plan(params, ctx)
+        except (PlaybookError, OSError) as exc:
+            self._fail(job, rule, f"plan failed: {_msg(exc)}", targets=targets)
+            return
+        now = self.clock()
+        if decision.outcome in ("dry_run", "approval"):
+            state = "dry_run" if decision.outcome == "dry_run" else "awaiting_approval"
+            with self.store.db.transaction() as tx:
+                moved = job_store.move(tx, job["id"], state, now=now, owner=self.id,
+                                       reason=decision.reason, plan=plan.as_dict(),
+                                       targets=targets, risk=risk.value,
+                                       idempotent=int(playbook.idempotent))
+                if moved:
+                    kind = "job_dry_run" if state == "dry_run" else "job_awaiting_approval"
+                    self._event(tx, job, kind, "system",
+                                f"job #{job['id']} {state.replace('_', ' ')}: {plan.summary}"
+                                f" ({decision.reason})",
+                                {"guard": decision.guard, "plan": plan.as_dict()})
+            return
+
+        with self.store.db.transaction() as tx:
+            busy = job_store.acquire_locks(tx, job["id"], targets, now=now,
+                                           until=now + self.lease)
+            if busy:
+                job_store.move(tx, job["id"], "queued", now=now, owner=self.id,
+                               not_before=now + LOCK_RETRY)
+                tx.execute("UPDATE jobs SET attempts = attempts - 1 WHERE id = :id",
+                           {"id": job["id"]})
+                return
+            job_store.record_targets(tx, job["id"], rule.name, targets, now)
+            tx.execute(
+                "UPDATE jobs SET plan = :plan, targets = :targets, risk = :risk,"
+                " idempotent = :idem, max_attempts = :max WHERE id = :id",
+                {"plan": tx.json(plan.as_dict()), "targets": tx.json(targets),
+                 "risk": risk.value, "idem": int(playbook.idempotent),
+                 "max": rule.on_failure.retries + 1 if rule.on_failure.action == "retry" else 1,
+                 "id": job["id"]},
+            )
+            self._event(tx, job, "job_started", "system",
+                        f"job #{job['id']} running {playbook.name}: {plan.summary}",
+                        {"plan": plan.as_dict(), "targets": targets})
+            incident_store.transition(tx, job["incident_id"], "mitigating", now=now,
+                                      actor="system", reason=f"job #{job['id']} started",
+                                      job_id=job["id"], only_from=frozenset({"open",
+                                                                             "acknowledged"}))
+
+        result, error = self._run_with_heartbeat(job, playbook, params, ctx)
+        if error is not None or result is None or not result.ok:
+            why = error or (result.summary if result else "no result")
+            self._fail(job, rule, why, result=result, targets=targets)
+            return
+
+        checks: list[dict[str, Any]] = []
+        ok = True
+        try:
+            own = playbook.verify(params, ctx, result)
+        except (PlaybookError, OSError) as exc:
+            own = None
+            checks.append({"check": "playbook", "ok": False, "summary": _msg(exc)})
+            ok = False
+        if own is not None:
+            checks.append({"check": "playbook", **own.as_dict()})
+            ok = ok and own.ok
+        if ok:
+            labels = self._alert_labels(job)
+            for c in run_checks(rule.verify, labels, lambda: self._resolved(job), self.sleep):
+                checks.append(c.as_dict())
+                ok = ok and c.ok
+        self._finish(job, rule, result, checks, ok)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _run_with_heartbeat(
+        self, job: Row, playbook: Playbook[Any], params: Any, ctx: PlaybookContext
+    ) -> tuple[RunResult | None, str | None]:
+        done = threading.Event()
+
+        def beat() -> None:
+            interval = max(self.lease.total_seconds() / 3, 0.2)
+            while not done.wait(interval):
+                try:
+                    with self.store.db.transaction() as tx:
+                        job_store.extend_lease(tx, job["id"], self.id, self.clock() + self.lease)
+                except StoreError as exc:
+                    log.warning("lease_renewal_failed", job_id=job["id"], error=str(exc))
+
+        t = threading.Thread(target=beat, daemon=True)
+        t.start()
+        try:
+            return playbook.run(params, ctx), None
+        except (PlaybookError, OSError, TimeoutError) as exc:
+            return None, _msg(exc)
+        finally:
+            done.set()
+            t.join()
+
+    def _finish(self, job: Row, rule: RemediationRule, result: RunResult,
+                checks: list[dict[str, Any]], ok: bool) -> None:
+        now = self.clock()
+        payload = {**result.as_dict(), "verification": checks}
+        if not ok:
+            failed = next((c for c in checks if not c["ok"]), {"summary": "verification failed"})
+            with self.store.db.transaction() as tx:
+                self._event(tx, job, "verification_failed", "system",
+                            f"job #{job['id']} verification failed: {failed['summary']}",
+                            {"checks": checks})
+            self._fail(job, rule, f"verification failed: {failed['summary']}", result=result,
+                       payload=payload)
+            return
+        with self.store.db.transaction() as tx:
+            job_store.release_locks(tx, job["id"])
+            if not job_store.move(tx, job["id"], "succeeded", now=now, owner=self.id,
+                                  result=payload):
+                return
+            if checks:
+                self._event(tx, job, "verification_passed", "system",
+                            f"job #{job['id']} verified: "
+                            + "; ".join(c["summary"] for c in checks), {"checks": checks})
+            self._event(tx, job, "job_succeeded", "system",
+                        f"job #{job['id']} succeeded: {result.summary}", {"result": payload})
+            incident_store.transition(tx, job["incident_id"], "mitigated", now=now,
+                                      actor="system", reason=f"job #{job['id']} succeeded",
+                                      job_id=job["id"], only_from=ACTIVE)
+
+    def _fail(self, job: Row, rule: RemediationRule, why: str, *,
+              result: RunResult | None = None, targets: list[str] | None = None,
+              payload: dict[str, Any] | None = None) -> None:
+        now = self.clock()
+        on = rule.on_failure
+        with self.store.db.transaction() as tx:
+            job_store.release_locks(tx, job["id"])
+            fields: dict[str, Any] = {"reason": why[:1000]}
+            if payload is not None or result is not None:
+                fields["result"] = payload or (result.as_dict() if result else None)
+            if targets is not None:
+                fields["targets"] = targets
+            retry = on.action == "retry" and job["attempts"] <= on.retries
+            if retry:
+                delay = on.backoff * (2 ** (job["attempts"] - 1))
+                moved = job_store.move(tx, job["id"], "queued", now=now, owner=self.id,
+                                       not_before=now + delay, **fields)
+                if moved:
+                    self._event(tx, job, "job_retry_scheduled", "system",
+                                f"job #{job['id']} failed ({why}); retry {job['attempts']}/"
+                                f"{on.retries} in {int(delay.total_seconds())}s", {"error": why})
+                return
+            if not job_store.move(tx, job["id"], "failed", now=now, owner=self.id, **fields):
+                return
+            self._event(tx, job, "job_failed", "system", f"job #{job['id']} failed: {why}",
+                        {"error": why})
+            self._maybe_trip_breaker(tx, job, rule, now)
+            nxt = self.config.rule(on.next_rule) if on.action == "next" and on.next_rule else None
+            if nxt is not None and job["chain_depth"] < self.config.remediation.max_chain_depth:
+                follow = job_store.enqueue_followup(tx, job, rule=nxt.name, playbook=nxt.playbook,
+                                                    params=self._params_for(job, nxt), now=now)
+                if follow is not None:
+                    self._event(tx, follow, "job_enqueued", "system",
+                                f"job #{follow['id']} queued after job #{job['id']} failed:"
+                                f" rule {nxt.name} -> {nxt.playbook}",
+                                {"parent_job_id": job["id"]})
+                    if tx.dialect == "postgres":
+                        tx.execute("SELECT pg_notify('remediator_jobs', '')")
+                    return
+            self._escalate(tx, job, f"remediation failed: {why}")
+
+    def _params_for(self, job: Row, rule: RemediationRule) -> dict[str, Any]:
+        from receiver.rules import TemplateError, render_params
+
+        labels, annotations = self._alert_labels(job), self._alert_annotations(job)
+        try:
+            params: dict[str, Any] = render_params(rule.params, labels, annotations)
+        except TemplateError:
+            params = dict(rule.params)  # the follow-up job is then refused with the reason
+        return params
+
+    def _maybe_trip_breaker(self, tx: Tx, job: Row, rule: RemediationRule,
+                            now: datetime) -> None:
+        """K failures of a rule within its window open its breaker: further jobs of the rule
+        need approval until someone resets it."""
+        cb = rule.guards.circuit_breaker
+        failures = job_store.failures_since(tx, rule.name, now - cb.window)
+        name = guards.breaker(rule.name)
+        current = job_store.get_control(tx, name)
+        if failures >= cb.failures and (current is None or current["value"] != "open"):
+            reason = f"{failures} failures within {cb.window}"
+            job_store.set_control(tx, name, "open", reason=reason, actor="system", now=now)
+            self._event(tx, job, "circuit_opened", "system",
+                        f"circuit breaker opened for rule {rule.name}: {reason}; further "
+                        "jobs of this rule need approval until it is reset",
+                        {"rule": rule.name, "failures": failures})
+
+    def _escalate(self, tx: Tx, job: Row, why: str) -> None:
+        self._event(tx, job, "escalated", "system", f"escalated to a human: {why}",
+                    {"job_id": job["id"]}, as_job=False)
+
+    def _event(self, tx: Tx, job: Row, kind: str, actor: str, message: str,
+               detail: dict[str, Any], *, as_job: bool = True) -> None:
+        events.record(tx, incident_id=job["incident_id"], at=self.clock(), kind=kind,
+                      actor=actor, message=message, detail=detail,
+                      job_id=job["id"] if as_job else None)
+
+    def _conclude(self, job: Row, state: str, reason: str) -> None:
+        with self.store.db.transaction() as tx:
+            if job_store.move(tx, job["id"], state, now=self.clock(), owner=self.id,
+                              reason=reason[:1000]):
+                kind = "job_refused" if state == "refused" else f"job_{state}"
+                self._event(tx, job, kind, "system", f"job #{job['id']} {state}: {reason}",
+                            {"reason": reason})
+
+    def _alert_row(self, job: Row) -> Row | None:
+        if job["alert_id"] is None:
+            return None
+        with self.store.db.transaction(write=False) as tx:
+            return tx.fetchone("SELECT labels, annotations, status FROM alerts WHERE id = :id",
+                               {"id": job["alert_id"]})
+
+    def _alert_labels(self, job: Row) -> dict[str, str]:
+        row = self._alert_row(job)
+        return dict(row["labels"]) if row else {}
+
+    def _alert_annotations(self, job: Row) -> dict[str, str]:
+        row = self._alert_row(job)
+        return dict(row["annotations"]) if row else {}
+
+    def _resolved(self, job: Row) -> bool:
+        with self.store.db.transaction(write=False) as tx:
+            if job["alert_id"] is not None:
+                row = tx.fetchone("SELECT status FROM alerts WHERE id = :id",
+                                  {"id": job["alert_id"]})
+                return row is not None and row["status"] == "resolved"
+            row = tx.fetchone(
+                "SELECT COUNT(*) AS n FROM alerts WHERE incident_id = :id AND status = 'firing'",
+                {"id": job["incident_id"]},
+            )
+            return row is not None and int(row["n"]) == 0
