@@ -108,6 +108,8 @@ class Playbook(Generic[P]):
     Params: ClassVar[type[StrictParams]]
     idempotent: ClassVar[bool] = False
     risk: ClassVar[Risk] = Risk.HIGH
+    always_requires_approval: ClassVar[bool] = False
+    """True for playbooks no rule may run unattended (restore_database)."""
 
     def parse_params(self, raw: dict[str, Any]) -> P:
         return self.Params.model_validate(raw)  # type: ignore[return-value]
@@ -130,3 +132,12 @@ class Playbook(Generic[P]):
 
     def verify(self, params: P, ctx: PlaybookContext, result: RunResult) -> Verification | None:
         return None
+
+
+def dry_run_result(plan: Plan) -> RunResult:
+    """What ``run`` returns when ``ctx.dry_run`` is set: the plan, and nothing done."""
+    return RunResult(
+        ok=True,
+        summary=f"dry run, nothing done: {plan.summary}",
+        detail={"dry_run": True, "plan": plan.as_dict()},
+    )

@@ -123,7 +123,9 @@ class Worker:
                 handled.append(job["id"])
                 self._event(tx, job, "job_interrupted", "system",
                             f"job #{job['id']} interrupted: its worker's lease ran out", {})
-                if job["idempotent"] and job["attempts"] < max(job["max_attempts"], 1) + 2:
+                playbook = self.registry.get(job["playbook"])
+                idempotent = playbook is not None and playbook.idempotent
+                if idempotent and job["attempts"] < max(job["max_attempts"], 1) + 2:
                     job_store.move(tx, job["id"], "queued", now=now)
                     self._event(tx, job, "job_requeued", "system",
                                 f"job #{job['id']} re-queued: {job['playbook']} is idempotent", {})
@@ -332,6 +334,8 @@ class Worker:
               payload: dict[str, Any] | None = None) -> None:
         now = self.clock()
         on = rule.on_failure
+        nxt = self.config.rule(on.next_rule) if on.action == "next" and on.next_rule else None
+        next_params = self._params_for(job, nxt) if nxt is not None else {}
         with self.store.db.transaction() as tx:
             job_store.release_locks(tx, job["id"])
             fields: dict[str, Any] = {"reason": why[:1000]}
@@ -354,10 +358,9 @@ class Worker:
             self._event(tx, job, "job_failed", "system", f"job #{job['id']} failed: {why}",
                         {"error": why})
             self._maybe_trip_breaker(tx, job, rule, now)
-            nxt = self.config.rule(on.next_rule) if on.action == "next" and on.next_rule else None
             if nxt is not None and job["chain_depth"] < self.config.remediation.max_chain_depth:
                 follow = job_store.enqueue_followup(tx, job, rule=nxt.name, playbook=nxt.playbook,
-                                                    params=self._params_for(job, nxt), now=now)
+                                                    params=next_params, now=now)
                 if follow is not None:
                     self._event(tx, follow, "job_enqueued", "system",
                                 f"job #{follow['id']} queued after job #{job['id']} failed:"

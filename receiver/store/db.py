@@ -13,6 +13,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,8 +31,11 @@ from psycopg.types.json import Jsonb
 from receiver.errors import StoreError, StoreUnavailable
 
 JSON_COLUMNS = frozenset(
-    {"labels", "annotations", "group_labels", "detail", "params", "result", "plan", "details"}
+    {"labels", "annotations", "group_labels", "detail", "params", "result", "plan", "details",
+     "origin", "targets"}
 )
+TIME_COLUMNS = frozenset({"at", "not_before"})
+"""Timestamp columns besides the ``*_at`` ones (decoded from text on SQLite)."""
 Row = dict[str, Any]
 
 _NAMED = re.compile(r"(?<![:\w]):([a-zA-Z_][a-zA-Z0-9_]*)")
@@ -88,7 +92,7 @@ def _decode_row(row: Mapping[str, Any], parse_times: bool) -> Row:
     out: Row = {}
     for key, value in row.items():
         if isinstance(value, str):
-            if parse_times and (key.endswith("_at") or key == "at"):
+            if parse_times and (key.endswith("_at") or key in TIME_COLUMNS):
                 value = datetime.fromisoformat(value)
             elif key in JSON_COLUMNS:
                 value = json.loads(value)
@@ -141,7 +145,7 @@ class SqliteDatabase(Database):
                     self.path, isolation_level=None, check_same_thread=False, timeout=30
                 )
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                self._wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
             except sqlite3.Error as exc:
@@ -150,6 +154,19 @@ class SqliteDatabase(Database):
             with self._lock:
                 self._all.append(conn)
         return conn
+
+    @staticmethod
+    def _wal(conn: sqlite3.Connection) -> None:
+        # Switching to WAL needs a moment without writers; another process creating the
+        # same fresh file may hold one, and this pragma does not wait on busy_timeout.
+        for attempt in range(50):
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +50,7 @@ def example_token() -> str:
     return token
 
 
-def wait_until(
-    check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2
-) -> Any:
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     """Poll ``check`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -135,8 +133,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def _failed(request: pytest.FixtureRequest) -> bool:
     node = request.node
     return any(
-        getattr(getattr(node, f"rep_{when}", None), "failed", False)
-        for when in ("setup", "call")
+        getattr(getattr(node, f"rep_{when}", None), "failed", False) for when in ("setup", "call")
     )
 
 
@@ -222,12 +219,26 @@ def receiver(
     log_path = tmp / "receiver.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            ["remediator", "serve", "-c", str(config), "--bind", f"127.0.0.1:{port}",
-             "--workers", "2", "--threads", "4"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                "remediator",
+                "serve",
+                "-c",
+                str(config),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     rcv = Receiver(backend, f"http://127.0.0.1:{port}", example_token(), store_url, log_path, proc)
     try:
+
         def ready() -> bool:
             if proc.poll() is not None:
                 pytest.fail(f"remediator serve exited with {proc.returncode}:\n{rcv.log()}")
@@ -252,7 +263,6 @@ class Alertmanager:
     log_path: Path
     proc: subprocess.Popen[bytes]
     cluster_port: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def status(self) -> dict[str, Any]:
         code, body = http("GET", self.url + "/api/v2/status")
@@ -344,7 +354,10 @@ def start_alertmanager(
 def amtool(am: Alertmanager, *args: str) -> str:
     out = subprocess.run(
         [AMTOOL_BIN, f"--alertmanager.url={am.url}", *args],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert out.returncode == 0, f"amtool {' '.join(args)} failed: {out.stderr}"
     return out.stdout
