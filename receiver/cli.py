@@ -197,3 +197,206 @@ def simulate(config_path: str, payload: Any, as_json: bool) -> None:
             click.echo(f"    rule {m['rule']} -> {m['playbook']} ({gate}) {what}")
         if not a["rules"]:
             click.echo("    no remediation rule matches")
+
+
+def _store_for(config: Config) -> Any:
+    from receiver.store import open_store
+
+    return open_store(config.store_url(), pool_min=0, pool_max=4)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--threads", type=click.IntRange(1, 32), default=2, show_default=True,
+              help="jobs run at once by this process.")
+def worker(config_path: str, threads: int) -> None:
+    """Run a remediation worker (any number, on any hosts sharing the store)."""
+    import signal
+    import threading
+
+    from receiver.logs import configure_logging
+    from receiver.worker import Worker
+
+    config = _load(config_path)
+    configure_logging(config.logging.level, config.logging.format)
+    store = _store_for(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    w = Worker(config, store)
+    click.echo(f"worker {w.id} started ({threads} threads, store {store.dialect})", err=True)
+    try:
+        w.run_forever(stop, threads=threads)
+    finally:
+        store.close()
+
+
+def _actor(value: str) -> str:
+    if not value or len(value) > 100 or any(c in value for c in "\r\n\x00"):
+        raise click.BadParameter("a user name, 1-100 characters, one line")
+    return value
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--rule", help="pause only this rule.")
+@click.option("--reason", required=True, help="why; recorded in the audit log.")
+@click.option("--as", "actor", required=True, help="who is pausing.")
+def pause(config_path: str, rule: str | None, reason: str, actor: str) -> None:
+    """Kill switch: stop all automatic remediation (or one rule's). Audited."""
+    from receiver import controls
+    from receiver.engine import utcnow
+
+    config = _load(config_path)
+    if rule is not None and config.rule(rule) is None:
+        raise click.BadParameter(f"no rule named {rule!r}", param_hint="--rule")
+    store = _store_for(config)
+    try:
+        controls.pause(store, actor=f"user:{_actor(actor)}", reason=reason, now=utcnow(),
+                       rule=rule)
+    finally:
+        store.close()
+    click.echo(f"paused {'rule ' + rule if rule else 'all remediation'}")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--rule", help="resume only this rule.")
+@click.option("--reason", default="resumed", help="why; recorded in the audit log.")
+@click.option("--as", "actor", required=True, help="who is resuming.")
+def resume(config_path: str, rule: str | None, reason: str, actor: str) -> None:
+    """Lift a pause set by ``remediator pause``. Audited."""
+    from receiver import controls
+    from receiver.engine import utcnow
+
+    config = _load(config_path)
+    store = _store_for(config)
+    try:
+        controls.resume(store, actor=f"user:{_actor(actor)}", reason=reason, now=utcnow(),
+                        rule=rule)
+    finally:
+        store.close()
+    click.echo(f"resumed {'rule ' + rule if rule else 'all remediation'}")
+
+
+@main.command("reset-breaker")
+@CONFIG_OPTION
+@click.argument("rule")
+@click.option("--reason", required=True)
+@click.option("--as", "actor", required=True)
+def reset_breaker(config_path: str, rule: str, reason: str, actor: str) -> None:
+    """Close a rule's circuit breaker so its jobs run automatically again. Audited."""
+    from receiver import controls
+    from receiver.engine import utcnow
+
+    config = _load(config_path)
+    store = _store_for(config)
+    try:
+        controls.reset_breaker(store, rule, actor=f"user:{_actor(actor)}", reason=reason,
+                               now=utcnow())
+    finally:
+        store.close()
+    click.echo(f"circuit breaker of {rule} reset")
+
+
+@main.group()
+def backup() -> None:
+    """Backups that restore_database can trust: pg_dump custom format + checksum manifest."""
+
+
+@backup.command("create")
+@CONFIG_OPTION
+@click.argument("location")
+@click.option("--format", "fmt", type=click.Choice(["custom", "sql.gz"]), default="custom")
+def backup_create(config_path: str, location: str, fmt: str) -> None:
+    """Dump the location's database into its directory, with a manifest."""
+    from receiver import backups
+    from receiver.errors import RemediatorError
+
+    config = _load(config_path)
+    try:
+        b = backups.create_backup(config.targets, location, fmt=fmt)  # type: ignore[arg-type]
+    except RemediatorError as exc:
+        click.echo(f"backup failed: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"created {b.path} ({b.size} bytes, sha256 {b.sha256[:16]}...)")
+
+
+@backup.command("list")
+@CONFIG_OPTION
+@click.argument("location")
+def backup_list(config_path: str, location: str) -> None:
+    """List a location's backups, newest first, and any invalid files."""
+    from receiver import backups
+    from receiver.errors import RemediatorError
+
+    config = _load(config_path)
+    try:
+        listing = backups.list_backups(config.targets, location)
+    except RemediatorError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    for b in listing.backups:
+        click.echo(f"{b.created_at.isoformat()}  {b.kind:9} {b.size:>12}  {b.path.name}")
+    for bad in listing.invalid:
+        click.echo(f"INVALID  {bad}")
+
+
+@backup.command("verify")
+@CONFIG_OPTION
+@click.argument("location")
+def backup_verify(config_path: str, location: str) -> None:
+    """Verify every backup of a location; exit 1 if any fails."""
+    from receiver import backups
+    from receiver.errors import RemediatorError
+
+    config = _load(config_path)
+    try:
+        listing = backups.list_backups(config.targets, location)
+        failed = 0
+        for b in listing.backups:
+            check = backups.verify_backup(config.targets, location, b)
+            click.echo(f"{'ok  ' if check.ok else 'FAIL'} {b.path.name}"
+                       + ("" if check.ok else f": {'; '.join(check.problems)}"))
+            failed += 0 if check.ok else 1
+    except RemediatorError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    sys.exit(1 if failed or listing.invalid else 0)
+
+
+def _decide(config_path: str, job_id: int, approve: bool, actor: str, reason: str) -> None:
+    from receiver.approvals import DecisionError, decide_job
+    from receiver.engine import utcnow
+
+    config = _load(config_path)
+    store = _store_for(config)
+    try:
+        row = decide_job(store, config, job_id, approve=approve, user=_actor(actor),
+                         reason=reason, now=utcnow(), origin={"via": "cli"})
+    except DecisionError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"job #{job_id}: {row['state']}")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("job_id", type=int)
+@click.option("--as", "actor", required=True, help="the approver.")
+@click.option("--reason", default="", help="optional note.")
+def approve(config_path: str, job_id: int, actor: str, reason: str) -> None:
+    """Approve a job that awaits approval. Audited; same checks as the approval page."""
+    _decide(config_path, job_id, True, actor, reason)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("job_id", type=int)
+@click.option("--as", "actor", required=True, help="the approver.")
+@click.option("--reason", required=True, help="why it is denied.")
+def deny(config_path: str, job_id: int, actor: str, reason: str) -> None:
+    """Deny a job that awaits approval. Audited."""
+    _decide(config_path, job_id, False, actor, reason)

@@ -10,7 +10,7 @@ import fnmatch
 import re
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -238,6 +238,24 @@ class RemediationConfig(_Section):
     max_chain_depth: int = Field(default=3, ge=0, le=10)
 
 
+class Person(_Section):
+    groups: list[str] = Field(default_factory=list)
+    email: str | None = None
+    password_hash: str | None = None
+
+
+class PeopleConfig(_Section):
+    """Operators and approvers. Approval policies name groups from here."""
+
+    users: dict[Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,99}$")], Person] = (
+        Field(default_factory=dict)
+    )
+
+    def groups_of(self, user: str) -> set[str]:
+        person = self.users.get(user)
+        return set(person.groups) if person else set()
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -252,6 +270,7 @@ class Config(_Section):
     severity: SeverityConfig = Field(default_factory=SeverityConfig)
     sla: SlaConfig = Field(default_factory=SlaConfig)
     remediation: RemediationConfig = Field(default_factory=RemediationConfig)
+    people: PeopleConfig = Field(default_factory=PeopleConfig)
     rules: list[RemediationRule] = Field(default_factory=list)
     targets: TargetsConfig = Field(default_factory=TargetsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from playbooks import load_registry
 from playbooks.base import Playbook, PlaybookContext, Risk, RunResult
-from receiver import guards
+from receiver import approvals, guards
 from receiver.adapters import AdapterFactory
 from receiver.config import Config
 from receiver.engine import utcnow
@@ -115,9 +115,10 @@ class Worker:
 
     # -- one step -----------------------------------------------------------------------
     def sweep(self) -> list[int]:
-        """Conclude jobs whose lease ran out: re-run idempotent ones, escalate the rest."""
+        """Conclude jobs whose lease ran out (re-run idempotent ones, escalate the rest) and
+        approvals past their expiry."""
         now = self.clock()
-        handled = []
+        handled = approvals.expire_due(self.store, now)
         with self.store.db.transaction() as tx:
             for job in job_store.expired_leases(tx, now):
                 handled.append(job["id"])
@@ -218,6 +219,8 @@ class Worker:
                                        reason=decision.reason, plan=plan.as_dict(),
                                        targets=targets, risk=risk.value,
                                        idempotent=int(playbook.idempotent))
+                if moved and state == "awaiting_approval":
+                    approvals.open_approval(tx, self.config, moved, now)
                 if moved:
                     kind = "job_dry_run" if state == "dry_run" else "job_awaiting_approval"
                     self._event(tx, job, kind, "system",

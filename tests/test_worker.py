@@ -8,7 +8,10 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from receiver import guards
+from receiver.approvals import DecisionError, decide_job
 from receiver.audit import verify_chain
 from receiver.store import Store
 from receiver.store import audit as audit_store
@@ -156,11 +159,11 @@ def test_high_risk_job_waits_for_approval_then_runs(store: Store, clock: Clock) 
     job = kit.job(kit.jobs()[0]["id"])
     assert job["state"] == "awaiting_approval" and job["plan"]["summary"] == "poke web1"
     assert kit.playbook.calls == []
-    with store.db.transaction() as tx:
-        assert job_store.decide(tx, job["id"], approve=True, actor="carol", reason="",
-                                now=clock()) is not None
-        assert job_store.decide(tx, job["id"], approve=False, actor="dave", reason="late",
-                                now=clock()) is None  # single use
+    assert decide_job(store, kit.config, job["id"], approve=True, user="carol", reason="",
+                      now=clock())["state"] == "queued"
+    with pytest.raises(DecisionError, match="no longer waiting"):  # single use
+        decide_job(store, kit.config, job["id"], approve=False, user="dave", reason="late",
+                   now=clock())
     kit.drain()
     assert kit.job(job["id"])["state"] == "succeeded" and kit.playbook.calls == ["web1"]
 
@@ -171,8 +174,8 @@ def test_denied_job_never_runs(store: Store, clock: Clock) -> None:
     fire_web(kit)
     kit.drain()
     job_id = kit.jobs()[0]["id"]
-    with store.db.transaction() as tx:
-        job_store.decide(tx, job_id, approve=False, actor="erin", reason="not now", now=clock())
+    decide_job(store, kit.config, job_id, approve=False, user="erin", reason="not now",
+               now=clock())
     kit.drain()
     job = kit.job(job_id)
     assert job["state"] == "denied" and "not now" in job["reason"] and kit.playbook.calls == []
@@ -193,8 +196,8 @@ def test_pause_wins_over_an_earlier_approval(store: Store, clock: Clock) -> None
     fire_web(kit)
     kit.drain()
     job_id = kit.jobs()[0]["id"]
+    decide_job(store, kit.config, job_id, approve=True, user="carol", reason="", now=clock())
     with store.db.transaction() as tx:
-        job_store.decide(tx, job_id, approve=True, actor="carol", reason="", now=clock())
         job_store.set_control(tx, guards.PAUSED, "true", reason="freeze", actor="ops", now=clock())
     kit.drain()
     assert kit.job(job_id)["state"] == "blocked"
@@ -341,3 +344,41 @@ def test_verification_waits_for_the_alert_to_resolve(store: Store, clock: Clock)
     kit.drain()
     assert kit.jobs()[0]["state"] == "failed"
     assert "verification failed" in kit.jobs()[0]["reason"]
+
+
+def test_two_person_rule_needs_two_distinct_approvers(store: Store, clock: Clock) -> None:
+    """With approvers: 2, one person approving twice is refused; a second person releases it."""
+    people = {"users": {"ann": {"groups": ["dba"]}, "ben": {"groups": ["dba"]},
+                        "eve": {"groups": ["web"]}}}
+    kit = Kit(store, clock, [rule(approval={"mode": "required", "approvers": 2,
+                                            "groups": ["dba"]})], people=people)
+    fire_web(kit)
+    kit.drain()
+    job_id = kit.jobs()[0]["id"]
+    with pytest.raises(DecisionError, match="not in an approving group"):
+        decide_job(store, kit.config, job_id, approve=True, user="eve", reason="", now=clock())
+    assert decide_job(store, kit.config, job_id, approve=True, user="ann", reason="",
+                      now=clock())["state"] == "awaiting_approval"
+    with pytest.raises(DecisionError, match="already decided"):
+        decide_job(store, kit.config, job_id, approve=True, user="ann", reason="", now=clock())
+    assert decide_job(store, kit.config, job_id, approve=True, user="ben", reason="",
+                      now=clock())["state"] == "queued"
+    kit.drain()
+    assert kit.job(job_id)["state"] == "succeeded"
+    with store.db.transaction(write=False) as tx:
+        refused = [e for e in audit_store.walk(tx) if e["action"] == "approval.refused"]
+    assert [e["details"]["code"] for e in refused] == ["not_allowed", "already_voted"]
+
+
+def test_unanswered_approval_expires_and_escalates(store: Store, clock: Clock) -> None:
+    """Past its expiry an approval is expired, the job ends expired, the incident escalates."""
+    kit = Kit(store, clock, [rule(approval={"mode": "required", "expires": "30m"})])
+    inc = fire_web(kit)
+    kit.drain()
+    job_id = kit.jobs()[0]["id"]
+    clock.advance(minutes=31)
+    kit.worker.sweep()
+    assert kit.job(job_id)["state"] == "expired"
+    assert "escalated" in kit.kinds(inc)
+    with pytest.raises(DecisionError, match="no longer waiting"):
+        decide_job(store, kit.config, job_id, approve=True, user="x", reason="", now=clock())

@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 from receiver.errors import StoreError, StoreUnavailable
 
 JSON_COLUMNS = frozenset(
-    {"labels", "annotations", "group_labels", "detail", "params", "result", "plan", "details",
+    {"labels", "annotations", "group_labels", "detail", "params", "result", "plan", "details", "groups",
      "origin", "targets"}
 )
 TIME_COLUMNS = frozenset({"at", "not_before"})

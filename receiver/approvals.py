@@ -1,0 +1,152 @@
+"""Approval decisions: who may decide, N distinct approvers, single use, expiry.
+
+The same rules apply wherever a decision comes from (the approval page, the API, the CLI):
+
+- only a job that is still ``awaiting_approval`` with a ``pending`` approval can be decided;
+- when the rule names groups, the approver must be in one of them;
+- one vote per approver: the same person cannot approve twice towards N;
+- one deny ends it; the N-th distinct approve re-queues the job (guards are re-checked
+  when it runs);
+- an approval past its expiry is ``expired`` and escalates, and the job ends ``expired``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from receiver.config import Config
+from receiver.errors import RemediatorError
+from receiver.store import Store, events
+from receiver.store import approvals as approval_store
+from receiver.store import jobs as job_store
+from receiver.store.db import Row, Tx
+
+
+class DecisionError(RemediatorError):
+    """A decision that is refused; ``code`` is machine-readable, the message human."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def required_approvers(config: Config, job: Row) -> tuple[int, list[str]]:
+    rule = config.rule(job["rule"])
+    if rule is None:
+        return 1, []
+    n = rule.approval.approvers
+    if job["playbook"] == "restore_database" and "approvers" not in rule.approval.model_fields_set:
+        n = max(n, 2)  # the two-person rule is the default for restores
+    return n, list(rule.approval.groups)
+
+
+def open_approval(tx: Tx, config: Config, job: Row, now: datetime) -> Row | None:
+    rule = config.rule(job["rule"])
+    expires = now + (rule.approval.expires if rule else timedelta(minutes=30))
+    n, groups = required_approvers(config, job)
+    return approval_store.create(tx, job=job, required=n, groups=groups, now=now,
+                                 expires_at=expires)
+
+
+def _audit(tx: Tx, job: Row, kind: str, actor: str, message: str, detail: dict[str, Any],
+           origin: dict[str, Any] | None, now: datetime) -> None:
+    events.record(tx, incident_id=job["incident_id"], at=now, kind=kind, actor=actor,
+                  message=message, detail=detail, job_id=job["id"], origin=origin)
+
+
+def refuse(store: Store, job_id: int, user: str, code: str, message: str, now: datetime,
+           origin: dict[str, Any] | None) -> None:
+    """Record a refused decision attempt in the audit log (its own transaction)."""
+    from receiver.store import audit
+
+    with store.db.transaction() as tx:
+        job = job_store.get(tx, job_id)
+        audit.append(tx, at=now, actor=f"user:{user}", action="approval.refused",
+                     subject=f"job:{job_id}", incident_id=job["incident_id"] if job else None,
+                     details={"code": code, "message": message}, origin=origin)
+
+
+def decide_job(
+    store: Store,
+    config: Config,
+    job_id: int,
+    *,
+    approve: bool,
+    user: str,
+    reason: str,
+    now: datetime,
+    origin: dict[str, Any] | None = None,
+) -> Row:
+    """Record one person's decision; return the job row after it. Refusals are audited."""
+    origin = origin or {}
+    try:
+        with store.db.transaction() as tx:
+            return _decide(tx, config, job_id, approve, user, reason, now, origin)
+    except DecisionError as exc:
+        refuse(store, job_id, user, exc.code, str(exc), now, origin)
+        raise
+
+
+def _decide(tx: Tx, config: Config, job_id: int, approve: bool, user: str, reason: str,
+            now: datetime, origin: dict[str, Any]) -> Row:
+    job = job_store.get(tx, job_id)
+    if job is None:
+        raise DecisionError("not_found", f"no job {job_id}")
+    approval = approval_store.for_job(tx, job_id)
+    if job["state"] != "awaiting_approval" or approval is None or approval["state"] != "pending":
+        who = f" by {approval['decided_by']} at {approval['decided_at'].isoformat()}" if (
+            approval is not None and approval["decided_by"]) else ""
+        raise DecisionError("not_waiting",
+                            f"job {job_id} is no longer waiting for approval: "
+                            f"{approval['state'] if approval else job['state']}{who}")
+    if approval["expires_at"] <= now:
+        raise DecisionError("expired", f"the approval for job {job_id} expired at "
+                            f"{approval['expires_at'].isoformat()}")
+    groups = approval["groups"] or []
+    if groups and not (config.people.groups_of(user) & set(groups)):
+        raise DecisionError("not_allowed",
+                            f"{user} is not in an approving group ({', '.join(groups)})")
+    decision = "approve" if approve else "deny"
+    if not approval_store.add_vote(tx, approval["id"], user, decision, reason, now, origin):
+        raise DecisionError("already_voted", f"{user} has already decided on job {job_id}")
+    actor = f"user:{user}"
+    if not approve:
+        approval_store.close(tx, approval["id"], "denied", by=user, now=now)
+        row = job_store.decide(tx, job_id, approve=False, actor=user, reason=reason, now=now)
+        _audit(tx, job, "job_denied", actor, f"job #{job_id} denied by {user}: {reason}",
+               {"reason": reason}, origin, now)
+        assert row is not None  # noqa: S101 - the job was awaiting approval in this transaction
+        return row
+    approves = [v for v in approval_store.votes(tx, approval["id"]) if v["decision"] == "approve"]
+    _audit(tx, job, "job_approved", actor,
+           f"job #{job_id} approved by {user} ({len(approves)}/{approval['required']})",
+           {"approvals": len(approves), "required": approval["required"], "reason": reason},
+           origin, now)
+    if len(approves) < approval["required"]:
+        return job
+    approval_store.close(tx, approval["id"], "approved", by=user, now=now)
+    row = job_store.decide(tx, job_id, approve=True, actor=user, reason=reason, now=now)
+    assert row is not None  # noqa: S101 - the job was awaiting approval in this transaction
+    if tx.dialect == "postgres":
+        tx.execute("SELECT pg_notify('remediator_jobs', '')")
+    return row
+
+
+def expire_due(store: Store, now: datetime) -> list[int]:
+    """Expire pending approvals past their deadline: job ``expired``, incident escalated."""
+    done = []
+    with store.db.transaction() as tx:
+        for approval in approval_store.expired(tx, now):
+            if approval_store.close(tx, approval["id"], "expired", by="system", now=now) is None:
+                continue
+            job = job_store.move(tx, approval["job_id"], "expired", now=now,
+                                 reason="approval expired")
+            if job is None:
+                continue
+            done.append(job["id"])
+            _audit(tx, job, "job_expired", "system",
+                   f"job #{job['id']}: approval expired unanswered", {}, None, now)
+            _audit(tx, job, "escalated", "system",
+                   f"escalated to a human: approval for job #{job['id']} expired", {}, None, now)
+    return done

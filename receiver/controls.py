@@ -1,0 +1,59 @@
+"""Runtime controls: the kill switch (global and per rule), shadow mode, circuit breakers.
+
+Each change is written together with its audit entry in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from receiver import guards
+from receiver.store import Store, audit
+from receiver.store import jobs as job_store
+
+
+def set_control(
+    store: Store,
+    name: str,
+    value: str,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    origin: dict[str, Any] | None = None,
+) -> None:
+    with store.db.transaction() as tx:
+        before = job_store.get_control(tx, name)
+        job_store.set_control(tx, name, value, reason=reason, actor=actor, now=now)
+        audit.append(
+            tx,
+            at=now,
+            actor=actor,
+            action="control.set",
+            subject=f"control:{name}",
+            details={"name": name, "value": value, "reason": reason,
+                     "previous": before["value"] if before else None},
+            origin=origin,
+        )
+
+
+def pause(store: Store, *, actor: str, reason: str, now: datetime, rule: str | None = None,
+          origin: dict[str, Any] | None = None) -> None:
+    name = guards.rule_paused(rule) if rule else guards.PAUSED
+    set_control(store, name, "true", actor=actor, reason=reason, now=now, origin=origin)
+
+
+def resume(store: Store, *, actor: str, reason: str, now: datetime, rule: str | None = None,
+           origin: dict[str, Any] | None = None) -> None:
+    name = guards.rule_paused(rule) if rule else guards.PAUSED
+    set_control(store, name, "false", actor=actor, reason=reason, now=now, origin=origin)
+
+
+def reset_breaker(store: Store, rule: str, *, actor: str, reason: str, now: datetime) -> None:
+    set_control(store, guards.breaker(rule), "closed", actor=actor, reason=reason, now=now)
+
+
+def state(store: Store) -> dict[str, dict[str, Any]]:
+    with store.db.transaction(write=False) as tx:
+        return job_store.controls(tx)

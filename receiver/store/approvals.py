@@ -1,0 +1,72 @@
+"""Approval rows and votes. Single use and the two-person rule live in conditional updates
+and a primary key on (approval, approver)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from receiver.store.db import Row, Tx
+
+COLUMNS = ("id, job_id, incident_id, state, required, groups, created_at, expires_at,"
+           " decided_at, decided_by")
+
+
+def create(tx: Tx, *, job: Row, required: int, groups: list[str], now: datetime,
+           expires_at: datetime) -> Row | None:
+    return tx.fetchone(
+        f"""INSERT INTO approvals (job_id, incident_id, state, required, groups, created_at,
+                                  expires_at)
+           VALUES (:job, :inc, 'pending', :req, :groups, :now, :exp)
+           ON CONFLICT (job_id) DO UPDATE SET state = 'pending', required = excluded.required,
+                  groups = excluded.groups, created_at = excluded.created_at,
+                  expires_at = excluded.expires_at, decided_at = NULL, decided_by = NULL
+           RETURNING {COLUMNS}""",  # noqa: S608 - constant columns
+        {"job": job["id"], "inc": job["incident_id"], "req": required,
+         "groups": tx.json(groups), "now": now, "exp": expires_at},
+    )
+
+
+def for_job(tx: Tx, job_id: int) -> Row | None:
+    return tx.fetchone(f"SELECT {COLUMNS} FROM approvals WHERE job_id = :j", {"j": job_id})  # noqa: S608 - constant columns
+
+
+def get(tx: Tx, approval_id: int) -> Row | None:
+    return tx.fetchone(f"SELECT {COLUMNS} FROM approvals WHERE id = :i", {"i": approval_id})  # noqa: S608 - constant columns
+
+
+def votes(tx: Tx, approval_id: int) -> list[Row]:
+    return tx.fetchall(
+        "SELECT approver, decision, reason, at, origin FROM approval_votes"
+        " WHERE approval_id = :a ORDER BY at, approver",
+        {"a": approval_id},
+    )
+
+
+def add_vote(tx: Tx, approval_id: int, approver: str, decision: str, reason: str,
+             now: datetime, origin: dict[str, Any]) -> bool:
+    """False when this approver has already voted on this approval."""
+    row = tx.fetchone(
+        "INSERT INTO approval_votes (approval_id, approver, decision, reason, at, origin)"
+        " VALUES (:a, :who, :d, :r, :now, :o) ON CONFLICT (approval_id, approver) DO NOTHING"
+        " RETURNING approver",
+        {"a": approval_id, "who": approver, "d": decision, "r": reason, "now": now,
+         "o": tx.json(origin)},
+    )
+    return row is not None
+
+
+def close(tx: Tx, approval_id: int, state: str, *, by: str, now: datetime) -> Row | None:
+    """pending -> approved/denied/expired/cancelled, once."""
+    return tx.fetchone(
+        f"UPDATE approvals SET state = :s, decided_at = :now, decided_by = :by"
+        f" WHERE id = :i AND state = 'pending' RETURNING {COLUMNS}",  # noqa: S608 - constant columns
+        {"i": approval_id, "s": state, "now": now, "by": by},
+    )
+
+
+def expired(tx: Tx, now: datetime) -> list[Row]:
+    return tx.fetchall(
+        f"SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND expires_at < :now",  # noqa: S608 - constant columns
+        {"now": now},
+    )
