@@ -84,14 +84,16 @@ def migrate(config_path: str) -> None:
     is_flag=True,
     help="Accept unauthenticated webhooks and API calls when no auth is configured.",
 )
+@click.option("--no-worker", is_flag=True, help="Do not start the embedded remediation worker.")
 def serve(
     config_path: str,
     bind: str | None,
     workers: int | None,
     threads: int | None,
     insecure_no_auth: bool,
+    no_worker: bool,
 ) -> None:
-    """Run the receiver under gunicorn."""
+    """Run the receiver under gunicorn, with one embedded remediation worker by default."""
     config = _load(config_path)
     if not config.auth.configured and not insecure_no_auth:
         click.echo(
@@ -123,13 +125,30 @@ def serve(
             sys.exit(1)
         finally:
             store.close()
-    run_gunicorn(
-        config,
-        bind=bind or config.server.bind,
-        workers=workers or config.server.workers,
-        threads=threads or config.server.threads,
-        insecure_no_auth=insecure_no_auth,
-    )
+    embedded = None
+    if config.server.embedded_worker and not no_worker:
+        import subprocess
+
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        embedded = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed argv
+            [sys.executable, "-m", "receiver", "worker", "-c", config_path, "--exit-with-parent"],
+            env=env,
+        )
+    try:
+        run_gunicorn(
+            config,
+            bind=bind or config.server.bind,
+            workers=workers or config.server.workers,
+            threads=threads or config.server.threads,
+            insecure_no_auth=insecure_no_auth,
+        )
+    finally:
+        if embedded is not None:
+            embedded.terminate()
+            try:
+                embedded.wait(timeout=15)
+            except Exception:  # noqa: BLE001 - last resort at shutdown
+                embedded.kill()
 
 
 @main.command()
@@ -209,7 +228,9 @@ def _store_for(config: Config) -> Any:
 @CONFIG_OPTION
 @click.option("--threads", type=click.IntRange(1, 32), default=2, show_default=True,
               help="jobs run at once by this process.")
-def worker(config_path: str, threads: int) -> None:
+@click.option("--exit-with-parent", is_flag=True, hidden=True,
+              help="stop when the parent process goes away (used by serve).")
+def worker(config_path: str, threads: int, exit_with_parent: bool) -> None:
     """Run a remediation worker (any number, on any hosts sharing the store)."""
     import signal
     import threading
@@ -224,6 +245,15 @@ def worker(config_path: str, threads: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     w = Worker(config, store)
+    if exit_with_parent:
+        parent = os.getppid()
+
+        def watch() -> None:
+            while not stop.wait(1.0):
+                if os.getppid() != parent:
+                    stop.set()
+
+        threading.Thread(target=watch, daemon=True).start()
     click.echo(f"worker {w.id} started ({threads} threads, store {store.dialect})", err=True)
     try:
         w.run_forever(stop, threads=threads)
