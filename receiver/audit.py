@@ -58,8 +58,8 @@ def verify_chain(entries: Iterable[dict[str, Any]]) -> ChainReport:
         checked += 1
         if int(e["seq"]) != expected_seq:
             what = "removed before it" if int(e["seq"]) > expected_seq else "inserted or reordered"
-            return ChainReport(False, checked, int(e["seq"]), e.get("id"),
-                               f"expected seq {expected_seq}, found {e['seq']}: an entry was {what}")
+            problem = f"expected seq {expected_seq}, found {e['seq']}: an entry was {what}"
+            return ChainReport(False, checked, int(e["seq"]), e.get("id"), problem)
         if e["prev_hash"] != prev_hash:
             return ChainReport(False, checked, int(e["seq"]), e.get("id"),
                                "prev_hash does not match the previous entry's hash")

@@ -46,7 +46,9 @@ def _poll(
         sleep(interval)
 
 
-def http_check(spec: HttpCheck, labels: dict[str, str], sleep: Callable[[float], None]) -> CheckResult:
+def http_check(
+    spec: HttpCheck, labels: dict[str, str], sleep: Callable[[float], None]
+) -> CheckResult:
     url = render_params(spec.url, labels, {})
     adapter = HttpAdapter(spec.timeout.total_seconds())
 

@@ -59,8 +59,8 @@ def add_vote(tx: Tx, approval_id: int, approver: str, decision: str, reason: str
 def close(tx: Tx, approval_id: int, state: str, *, by: str, now: datetime) -> Row | None:
     """pending -> approved/denied/expired/cancelled, once."""
     return tx.fetchone(
-        f"UPDATE approvals SET state = :s, decided_at = :now, decided_by = :by"
-        f" WHERE id = :i AND state = 'pending' RETURNING {COLUMNS}",  # noqa: S608 - constant columns
+        "UPDATE approvals SET state = :s, decided_at = :now, decided_by = :by"  # noqa: S608 - constant columns
+        f" WHERE id = :i AND state = 'pending' RETURNING {COLUMNS}",
         {"i": approval_id, "s": state, "now": now, "by": by},
     )
 

@@ -31,8 +31,8 @@ from psycopg.types.json import Jsonb
 from receiver.errors import StoreError, StoreUnavailable
 
 JSON_COLUMNS = frozenset(
-    {"labels", "annotations", "group_labels", "detail", "params", "result", "plan", "details", "groups",
-     "origin", "targets"}
+    {"labels", "annotations", "group_labels", "detail", "params", "result", "plan", "details",
+     "groups", "origin", "targets"}
 )
 TIME_COLUMNS = frozenset({"at", "not_before"})
 """Timestamp columns besides the ``*_at`` ones (decoded from text on SQLite)."""

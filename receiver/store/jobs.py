@@ -51,8 +51,8 @@ def claim(tx: Tx, *, worker: str, now: datetime, lease: timedelta) -> Row | None
     """Take the oldest runnable job and lease it to ``worker``."""
     lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
     pick = tx.fetchone(
-        "SELECT id FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= :now)"
-        f" ORDER BY id LIMIT 1{lock}",
+        "SELECT id FROM jobs WHERE state = 'queued'"  # noqa: S608 - fixed fragment
+        f" AND (not_before IS NULL OR not_before <= :now) ORDER BY id LIMIT 1{lock}",
         {"now": now},
     )
     if pick is None:
