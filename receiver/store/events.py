@@ -16,9 +16,23 @@ AUDITED = frozenset(
         "job_approved", "job_denied", "job_expired", "job_started", "job_succeeded",
         "job_failed", "job_dry_run", "job_interrupted", "job_requeued", "job_escalated",
         "job_retry_scheduled", "verification_passed", "verification_failed",
-        "circuit_opened", "escalated", "acknowledged", "assigned", "note",
+        "circuit_opened", "escalated", "acknowledged", "assigned", "note", "sla_breached",
+        "reminder", "diagnostics_requested", "postmortem_saved",
     }
 )
+
+
+# Kinds worth telling people about: each also lands in the notifications outbox, in the
+# same transaction; the worker expands it to the configured channels and sends it.
+NOTIFY = frozenset(
+    {
+        "opened", "reopened", "resolved", "severity_changed", "job_awaiting_approval",
+        "job_started", "job_succeeded", "job_failed", "verification_failed", "escalated",
+        "sla_breached", "reminder",
+    }
+)
+# Kinds that start automatic diagnostics for the incident.
+DIAGNOSE = frozenset({"opened", "reopened"})
 
 
 def record(
@@ -40,6 +54,19 @@ def record(
         {"inc": incident_id, "at": at, "kind": kind, "actor": actor, "msg": message,
          "detail": tx.json(detail), "job": job_id},
     )
+    if kind in NOTIFY:
+        tx.execute(
+            "INSERT INTO outbox (kind, incident_id, job_id, message, detail, created_at)"
+            " VALUES (:kind, :inc, :job, :msg, :detail, :at)",
+            {"kind": kind, "inc": incident_id, "job": job_id, "msg": message,
+             "detail": tx.json(detail), "at": at},
+        )
+    if kind in DIAGNOSE:
+        tx.execute(
+            "INSERT INTO diagnostic_requests (incident_id, reason, requested_by, state,"
+            " requested_at) VALUES (:inc, :reason, :actor, 'pending', :at)",
+            {"inc": incident_id, "reason": f"incident {kind}", "actor": actor, "at": at},
+        )
     if kind in AUDITED:
         subject = f"job:{job_id}" if job_id is not None else f"incident:{incident_id}"
         audit.append(
