@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
@@ -15,9 +15,11 @@ from receiver.config import Config, load_config
 from receiver.engine import Intake, utcnow
 from receiver.metrics import Metrics
 from receiver.store import Store, open_store
-from receiver.web import api, ops, webhook
+from receiver.tokens import secret_key
+from receiver.web import api, ops, pages, webhook
 from receiver.web.auth import Authenticator
 from receiver.web.errors import register_error_handlers
+from receiver.web.operators import csrf_token
 from receiver.web.services import Services
 
 log = structlog.get_logger(__name__)
@@ -31,6 +33,12 @@ class _JSON(DefaultJSONProvider):
         if isinstance(o, datetime | date):
             return o.isoformat()
         return DefaultJSONProvider.default(o)
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _security_headers(resp: Response) -> Response:
@@ -75,8 +83,19 @@ def create_app(
             timeout=config.store.connect_timeout.total_seconds(),
         )
 
-    app = Flask(__name__)
+    app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     app.json = _JSON(app)
+    app.config.update(
+        SECRET_KEY=secret_key(config),
+        SESSION_COOKIE_NAME="remediator_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.server.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=config.people.session_lifetime,
+    )
+    app.jinja_env.autoescape = True
+    app.jinja_env.filters["when"] = _when
+    app.jinja_env.globals["csrf_token"] = csrf_token
     # One byte of slack lets the webhook tell "exactly the cap" from "over it" on chunked
     # bodies, which werkzeug would otherwise cut silently at MAX_CONTENT_LENGTH.
     app.config["REMEDIATOR_MAX_BODY"] = config.server.max_body_bytes
@@ -93,6 +112,7 @@ def create_app(
     app.register_blueprint(webhook.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(pages.bp)
     if insecure_no_auth and not config.auth.configured:
         log.warning(
             "insecure_no_auth", detail="the webhook and API accept unauthenticated requests"

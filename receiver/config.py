@@ -7,6 +7,7 @@ A bad file is refused at start with the path to each bad field
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import re
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -14,11 +15,20 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from receiver.durations import Duration
 from receiver.errors import ConfigError
-from receiver.rules import RateBudget, RemediationRule
+from receiver.matchers import MatchSpec
+from receiver.rules import RateBudget, RemediationRule, check_template
 from receiver.secrets import SecretRef
 from receiver.severity import Severity, SeverityConfig
 from receiver.targets import TargetsConfig
@@ -36,6 +46,14 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     public_url: str = Field(default="http://127.0.0.1:9095", pattern=r"^https?://")
     embedded_worker: bool = True
+    secret_key: SecretRef | None = Field(
+        default=None,
+        description="signs approval links, sessions and CSRF tokens; when unset, a random "
+        "key is created once in data_dir/secret_key (mode 0600) and shared by all processes",
+    )
+    secure_cookies: bool = Field(
+        default=True, description="mark the session cookie Secure (HTTPS only)"
+    )
 
 
 class BasicAuth(_Section):
@@ -244,16 +262,216 @@ class Person(_Section):
     password_hash: str | None = None
 
 
+UserName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,99}$")]
+
+
+class TrustedProxy(_Section):
+    """An auth proxy (oauth2-proxy style) that sets the user in a header."""
+
+    header: str = Field(default="X-Forwarded-User", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"], min_length=1)
+
+    @field_validator("addresses")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    def trusts(self, remote: str | None) -> bool:
+        if not remote:
+            return False
+        try:
+            ip = ipaddress.ip_address(remote)
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(n, strict=False) for n in self.addresses)
+
+
+class ApiToken(_Section):
+    token: SecretRef
+    user: UserName
+    scope: Literal["read", "operator"] = "read"
+
+
 class PeopleConfig(_Section):
     """Operators and approvers. Approval policies name groups from here."""
 
-    users: dict[Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,99}$")], Person] = (
-        Field(default_factory=dict)
-    )
+    users: dict[UserName, Person] = Field(default_factory=dict)
+    trusted_proxy: TrustedProxy | None = None
+    api_tokens: dict[str, ApiToken] = Field(default_factory=dict)
+    session_lifetime: Duration = timedelta(hours=12)
 
     def groups_of(self, user: str) -> set[str]:
         person = self.users.get(user)
         return set(person.groups) if person else set()
+
+
+ChannelName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")]
+
+
+def _notify_kinds() -> list[str]:
+    from receiver.store.events import NOTIFY  # deferred: the store pulls in its drivers
+
+    return sorted(NOTIFY)
+
+
+class NotificationChannel(_Section):
+    """One apprise destination. ``url`` is an apprise URL (``slack://...``, ``msteams://...``,
+    ``mailtos://...``, ``jsons://host/path``...) given as env:/file:, since it holds tokens."""
+
+    url: SecretRef
+    events: list[str] = Field(default_factory=_notify_kinds, min_length=1)
+    severities: list[Severity] = Field(default_factory=lambda: list(Severity), min_length=1)
+    format: Literal["text", "markdown"] = "text"
+
+    @field_validator("url")
+    @classmethod
+    def _apprise_url(cls, value: SecretRef) -> SecretRef:
+        import apprise  # deferred: only configs with channels pay for loading its plugins
+
+        if apprise.Apprise.instantiate(value.reveal()) is None:
+            scheme = value.reveal().partition("://")[0] if "://" in value.reveal() else "?"
+            raise ValueError(f"{value.ref} is not a URL apprise can send to (scheme {scheme!r})")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        known = _notify_kinds()
+        unknown = [k for k in value if k not in known]
+        if unknown:
+            raise ValueError(f"unknown event kinds {unknown}; known: {', '.join(known)}")
+        return value
+
+    def matches(self, kind: str, severity: str) -> bool:
+        return kind in self.events and severity in self.severities
+
+
+class NotificationRetry(_Section):
+    max_attempts: int = Field(default=20, ge=1, le=1000)
+    backoff_initial: Duration = timedelta(seconds=5)
+    backoff_max: Duration = timedelta(minutes=10)
+
+    @model_validator(mode="after")
+    def _order(self) -> NotificationRetry:
+        if self.backoff_initial <= timedelta(0) or self.backoff_max < self.backoff_initial:
+            raise ValueError("need 0 < backoff_initial <= backoff_max")
+        return self
+
+
+class NotificationsConfig(_Section):
+    """Phase 4: who hears about what. Outbox rows fan out to every channel whose events and
+    severities match; the worker sends them with retries. ``link_base`` defaults to
+    ``server.public_url``."""
+
+    channels: dict[ChannelName, NotificationChannel] = Field(default_factory=dict)
+    retry: NotificationRetry = Field(default_factory=NotificationRetry)
+    link_base: str | None = Field(default=None, pattern=r"^https?://")
+    timeout: Duration = timedelta(seconds=10)
+
+
+def _labels_only(value: str) -> str:
+    check_template(value)
+    return value
+
+
+_Templated = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_labels_only)]
+_TemplatedUrl = Annotated[
+    str, Field(pattern=r"^https?://", max_length=2048), AfterValidator(_labels_only)
+]
+_PromQL = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_labels_only)]
+
+
+class HttpProbe(_Section):
+    """GET a health or readiness endpoint: status, latency and a body excerpt (ok on 2xx)."""
+
+    url: _TemplatedUrl
+
+
+class DockerProbe(_Section):
+    """A container's state, restart count, image, start time and last log lines."""
+
+    container: _Templated = Field(description="a name or {{ labels.x }}; must pass targets")
+    log_lines: int = Field(default=100, ge=1, le=1000)
+
+
+class PostgresProbe(_Section):
+    """SELECT 1 latency, connections vs max_connections, the longest queries, database size."""
+
+    target: _Templated = Field(description="a name in targets.postgres, or {{ labels.x }}")
+    database: _Templated | None = Field(
+        default=None, description="default: the DSN's; must be in the target's databases"
+    )
+
+
+class RedisProbe(_Section):
+    """PING latency, INFO memory and INFO clients."""
+
+    target: _Templated = Field(description="a name in targets.redis, or {{ labels.x }}")
+    db: int = Field(default=0, ge=0, le=1023)
+
+
+class PrometheusProbe(_Section):
+    """Instant PromQL queries, each kept as a snapshot (request rate, error rate, latency)."""
+
+    url: _TemplatedUrl = Field(description="Prometheus base URL")
+    queries: dict[Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")], _PromQL] = Field(
+        min_length=1, max_length=20
+    )
+
+
+PROBE_KINDS = ("http", "docker", "postgres", "redis", "prometheus")
+
+
+class DiagnosticCheck(MatchSpec):
+    """One read-only check. It applies to an incident when any of its alerts matches (always,
+    without matchers). Exactly one probe section is given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    timeout: Duration = timedelta(seconds=10)
+    http: HttpProbe | None = None
+    docker: DockerProbe | None = None
+    postgres: PostgresProbe | None = None
+    redis: RedisProbe | None = None
+    prometheus: PrometheusProbe | None = None
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> DiagnosticCheck:
+        given = [k for k in PROBE_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(PROBE_KINDS)} (got {len(given)})")
+        if not timedelta(0) < self.timeout <= timedelta(minutes=5):
+            raise ValueError("timeout must be more than 0s and at most 5m")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in PROBE_KINDS if getattr(self, k) is not None)
+
+    @property
+    def probe(self) -> BaseModel:
+        probe: BaseModel = getattr(self, self.kind)
+        return probe
+
+
+class DiagnosticsConfig(_Section):
+    """Automatic diagnostics (checklist phase 2): run by a worker when an incident opens or
+    reopens, and on demand."""
+
+    checks: list[DiagnosticCheck] = Field(default_factory=list)
+    parallelism: int = Field(default=4, ge=1, le=32)
+    max_evidence_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DiagnosticsConfig:
+        names = [c.name for c in self.checks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate diagnostic check name(s): {', '.join(dupes)}")
+        return self
 
 
 class LoggingConfig(_Section):
@@ -274,6 +492,8 @@ class Config(_Section):
     rules: list[RemediationRule] = Field(default_factory=list)
     targets: TargetsConfig = Field(default_factory=TargetsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @model_validator(mode="after")
     def _rule_names(self) -> Config:

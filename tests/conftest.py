@@ -108,14 +108,44 @@ def config() -> Config:
 
 
 TOKEN = "test-token-0123456789"
+OP_TOKEN = "operator-token-abcdef"
+READ_TOKEN = "read-token-abcdef"
+OP = {"Authorization": f"Bearer {OP_TOKEN}"}
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
+PASSWORD = "correct horse battery staple"
+
+
+def people() -> dict[str, Any]:
+    from werkzeug.security import generate_password_hash
+
+    pw = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
+    return {
+        "users": {
+            "alice": {"groups": ["oncall", "dba"], "password_hash": pw},
+            "bob": {"groups": ["dba"], "password_hash": pw},
+            "carol": {"groups": ["web"], "password_hash": pw},
+        },
+        "api_tokens": {
+            "ops": {"token": "env:REMEDIATOR_TEST_OP_TOKEN", "user": "alice", "scope": "operator"},
+            "ro": {"token": "env:REMEDIATOR_TEST_READ_TOKEN", "user": "carol", "scope": "read"},
+        },
+    }
 
 
 @pytest.fixture
-def client(store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A Flask test client on the store, with bearer auth configured."""
+def web_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Config:
     monkeypatch.setenv("REMEDIATOR_TEST_TOKEN", TOKEN)
-    cfg = make_config(auth={"bearer_token": "env:REMEDIATOR_TEST_TOKEN"})
-    app = create_app(cfg, store=store, clock=clock)
+    monkeypatch.setenv("REMEDIATOR_TEST_OP_TOKEN", OP_TOKEN)
+    monkeypatch.setenv("REMEDIATOR_TEST_READ_TOKEN", READ_TOKEN)
+    return make_config(auth={"bearer_token": "env:REMEDIATOR_TEST_TOKEN"}, people=people(),
+                       data_dir=str(tmp_path / "data"), server={"secure_cookies": False})
+
+
+@pytest.fixture
+def client(store: Store, clock: Clock, web_config: Config) -> Any:
+    """A Flask test client on the store: webhook bearer auth by default; OP/READ headers
+    for the operator API."""
+    app = create_app(web_config, store=store, clock=clock)
     c = app.test_client()
     c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
     return c

@@ -89,6 +89,51 @@ def _container_state(attrs: Mapping[str, Any]) -> ContainerState:
     )
 
 
+@dataclass(frozen=True)
+class ContainerDetails:
+    """Read-only facts for diagnostics: state, restarts, image, and when it (re)started."""
+
+    id: str
+    name: str
+    status: str
+    health: str | None
+    restart_count: int
+    started_at: str
+    finished_at: str
+    exit_code: int | None
+    oom_killed: bool
+    image: str
+    image_id: str
+    created: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("labels")
+        return out
+
+
+def _container_details(attrs: Mapping[str, Any]) -> ContainerDetails:
+    base = _container_state(attrs)
+    state = attrs.get("State") or {}
+    exit_code = state.get("ExitCode")
+    return ContainerDetails(
+        id=base.id,
+        name=base.name,
+        status=base.status,
+        health=base.health,
+        restart_count=base.restart_count,
+        started_at=base.started_at,
+        finished_at=str(state.get("FinishedAt", "")),
+        exit_code=int(exit_code) if isinstance(exit_code, int) else None,
+        oom_killed=bool(state.get("OOMKilled", False)),
+        image=str((attrs.get("Config") or {}).get("Image", "")),
+        image_id=str(attrs.get("Image", "")),
+        created=str(attrs.get("Created", "")),
+        labels=base.labels,
+    )
+
+
 class DockerAdapter:
     """A small interface over one Docker daemon. Use it as a context manager."""
 
@@ -161,6 +206,25 @@ class DockerAdapter:
         if exact_name and name_or_id not in (found.name, found.id):
             return None
         return found
+
+    def details(self, name: str) -> ContainerDetails | None:
+        """Read-only: the container with exactly this name, with image and exit facts."""
+        api = self._api()
+        with self._calls(f"inspect container {name!r}"):
+            try:
+                attrs = api.inspect_container(name)
+            except docker.errors.NotFound:
+                return None
+        found = _container_details(attrs)
+        return found if name in (found.name, found.id) else None
+
+    def logs(self, container_id: str, *, tail: int) -> str:
+        """Read-only: the last ``tail`` lines of stdout and stderr, as text."""
+        api = self._api()
+        with self._calls(f"read the logs of {container_id[:12]}"):
+            raw = api.logs(container_id, stdout=True, stderr=True, tail=tail, timestamps=False)
+        data = raw if isinstance(raw, bytes) else b"".join(raw)
+        return data.decode("utf-8", "replace")
 
     def containers(self, labels: Mapping[str, str]) -> list[ContainerState]:
         """Every container (running or not) carrying all of these labels, sorted by name."""

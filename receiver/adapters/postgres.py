@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess  # argv lists only, never a shell: see PgTools.run
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +55,31 @@ _SAME_QUERY = """
   FROM pg_stat_activity
  WHERE pid = %(pid)s AND backend_start = %(backend_start)s AND query_start = %(query_start)s
    AND state = 'active'
+"""
+
+
+# Read-only snapshots for diagnostics (checklist phase 2).
+_CONNECTIONS_SQL = """
+SELECT count(*) FILTER (WHERE backend_type = 'client backend') AS client_connections,
+       count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'active') AS active,
+       count(*) FILTER (WHERE state = 'idle in transaction') AS idle_in_transaction,
+       count(*) AS all_backends,
+       current_setting('max_connections')::int AS max_connections
+  FROM pg_stat_activity
+"""
+_LONGEST_SQL = """
+SELECT pid, datname, usename, coalesce(application_name, '') AS application_name,
+       coalesce(backend_type, '') AS backend_type, state, wait_event_type, wait_event,
+       extract(epoch FROM clock_timestamp() - query_start)::float8 AS duration_s,
+       left(coalesce(query, ''), %(chars)s) AS query
+  FROM pg_stat_activity
+ WHERE pid <> pg_backend_pid() AND state = 'active' AND query_start IS NOT NULL
+ ORDER BY query_start, pid
+ LIMIT %(limit)s
+"""
+_SIZE_SQL = """
+SELECT current_database() AS database, pg_database_size(current_database()) AS bytes,
+       pg_size_pretty(pg_database_size(current_database())) AS pretty
 """
 
 
@@ -166,6 +192,34 @@ class PostgresAdapter:
         with self._errors("list backends"), self._cursor() as cur:
             rows = cur.execute(_BACKENDS_SQL, {"min_s": min_duration_s}).fetchall()
         return [Backend(**row) for row in rows]
+
+    # -- read-only snapshots (diagnostics) ----------------------------------------------------
+
+    def select_one_ms(self) -> float:
+        """Round trip of ``SELECT 1`` on the open connection, in milliseconds."""
+        self.connect()
+        with self._errors("run SELECT 1"), self._cursor() as cur:
+            started = time.perf_counter()
+            cur.execute("SELECT 1").fetchone()
+            return (time.perf_counter() - started) * 1000
+
+    def connection_counts(self) -> dict[str, int]:
+        """Client connections (all, active, idle in transaction) and max_connections."""
+        with self._errors("count connections"), self._cursor() as cur:
+            row = cur.execute(_CONNECTIONS_SQL).fetchone()
+        return {k: int(v) for k, v in (row or {}).items()}
+
+    def longest_queries(self, *, limit: int, chars: int) -> list[dict[str, Any]]:
+        """The ``limit`` longest-running active queries (other than ours), text cut at
+        ``chars``."""
+        with self._errors("list the longest queries"), self._cursor() as cur:
+            rows = cur.execute(_LONGEST_SQL, {"limit": limit, "chars": chars}).fetchall()
+        return [dict(r) for r in rows]
+
+    def database_size(self) -> dict[str, Any]:
+        with self._errors("read the database size"), self._cursor() as cur:
+            row = cur.execute(_SIZE_SQL).fetchone()
+        return dict(row or {})
 
     def _same_query_call(self, function: str, backend: Backend) -> bool:
         query = sql.SQL("SELECT {}(pid) AS done").format(sql.Identifier(function)) + sql.SQL(

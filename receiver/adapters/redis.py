@@ -7,6 +7,7 @@ raises :class:`PlaybookError`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,6 +87,21 @@ class RedisAdapter:
     def ping(self) -> None:
         with self._errors("ping"):
             self._redis().ping()
+
+    def ping_ms(self) -> float:
+        """Round trip of PING in milliseconds (the connection is opened first)."""
+        client = self._redis()
+        with self._errors("ping"):
+            client.ping()
+            started = time.perf_counter()
+            client.ping()
+            return (time.perf_counter() - started) * 1000
+
+    def info(self, section: str) -> dict[str, Any]:
+        """Read-only: one INFO section (``memory``, ``clients``...) as a dict."""
+        with self._errors(f"read INFO {section}"):
+            data: dict[str, Any] = self._redis().info(section)
+        return data
 
     def dbsize(self) -> int:
         with self._errors("count keys"):

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from receiver.audit import ChainReport, verify_chain
+from receiver.store import audit as _audit
 from receiver.store import incidents as _incidents
+from receiver.store.audit import AuditFilter
 from receiver.store.db import Database, open_database
 from receiver.store.ingest import ingest as _ingest
 from receiver.store.migrations import migrate as _migrate
 from receiver.store.migrations import pending as _pending
 from receiver.store.records import IncidentFilter, IngestBatch, IngestResult
 
-__all__ = ["Store", "open_store", "IncidentFilter", "IngestBatch", "IngestResult"]
+__all__ = ["AuditFilter", "Store", "open_store", "IncidentFilter", "IngestBatch", "IngestResult"]
 
 
 class Store:
@@ -48,6 +51,14 @@ class Store:
     def get_incident(self, incident_id: int) -> dict[str, Any] | None:
         with self.db.transaction(write=False) as tx:
             return _incidents.get_incident(tx, incident_id)
+
+    def audit(self, f: AuditFilter) -> list[dict[str, Any]]:
+        with self.db.transaction(write=False) as tx:
+            return _audit.query(tx, f)
+
+    def verify_audit(self) -> ChainReport:
+        with self.db.transaction(write=False) as tx:
+            return verify_chain(_audit.walk(tx))
 
     def close(self) -> None:
         self.db.close()

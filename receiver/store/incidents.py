@@ -76,10 +76,33 @@ def get_incident(tx: Tx, incident_id: int) -> dict[str, Any] | None:
         {"id": incident_id},
     )
     row["jobs"] = tx.fetchall(
-        "SELECT id, rule, playbook, state, params, created_at, updated_at FROM jobs"
+        "SELECT id, rule, playbook, state, params, plan, result, reason, targets, risk,"
+        " attempts, created_at, updated_at, started_at, finished_at FROM jobs"
         " WHERE incident_id = :id ORDER BY id",
         {"id": incident_id},
     )
+    row["approvals"] = tx.fetchall(
+        "SELECT id, job_id, state, required, groups, created_at, expires_at, decided_at,"
+        " decided_by FROM approvals WHERE incident_id = :id ORDER BY id",
+        {"id": incident_id},
+    )
+    for a in row["approvals"]:
+        a["votes"] = tx.fetchall(
+            "SELECT approver, decision, reason, at FROM approval_votes WHERE approval_id = :a"
+            " ORDER BY at, approver",
+            {"a": a["id"]},
+        )
+    row["evidence"] = tx.fetchall(
+        "SELECT id, check_name, kind, ok, summary, detail, started_at, duration_ms"
+        " FROM evidence WHERE incident_id = :id ORDER BY id",
+        {"id": incident_id},
+    )
+    extra = tx.fetchone(
+        "SELECT assignee, postmortem, false_alarm_at, sla_breached_at, escalation_level,"
+        " resolved_by FROM incidents WHERE id = :id",
+        {"id": incident_id},
+    )
+    row.update(extra or {})
     return row
 
 

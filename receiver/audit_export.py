@@ -1,0 +1,45 @@
+"""Audit log export: JSON Lines (one entry a line, exactly what is hashed) and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+FIELDS = ("seq", "at", "actor", "action", "subject", "incident_id", "details", "origin",
+          "prev_hash", "hash")
+
+
+def _plain(entry: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k in FIELDS:
+        v = entry.get(k)
+        out[k] = v.isoformat() if isinstance(v, datetime) else v
+    return out
+
+
+def to_jsonl(entries: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(_plain(e), sort_keys=True, ensure_ascii=False) + "\n"
+                   for e in entries)
+
+
+def to_csv(entries: Iterable[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(FIELDS)
+    for e in entries:
+        row = _plain(e)
+        cells = []
+        for k in FIELDS:
+            v = row[k]
+            if isinstance(v, dict | list):
+                v = json.dumps(v, sort_keys=True, ensure_ascii=False)
+            text = "" if v is None else str(v)
+            if text[:1] in ("=", "+", "-", "@"):
+                text = "'" + text  # keep spreadsheet formulas inert
+            cells.append(text)
+        writer.writerow(cells)
+    return buf.getvalue()

@@ -1,0 +1,337 @@
+"""Notifications (phase 4): outbox rows -> configured channels, through apprise, with retries.
+
+Nothing is sent in a web request. ``events.record`` writes an ``outbox`` row in the event's
+transaction; a worker calls :func:`deliver_due`, which
+
+1. gives deliveries whose sender died (lease ran out) back to ``pending``;
+2. expands new outbox rows into one ``outbox_deliveries`` row per channel whose ``events``
+   and ``severities`` match (the incident's severity);
+3. claims due deliveries one at a time with a lease (a conditional UPDATE; ``SKIP LOCKED``
+   on PostgreSQL), so that two workers never send the same delivery at once;
+4. sends each through apprise with a timeout, then marks it ``delivered``, or schedules a
+   retry with exponential backoff, or ``dropped`` once ``retry.max_attempts`` are used.
+
+Delivery is at least once: a worker that dies after the channel accepted a message but
+before it recorded that leaves the delivery to be sent again when its lease runs out.
+
+Channel URLs hold tokens. They never reach a log line, a message, or ``last_error``: error
+text is scrubbed of every part of the URL, then passed through ``logs.redact_value``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import structlog
+
+from receiver.config import Config, NotificationChannel, NotificationRetry, NotificationsConfig
+from receiver.errors import RemediatorError
+from receiver.logs import redact_value
+from receiver.store import Store
+from receiver.store import approvals as approval_store
+from receiver.store import jobs as job_store
+from receiver.store import outbox as outbox_store
+from receiver.store.db import Row, Tx
+
+log = structlog.get_logger(__name__)
+
+EXPAND_BATCH = 500
+ERROR_LIMIT = 1000
+
+NotifyType = Literal["info", "success", "warning", "failure"]
+NOTIFY_TYPES: dict[str, NotifyType] = {
+    "opened": "warning", "reopened": "warning", "severity_changed": "warning",
+    "job_awaiting_approval": "warning", "reminder": "warning", "job_started": "info",
+    "resolved": "success", "job_succeeded": "success", "job_failed": "failure",
+    "verification_failed": "failure", "escalated": "failure", "sla_breached": "failure",
+}
+
+
+class DeliveryFailed(RemediatorError):
+    """A channel did not take a message. The text names why and holds no secret."""
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str
+    body_format: Literal["text", "markdown"] = "text"
+    notify_type: NotifyType = "info"
+
+
+Sender = Callable[[str, NotificationChannel, Message], None]
+"""``send(channel_name, channel, message)``: returns when the channel took the message,
+raises :class:`DeliveryFailed` (or any exception) when it did not."""
+
+
+# -- pure parts ---------------------------------------------------------------------------
+def matching_channels(settings: NotificationsConfig, kind: str, severity: str) -> list[str]:
+    """Names of the channels that want an event of ``kind`` on an incident of ``severity``."""
+    return [name for name, ch in sorted(settings.channels.items()) if ch.matches(kind, severity)]
+
+
+def backoff(attempt: int, retry: NotificationRetry) -> timedelta:
+    """The wait after failed attempt number ``attempt`` (1-based): ``backoff_initial`` doubled
+    each time, capped at ``backoff_max`` (tenacity's ``wait_exponential(multiplier=initial,
+    max=max)``)."""
+    initial, cap = retry.backoff_initial.total_seconds(), retry.backoff_max.total_seconds()
+    return timedelta(seconds=min(cap, initial * 2.0 ** min(max(attempt - 1, 0), 62)))
+
+
+def next_attempt_at(attempts: int, retry: NotificationRetry, now: datetime) -> datetime | None:
+    """When to try again after ``attempts`` failed attempts; None when it is time to give up."""
+    if attempts >= retry.max_attempts:
+        return None
+    return now + backoff(attempts, retry)
+
+
+def link_base(config: Config) -> str:
+    return (config.notifications.link_base or config.server.public_url).rstrip("/")
+
+
+def incident_url(config: Config, incident_id: int) -> str:
+    return f"{link_base(config)}/incidents/{incident_id}"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+
+
+def _md(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
+
+
+def render(config: Config, ctx: Row, *, body_format: Literal["text", "markdown"] = "text",
+           approval_links: dict[str, str] | None = None,
+           approval_state: str | None = None) -> Message:
+    """The message for one outbox row (``ctx`` from ``outbox.message_context``)."""
+    kind = str(ctx["kind"])
+    title = f"[{ctx['severity']}] {kind.replace('_', ' ')}: {ctx['title']}"
+    link = incident_url(config, int(ctx["incident_id"]))
+    ack = (f"acknowledged {_when(ctx['acknowledged_at'])}" if ctx.get("acknowledged_at")
+           else f"acknowledge by {_when(ctx['ack_due_at'])}")
+    facts = [("Severity", str(ctx["severity"])), ("State", str(ctx["incident_state"])),
+             ("SLA", ack)]
+    md = body_format == "markdown"
+    lines = [_md(ctx["message"]) if md else str(ctx["message"]), ""]
+    for label, value in facts:
+        lines.append(f"**{label}:** {_md(value)}  " if md else f"{label}: {value}")
+    lines.append(f"**Incident:** [#{ctx['incident_id']}]({link})" if md
+                 else f"Incident: {link}")
+    if kind == "job_awaiting_approval":
+        lines.append("")
+        if approval_links:
+            lines.append("**Approve or deny** (one link per approver; the page asks to confirm):"
+                         if md else "Approve or deny (one link per approver; the page asks to"
+                         " confirm):")
+            for user, url in sorted(approval_links.items()):
+                lines.append(f"- {_md(user)}: [review job #{ctx['job_id']}]({url})" if md
+                             else f"- {user}: {url}")
+        elif approval_state and approval_state != "pending":
+            lines.append(f"No longer awaiting approval: {approval_state}.")
+        else:
+            lines.append(f"Review it on the incident page: {link}")
+    # Delivery is at least once: the id lets a receiver drop a repeat.
+    lines += ["", f"Notification id: {ctx['id']}"]
+    body = "\n".join(lines)
+    return Message(title=str(redact_value(title)), body=str(redact_value(body)),
+                   body_format=body_format, notify_type=NOTIFY_TYPES.get(kind, "info"))
+
+
+def secret_parts(url: str) -> list[str]:
+    """Every piece of an apprise URL that could be a credential, longest first."""
+    parts: set[str] = {url}
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    rest = url.partition("://")[2] or url
+    for piece in re.split(r"[/:@?&=#,;]+", rest):
+        if len(piece) >= 4 and piece.lower() != host.lower():
+            parts.update({piece, unquote(piece)})
+    return sorted(parts, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` without any of ``secrets``, with URL credentials and bearer tokens redacted."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return str(redact_value(text))[:ERROR_LIMIT]
+
+
+# -- apprise ------------------------------------------------------------------------------
+class _ThreadLog(logging.Handler):
+    """Collects the apprise log records of one thread (apprise reports why only by logging)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.lines.append(record.getMessage())
+
+
+@dataclass
+class AppriseSender:
+    """Sends through apprise: one ``apprise.Apprise()`` per channel, kept for this sender's
+    life (so apprise's own per-service throttling applies), with socket timeouts."""
+
+    timeout: float
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def _client(self, name: str, channel: NotificationChannel) -> Any:
+        import apprise  # deferred: loading apprise's plugins is slow and only a worker needs it
+
+        client = self._clients.get(name)
+        if client is None:
+            plugin = apprise.Apprise.instantiate(channel.url.reveal())
+            if plugin is None:
+                raise DeliveryFailed(f"channel {name}: apprise does not accept its URL "
+                                     f"({channel.url.ref})")
+            plugin.socket_connect_timeout = self.timeout
+            plugin.socket_read_timeout = self.timeout
+            client = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
+            client.add(plugin)
+            self._clients[name] = client
+        return client
+
+    def __call__(self, name: str, channel: NotificationChannel, message: Message) -> None:
+        secrets = secret_parts(channel.url.reveal())
+        client = self._client(name, channel)
+        capture = _ThreadLog()
+        apprise_log = logging.getLogger("apprise")
+        apprise_log.addHandler(capture)
+        try:
+            ok = client.notify(title=message.title, body=message.body,
+                               body_format=message.body_format, notify_type=message.notify_type)
+        except Exception as exc:  # noqa: BLE001 - a plugin bug is one failed delivery, not a crash
+            raise DeliveryFailed(scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
+        finally:
+            apprise_log.removeHandler(capture)
+        if not ok:
+            why = "; ".join(dict.fromkeys(capture.lines)) or "apprise reported a failure"
+            raise DeliveryFailed(scrub(why, secrets))
+
+
+# -- the outbox ---------------------------------------------------------------------------
+def expand(tx: Tx, settings: NotificationsConfig, now: datetime) -> int:
+    """Fan out up to one batch of new outbox rows; return how many rows were expanded."""
+    rows = outbox_store.unexpanded(tx, limit=EXPAND_BATCH)
+    for row in rows:
+        for name in matching_channels(settings, row["kind"], row["severity"]):
+            outbox_store.add_delivery(tx, row["id"], name, now=now)
+        outbox_store.mark_expanded(tx, row["id"], now=now)
+    return len(rows)
+
+
+def _approval_links(tx: Tx, config: Config, job_id: int | None) -> tuple[dict[str, str], str]:
+    if job_id is None:
+        return {}, "none"
+    approval = approval_store.for_job(tx, job_id)
+    job = job_store.get(tx, job_id)
+    if approval is None or job is None:
+        return {}, "none"
+    if approval["state"] != "pending":
+        return {}, str(approval["state"])
+    from receiver.tokens import approval_links  # deferred: tokens needs the signing key
+
+    return dict(approval_links(config, approval, job)), "pending"
+
+
+def _message(store: Store, config: Config, outbox_id: int,
+             channel: NotificationChannel) -> Message:
+    with store.db.transaction(write=False) as tx:
+        ctx = outbox_store.message_context(tx, outbox_id)
+        if ctx is None:
+            raise DeliveryFailed(f"outbox row {outbox_id} is gone")
+        links: dict[str, str] = {}
+        state = None
+        if ctx["kind"] == "job_awaiting_approval":
+            links, state = _approval_links(tx, config, ctx["job_id"])
+    return render(config, ctx, body_format=channel.format, approval_links=links,
+                  approval_state=state)
+
+
+def _lease(settings: NotificationsConfig) -> timedelta:
+    # apprise may make a few requests per message, each bounded by the socket timeouts.
+    return max(timedelta(seconds=60), settings.timeout * 6)
+
+
+def deliver_due(
+    store: Store,
+    config: Config,
+    *,
+    clock: Callable[[], datetime],
+    worker_id: str,
+    send: Sender | None = None,
+    limit: int = 100,
+) -> int:
+    """Expand new outbox rows, then send up to ``limit`` due deliveries; return how many were
+    delivered. Safe to call from any number of threads and processes at once."""
+    settings = config.notifications
+    retry = settings.retry
+    now = clock()
+    with store.db.transaction() as tx:
+        for gone in outbox_store.release_expired(tx, now=now, max_attempts=retry.max_attempts):
+            log.warning("notification_lease_expired", outbox_id=gone["outbox_id"],
+                        channel=gone["channel"], state=gone["state"], attempts=gone["attempts"])
+    for _ in range(1000):
+        with store.db.transaction() as tx:
+            if expand(tx, settings, clock()) < EXPAND_BATCH:
+                break
+
+    sender = send if send is not None else AppriseSender(settings.timeout.total_seconds())
+    lease = _lease(settings)
+    delivered = 0
+    for _ in range(limit):
+        now = clock()
+        with store.db.transaction() as tx:
+            row = outbox_store.claim(tx, worker=worker_id, now=now, until=now + lease)
+        if row is None:
+            break
+        outbox_id, name, attempts = row["outbox_id"], row["channel"], row["attempts"]
+        bound = log.bind(outbox_id=outbox_id, channel=name, attempt=attempts)
+        channel = settings.channels.get(name)
+        error: str | None = None
+        if channel is None:
+            error = f"channel {name} is no longer configured"
+        else:
+            secrets = secret_parts(channel.url.reveal())
+            try:
+                sender(name, channel, _message(store, config, outbox_id, channel))
+            except DeliveryFailed as exc:
+                error = scrub(str(exc), secrets)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the others
+                error = scrub(f"{type(exc).__name__}: {exc}", secrets)
+        now = clock()
+        with store.db.transaction() as tx:
+            if error is None:
+                if outbox_store.delivered(tx, outbox_id, name, worker=worker_id, now=now):
+                    delivered += 1
+                    bound.info("notification_delivered")
+                else:
+                    bound.warning("notification_lease_lost")
+                continue
+            retry_at = None if channel is None else next_attempt_at(attempts, retry, now)
+            moved = outbox_store.failed(tx, outbox_id, name, worker=worker_id, error=error,
+                                        now=now, retry_at=retry_at)
+        if moved is None:
+            bound.warning("notification_lease_lost", error=error)
+        elif retry_at is None:
+            bound.error("notification_dropped", error=error)
+        else:
+            bound.warning("notification_failed", error=error, retry_at=retry_at.isoformat())
+    return delivered

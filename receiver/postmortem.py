@@ -1,0 +1,159 @@
+"""The post-mortem draft: Markdown built from the incident record (phase 6 of the checklist).
+
+Everything known is filled in (summary, impact with times and durations, affected alerts,
+instances and services, the full timeline, remediation, diagnostics, approvals, notes);
+the sections only people can write are left as headed blanks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from receiver.config import Config
+from receiver.durations import format_duration
+from receiver.store import Store
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _t(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def _d(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "—"
+    return format_duration(max(end - start, timedelta(0)))
+
+
+def milestones(inc: dict[str, Any]) -> dict[str, datetime | None]:
+    starts = [a["starts_at"] for a in inc["alerts"]]
+    return {
+        "started": min(starts) if starts else None,
+        "detected": inc["opened_at"],
+        "acknowledged": inc["acknowledged_at"],
+        "mitigated": inc["mitigated_at"],
+        "resolved": inc["resolved_at"],
+        "closed": inc["closed_at"],
+    }
+
+
+def render(store: Store, config: Config, incident_id: int) -> str | None:
+    inc = store.get_incident(incident_id)
+    if inc is None:
+        return None
+    with store.db.transaction(write=False) as tx:
+        sent = tx.fetchall(
+            "SELECT o.kind, o.message, d.channel, d.delivered_at FROM outbox o"
+            " JOIN outbox_deliveries d ON d.outbox_id = o.id"
+            " WHERE o.incident_id = :id AND d.state = 'delivered' ORDER BY d.delivered_at",
+            {"id": incident_id},
+        )
+    m = milestones(inc)
+    out: list[str] = []
+    w = out.append
+    w(f"# Post-mortem: {inc['title']} (incident #{inc['id']})")
+    w("")
+    w(f"_Draft generated from the incident record. Severity {inc['severity']}, "
+      f"state {inc['state']}._")
+    w("")
+    w("## Summary")
+    w("")
+    w(f"- **Severity:** {inc['severity']} ({inc['severity_reason']})")
+    w(f"- **State:** {inc['state']}")
+    w(f"- **Incident commander:** {inc.get('assignee') or '—'}")
+    w(f"- **Alertmanager group:** `{inc['group_key']}` (receiver `{inc['receiver']}`)")
+    w(f"- **Acknowledge-by deadline (SLA):** {_t(inc['ack_due_at'])}"
+      + (" — **breached**" if inc.get("sla_breached_at") else ""))
+    w("")
+    w("## Impact")
+    w("")
+    w("| Milestone | Time | Since start |")
+    w("| --- | --- | --- |")
+    for name in ("started", "detected", "acknowledged", "mitigated", "resolved", "closed"):
+        w(f"| {name.capitalize()} | {_t(m[name])} | {_d(m['started'], m[name])} |")
+    w("")
+    w(f"- Time to detect: {_d(m['started'], m['detected'])}")
+    w(f"- Time to acknowledge: {_d(m['detected'], m['acknowledged'])}")
+    w(f"- Time to mitigate: {_d(m['detected'], m['mitigated'])}")
+    w(f"- Time to resolve: {_d(m['detected'], m['resolved'])}")
+    w("")
+    names: dict[str, int] = {}
+    instances, services = set(), set()
+    for a in inc["alerts"]:
+        names[a["alertname"]] = names.get(a["alertname"], 0) + 1
+        labels = a["labels"]
+        if labels.get("instance"):
+            instances.add(labels["instance"])
+        for key in ("service", "job", "container", "namespace"):
+            if labels.get(key):
+                services.add(f"{key}={labels[key]}")
+    w("**Affected alerts:** " + (", ".join(f"{_cell(n)} ×{c}" for n, c in sorted(names.items()))
+                                 or "—"))
+    w("")
+    w("**Instances:** " + (", ".join(sorted(_cell(i) for i in instances)) or "—"))
+    w("")
+    w("**Services:** " + (", ".join(sorted(_cell(s) for s in services)) or "—"))
+    w("")
+    w("## Timeline")
+    w("")
+    w("| Time (UTC) | Who | Event | Detail |")
+    w("| --- | --- | --- | --- |")
+    rows = [(e["at"], e["actor"], e["kind"], e["message"]) for e in inc["timeline"]]
+    rows += [(n["delivered_at"], "system", "notification",
+              f"{n['kind']} sent to {n['channel']}") for n in sent]
+    for at, actor, kind, message in sorted(rows, key=lambda r: r[0]):
+        w(f"| {_t(at)} | {_cell(actor)} | {_cell(kind)} | {_cell(message)} |")
+    w("")
+    w("## Remediation")
+    w("")
+    if not inc["jobs"]:
+        w("No automatic remediation ran.")
+    for j in inc["jobs"]:
+        plan = (j.get("plan") or {}).get("summary", "")
+        result = (j.get("result") or {}).get("summary", "")
+        w(f"- Job #{j['id']} `{j['playbook']}` (rule {_cell(j['rule'])}): **{j['state']}**."
+          + (f" Plan: {_cell(plan)}." if plan else "")
+          + (f" Result: {_cell(result)}." if result else "")
+          + (f" Reason: {_cell(j['reason'])}." if j.get("reason") else ""))
+    for a in inc["approvals"]:
+        votes = "; ".join(f"{v['approver']} {v['decision']}d at {_t(v['at'])}"
+                          for v in a["votes"]) or "no votes"
+        w(f"- Approval for job #{a['job_id']}: {a['state']} ({votes}).")
+    w("")
+    w("## Diagnostics")
+    w("")
+    if not inc["evidence"]:
+        w("No diagnostics were recorded.")
+    for e in inc["evidence"]:
+        w(f"- {_t(e['started_at'])} **{_cell(e['check_name'])}** ({e['kind']}, "
+          f"{'ok' if e['ok'] else 'failed'}): {_cell(e['summary'])}")
+    w("")
+    notes = [e for e in inc["timeline"] if e["kind"] == "note"]
+    if notes:
+        w("## Notes")
+        w("")
+        for n in notes:
+            w(f"- {_t(n['at'])} {_cell(n['actor'])}: {_cell(n['message'])}")
+        w("")
+    for section, hint in (
+        ("Root cause", "What failed, and why. Link evidence from the timeline above."),
+        ("What went well", ""),
+        ("What went wrong", ""),
+        ("Where we got lucky", ""),
+    ):
+        w(f"## {section}")
+        w("")
+        w(f"_{hint or 'To be written by the team.'}_")
+        w("")
+    w("## Action items")
+    w("")
+    w("| Action | Owner | Due | Ticket |")
+    w("| --- | --- | --- | --- |")
+    w("|  |  |  |  |")
+    w("")
+    return "\n".join(out)

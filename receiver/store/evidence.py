@@ -1,0 +1,126 @@
+"""Diagnostic requests and the evidence they gather: claim with a lease, finish, list.
+
+A request moves ``pending -> running -> done``. Claiming is a conditional UPDATE (after
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``),
+so two workers never hold one request. A running request whose lease ran out (its worker died)
+may be claimed again: checks are read-only, so running them twice is harmless, and only the
+lease holder may mark the request done and store its evidence.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from receiver.store.db import Row, Tx
+
+REQUEST_COLUMNS = (
+    "id, incident_id, reason, requested_by, state, requested_at, lease_owner,"
+    " lease_expires_at, finished_at"
+)
+EVIDENCE_COLUMNS = (
+    "id, incident_id, request_id, check_name, kind, ok, summary, detail, started_at, duration_ms"
+)
+_CLAIMABLE = "(state = 'pending' OR (state = 'running' AND lease_expires_at < :now))"
+
+
+def claim(tx: Tx, *, worker: str, now: datetime, lease: timedelta) -> Row | None:
+    """Lease the oldest claimable request to ``worker``; None when there is none."""
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+    pick = tx.fetchone(
+        f"SELECT id FROM diagnostic_requests WHERE {_CLAIMABLE} ORDER BY id LIMIT 1{lock}",  # noqa: S608 - fixed fragments
+        {"now": now},
+    )
+    if pick is None:
+        return None
+    return tx.fetchone(
+        f"UPDATE diagnostic_requests SET state = 'running', lease_owner = :worker,"  # noqa: S608 - fixed fragments
+        f" lease_expires_at = :until WHERE id = :id AND {_CLAIMABLE}"
+        f" RETURNING {REQUEST_COLUMNS}",
+        {"id": pick["id"], "worker": worker, "until": now + lease, "now": now},
+    )
+
+
+def finish(tx: Tx, request_id: int, *, worker: str, now: datetime) -> bool:
+    """Mark a request done, only while ``worker`` still holds its lease."""
+    row = tx.fetchone(
+        "UPDATE diagnostic_requests SET state = 'done', finished_at = :now, lease_expires_at = NULL"
+        " WHERE id = :id AND state = 'running' AND lease_owner = :worker RETURNING id",
+        {"id": request_id, "worker": worker, "now": now},
+    )
+    return row is not None
+
+
+def pending_for(tx: Tx, incident_id: int) -> Row | None:
+    """The incident's request that has not started yet, if any."""
+    return tx.fetchone(
+        f"SELECT {REQUEST_COLUMNS} FROM diagnostic_requests"  # noqa: S608 - constant columns
+        " WHERE incident_id = :inc AND state = 'pending' ORDER BY id LIMIT 1",
+        {"inc": incident_id},
+    )
+
+
+def insert_request(
+    tx: Tx, *, incident_id: int, reason: str, requested_by: str, now: datetime
+) -> int:
+    row = tx.fetchone(
+        "INSERT INTO diagnostic_requests (incident_id, reason, requested_by, state, requested_at)"
+        " VALUES (:inc, :reason, :by, 'pending', :now) RETURNING id",
+        {"inc": incident_id, "reason": reason, "by": requested_by, "now": now},
+    )
+    assert row is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
+    return int(row["id"])
+
+
+def requests_for(tx: Tx, incident_id: int) -> list[Row]:
+    return tx.fetchall(
+        f"SELECT {REQUEST_COLUMNS} FROM diagnostic_requests"  # noqa: S608 - constant columns
+        " WHERE incident_id = :inc ORDER BY id",
+        {"inc": incident_id},
+    )
+
+
+def insert_evidence(
+    tx: Tx,
+    *,
+    incident_id: int,
+    request_id: int | None,
+    check_name: str,
+    kind: str,
+    ok: bool,
+    summary: str,
+    detail: dict[str, Any],
+    started_at: datetime,
+    duration_ms: int,
+) -> None:
+    tx.execute(
+        "INSERT INTO evidence (incident_id, request_id, check_name, kind, ok, summary, detail,"
+        " started_at, duration_ms) VALUES (:inc, :req, :name, :kind, :ok, :summary, :detail,"
+        " :started, :ms)",
+        {"inc": incident_id, "req": request_id, "name": check_name, "kind": kind,
+         "ok": int(ok), "summary": summary, "detail": tx.json(detail), "started": started_at,
+         "ms": duration_ms},
+    )
+
+
+def evidence_for(tx: Tx, incident_id: int) -> list[Row]:
+    rows = tx.fetchall(
+        f"SELECT {EVIDENCE_COLUMNS} FROM evidence"  # noqa: S608 - constant columns
+        " WHERE incident_id = :inc ORDER BY id",
+        {"inc": incident_id},
+    )
+    for row in rows:
+        row["ok"] = bool(row["ok"])
+    return rows
+
+
+def incident_alerts(tx: Tx, incident_id: int) -> list[Row] | None:
+    """The labels, annotations and status of an incident's alerts, firing first; None when
+    there is no such incident."""
+    if tx.fetchone("SELECT id FROM incidents WHERE id = :id", {"id": incident_id}) is None:
+        return None
+    return tx.fetchall(
+        "SELECT id, status, labels, annotations FROM alerts WHERE incident_id = :id"
+        " ORDER BY CASE WHEN status = 'firing' THEN 0 ELSE 1 END, id",
+        {"id": incident_id},
+    )

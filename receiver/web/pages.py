@@ -1,0 +1,332 @@
+"""Server-rendered pages: incidents, incident detail, approval links, audit review, login.
+
+GET never changes state: an approval link fetched by a mail scanner or a chat unfurler
+only renders the plan. Every change is a POST carrying the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+
+from receiver import approvals as approval_logic
+from receiver import controls, guards, lifecycle, postmortem
+from receiver.incidents import STATES
+from receiver.severity import Severity
+from receiver.store import AuditFilter, IncidentFilter
+from receiver.store import approvals as approval_store
+from receiver.store import jobs as job_store
+from receiver.store import audit as audit_store
+from receiver.tokens import TokenError, read_token, secret_key
+from receiver.web.errors import ApiError
+from receiver.web.operators import (
+    check_csrf,
+    check_password,
+    current_operator,
+    origin,
+    page_login_required,
+)
+from receiver.web.services import services
+
+bp = Blueprint("pages", __name__)
+PAGE = 50
+
+
+def _paused() -> dict[str, Any] | None:
+    c = controls.state(services().store).get(guards.PAUSED)
+    return c if c is not None and c["value"] == "true" else None
+
+
+def render(template: str, status: int = 200, **ctx: Any) -> Response:
+    html = render_template(template, operator=current_operator(), paused=_paused(), **ctx)
+    return Response(html, status=status, mimetype="text/html")
+
+
+def _now() -> datetime:
+    return services().intake.clock()
+
+
+def _audit_login(user: str, ok: bool) -> None:
+    store = services().store
+    with store.db.transaction() as tx:
+        audit_store.append(tx, at=_now(), actor=f"user:{user}" if ok else "anonymous",
+                           action="auth.login" if ok else "auth.login_failed",
+                           subject=f"user:{user}"[:120], origin=origin(),
+                           details={} if ok else {"attempted_user": user[:100]})
+
+
+def _safe_next(target: str | None) -> str:
+    if not target:
+        return url_for("pages.incidents")
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("pages.incidents")
+    return target
+
+
+@bp.get("/")
+def home() -> Any:
+    return redirect(url_for("pages.incidents"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    nxt = request.args.get("next", "")
+    if request.method == "GET":
+        return render("login.html", next=nxt, error=None)
+    check_csrf()
+    user = request.form.get("username", "")[:100]
+    if not check_password(user, request.form.get("password", "")):
+        _audit_login(user, False)
+        return render("login.html", status=401, next=nxt, error="Wrong user or password.")
+    csrf = session.get("csrf")
+    session.clear()
+    session.permanent = True
+    session["user"] = user
+    session["csrf"] = csrf
+    _audit_login(user, True)
+    return redirect(_safe_next(nxt))
+
+
+@bp.post("/logout")
+@page_login_required
+def logout() -> Any:
+    session.clear()
+    return redirect(url_for("pages.login"))
+
+
+@bp.get("/incidents")
+@page_login_required
+def incidents() -> Response:
+    state = request.args.get("state") or None
+    sev = request.args.get("severity") or None
+    before = request.args.get("before", type=int)
+    if state is not None and state not in STATES:
+        state = None
+    if sev is not None and sev not in {s.value for s in Severity}:
+        sev = None
+    rows = services().store.list_incidents(IncidentFilter(
+        state=[state] if state else None, severity=[sev] if sev else None, limit=PAGE,
+        before_id=before))
+    next_url = None
+    if len(rows) == PAGE:
+        next_url = url_for("pages.incidents", state=state or "", severity=sev or "",
+                           before=rows[-1]["id"])
+    return render("incidents.html", incidents=rows, states=STATES,
+                  severities=[s.value for s in Severity], f_state=state, f_severity=sev,
+                  next_url=next_url)
+
+
+@bp.get("/incidents/<int:incident_id>")
+@page_login_required
+def incident(incident_id: int) -> Response:
+    return _incident_page(incident_id)
+
+
+def _incident_page(incident_id: int, notice: str | None = None, level: str = "info",
+                   status: int = 200) -> Response:
+    svc = services()
+    inc = svc.store.get_incident(incident_id)
+    if inc is None:
+        return render("message.html", status=404, title="Not found",
+                      message=f"There is no incident {incident_id}.", level="error")
+    audit = svc.store.audit(AuditFilter(incident_id=incident_id, limit=200))
+    return render("incident.html", status=status, inc=inc, audit=audit,
+                  users=sorted(svc.config.people.users),
+                  severities=[s.value for s in Severity], notice=notice, notice_level=level)
+
+
+@bp.post("/incidents/<int:incident_id>/action")
+@page_login_required
+def incident_action(incident_id: int) -> Response:
+    op = current_operator()
+    assert op is not None  # noqa: S101 - page_login_required guarantees it
+    action = request.form.get("action", "")
+    svc = services()
+    if action == "diagnose":
+        from receiver.diagnostics import request as request_diagnostics
+
+        request_diagnostics(svc.store, incident_id, actor=f"user:{op.name}",
+                            reason="requested from the incident page", now=_now())
+        svc.wake_workers()
+        return _incident_page(incident_id, "Diagnostics requested.")
+    try:
+        lifecycle.act(svc.store, svc.config, incident_id, action, user=op.name, now=_now(),
+                      text=request.form.get("text", ""), value=request.form.get("value", ""),
+                      origin=origin())
+    except lifecycle.ActionError as exc:
+        return _incident_page(incident_id, str(exc), "error", status=exc.status)
+    return _incident_page(incident_id, f"{action.replace('_', ' ')}: done.")
+
+
+@bp.get("/incidents/<int:incident_id>/postmortem.md")
+@page_login_required
+def postmortem_md(incident_id: int) -> Response:
+    svc = services()
+    text = postmortem.render(svc.store, svc.config, incident_id)
+    if text is None:
+        raise ApiError(404, "not_found", f"no incident {incident_id}")
+    return Response(text, mimetype="text/markdown",
+                    headers={"Content-Disposition":
+                             f'inline; filename="incident-{incident_id}-postmortem.md"'})
+
+
+@bp.post("/controls", endpoint="controls")
+@page_login_required
+def controls_form() -> Any:
+    op = current_operator()
+    assert op is not None  # noqa: S101 - page_login_required guarantees it
+    reason = request.form.get("reason", "").strip()[:500] or "(no reason given)"
+    fn = controls.pause if request.form.get("action") == "pause" else controls.resume
+    fn(services().store, actor=f"user:{op.name}", reason=reason, now=_now(), origin=origin())
+    return redirect(url_for("pages.incidents"))
+
+
+
+
+
+# -- approvals ---------------------------------------------------------------------------
+
+def _approval_context(token: str) -> dict[str, Any]:
+    svc = services()
+    claim = read_token(secret_key(svc.config), token, now=_now())
+    with svc.store.db.transaction(write=False) as tx:
+        approval = approval_store.get(tx, claim.approval_id)
+        if approval is None:
+            raise TokenError("invalid_token", "this approval link is not valid")
+        job = job_store.get(tx, approval["job_id"])
+        votes = approval_store.votes(tx, approval["id"])
+        ctl = job_store.controls(tx)
+    inc = svc.store.get_incident(approval["incident_id"])
+    assert job is not None and inc is not None  # noqa: S101 - foreign keys guarantee them
+    rule = svc.config.rule(job["rule"])
+    guard_state = [
+        ("kill switch", "PAUSED" if ctl.get(guards.PAUSED, {}).get("value") == "true"
+         else "off"),
+        ("rule paused", "yes" if ctl.get(guards.rule_paused(job["rule"]), {}).get("value")
+         == "true" else "no"),
+        ("circuit breaker", ctl.get(guards.breaker(job["rule"]), {}).get("value", "closed")),
+        ("dry-run", "on" if svc.config.remediation.dry_run or (rule and rule.guards.dry_run)
+         else "off"),
+        ("maintenance", ", ".join(w.name for w in svc.config.remediation.maintenance_windows
+                                  if w.active(_now())) or "none active"),
+    ]
+    decided = None
+    mine = next((v for v in votes if v["approver"] == claim.approver), None)
+    if approval["state"] != "pending":
+        who = approval["decided_by"] or "the system"
+        decided = (f"Already decided: {approval['state']} by {who} at "
+                   f"{approval['decided_at'].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    elif mine is not None:
+        decided = (f"You already {mine['decision']}d this at "
+                   f"{mine['at'].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC; "
+                   "waiting for other approvers.")
+    return {"claim": claim, "approval": approval, "job": job, "inc": inc, "votes": votes,
+            "approves": sum(1 for v in votes if v["decision"] == "approve"),
+            "guard_state": guard_state, "decided": decided, "approver": claim.approver}
+
+
+def _token_problem(exc: TokenError) -> Response:
+    store = services().store
+    with store.db.transaction() as tx:
+        audit_store.append(tx, at=_now(), actor="anonymous", action="approval.refused",
+                           subject="approval-link", origin=origin(),
+                           details={"code": exc.code, "message": str(exc)})
+    return render("message.html", status=403 if exc.code == "invalid_token" else 410,
+                  title="Approval link refused", message=str(exc), level="error")
+
+
+@bp.get("/approvals/<token>")
+@page_login_required
+def approval(token: str) -> Response:
+    """Show the plan and the form. No side effect, whoever fetches it."""
+    try:
+        ctx = _approval_context(token)
+    except TokenError as exc:
+        return _token_problem(exc)
+    op = current_operator()
+    problem = None
+    if op is not None and op.name != ctx["approver"]:
+        problem = (f"This link belongs to {ctx['approver']}; you are logged in as {op.name}. "
+                   "Only its owner can decide with it.")
+    return render("approval.html", problem=problem, can_decide=problem is None, **ctx)
+
+
+@bp.post("/approvals/<token>")
+@page_login_required
+def decide(token: str) -> Response:
+    svc = services()
+    try:
+        ctx = _approval_context(token)
+    except TokenError as exc:
+        return _token_problem(exc)
+    op = current_operator()
+    assert op is not None  # noqa: S101 - page_login_required guarantees it
+    if op.name != ctx["approver"]:
+        approval_logic.refuse(svc.store, ctx["job"]["id"], op.name, "wrong_approver",
+                              f"link of {ctx['approver']} used by {op.name}", _now(), origin())
+        return render("approval.html", status=403, can_decide=False,
+                      problem=f"This link belongs to {ctx['approver']}, not {op.name}.", **ctx)
+    approve = request.form.get("decision") == "approve"
+    reason = request.form.get("reason", "").strip()[:1000]
+    if not approve and not reason:
+        return render("approval.html", status=400, can_decide=True,
+                      problem="Say why you deny it.", **ctx)
+    try:
+        approval_logic.decide_job(svc.store, svc.config, ctx["job"]["id"], approve=approve,
+                                  user=op.name, reason=reason, now=_now(),
+                                  origin={**origin(), "via": "approval-link"})
+    except approval_logic.DecisionError as exc:
+        fresh = _approval_context(token)
+        fresh["decided"] = fresh["decided"] or str(exc)
+        return render("approval.html", status=409, can_decide=False, problem=str(exc), **{
+            k: v for k, v in fresh.items() if k != "decided"}, decided=fresh["decided"])
+    svc.wake_workers()
+    fresh = _approval_context(token)
+    return render("approval.html", can_decide=False, problem=None,
+                  **{k: v for k, v in fresh.items() if k != "decided"},
+                  decided=("Approved." if approve else "Denied.") + " " + (fresh["decided"] or ""))
+
+
+# -- audit -----------------------------------------------------------------------------
+
+def _time_arg(name: str) -> tuple[datetime | None, str]:
+    raw = (request.args.get(name) or "").strip()
+    if not raw:
+        return None, ""
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None, raw
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)), raw
+
+
+def audit_filter_from_args(limit: int) -> tuple[AuditFilter, str, str]:
+    since, since_raw = _time_arg("since")
+    until, until_raw = _time_arg("until")
+    inc = request.args.get("incident", type=int)
+    f = AuditFilter(
+        incident_id=inc,
+        actor=(request.args.get("actor") or "").strip() or None,
+        action=(request.args.get("action") or "").strip() or None,
+        since=since, until=until, limit=limit,
+        after_seq=request.args.get("after", type=int),
+    )
+    return f, since_raw, until_raw
+
+
+@bp.get("/audit")
+@page_login_required
+def audit() -> Response:
+    f, since_raw, until_raw = audit_filter_from_args(PAGE)
+    store = services().store
+    entries = store.audit(f)
+    next_url = None
+    if len(entries) == PAGE:
+        args = {k: v for k, v in request.args.items() if k != "after"}
+        next_url = url_for("pages.audit", after=entries[-1]["seq"], **args)
+    return render("audit.html", entries=entries, f=f, since_raw=since_raw,
+                  until_raw=until_raw, next_url=next_url, chain=store.verify_audit())
