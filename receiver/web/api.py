@@ -201,7 +201,7 @@ def audit() -> Response:
         return Response(to_csv(rows), mimetype="text/csv")
     body: dict[str, Any] = {"entries": rows}
     if len(rows) == f.limit:
-        args = request.args.to_dict()
+        args: dict[str, Any] = request.args.to_dict()
         args["after"] = str(rows[-1]["seq"])
         body["next"] = url_for(".audit", **args)
     return jsonify(body)

@@ -18,8 +18,8 @@ from receiver.incidents import STATES
 from receiver.severity import Severity
 from receiver.store import AuditFilter, IncidentFilter
 from receiver.store import approvals as approval_store
-from receiver.store import jobs as job_store
 from receiver.store import audit as audit_store
+from receiver.store import jobs as job_store
 from receiver.tokens import TokenError, read_token, secret_key
 from receiver.web.errors import ApiError
 from receiver.web.operators import (
@@ -326,7 +326,7 @@ def audit() -> Response:
     entries = store.audit(f)
     next_url = None
     if len(entries) == PAGE:
-        args = {k: v for k, v in request.args.items() if k != "after"}
+        args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "after"}
         next_url = url_for("pages.audit", after=entries[-1]["seq"], **args)
     return render("audit.html", entries=entries, f=f, since_raw=since_raw,
                   until_raw=until_raw, next_url=next_url, chain=store.verify_audit())
