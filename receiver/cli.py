@@ -430,3 +430,183 @@ def approve(config_path: str, job_id: int, actor: str, reason: str) -> None:
 def deny(config_path: str, job_id: int, actor: str, reason: str) -> None:
     """Deny a job that awaits approval. Audited."""
     _decide(config_path, job_id, False, actor, reason)
+
+
+@main.group()
+def incident() -> None:
+    """Act on an incident: ack, assign, note, resolve, close, false-alarm, severity."""
+
+
+def _incident_action(config_path: str, incident_id: int, action: str, actor: str,
+                     text: str = "", value: str = "") -> None:
+    from receiver import lifecycle
+    from receiver.engine import utcnow
+
+    config = _load(config_path)
+    store = _store_for(config)
+    try:
+        row = lifecycle.act(store, config, incident_id, action, user=_actor(actor),
+                            now=utcnow(), text=text, value=value, origin={"via": "cli"})
+    except lifecycle.ActionError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"incident #{incident_id}: {row['state']} ({row['severity']})"
+               + (f", commander {row['assignee']}" if row.get("assignee") else ""))
+
+
+def _incident_command(name: str, action: str, text_arg: str | None = None,
+                      value_arg: str | None = None, doc: str = "") -> None:
+    @incident.command(name, help=doc)
+    @CONFIG_OPTION
+    @click.argument("incident_id", type=int)
+    @click.option("--as", "actor", required=True, help="who acts (recorded in the audit log).")
+    @click.option("--reason", "--text", "text", default="", help="reason or note text.")
+    @click.option("--value", default="", help="assignee or severity, where it applies.")
+    def command(config_path: str, incident_id: int, actor: str, text: str, value: str) -> None:
+        _incident_action(config_path, incident_id, action, actor, text, value)
+
+
+for _name, _action, _doc in (
+    ("ack", "acknowledge", "Acknowledge the incident (stops the SLA escalation)."),
+    ("assign", "assign", "Set the incident commander: --value USER."),
+    ("note", "note", "Add a note to the timeline: --text TEXT."),
+    ("resolve", "resolve", "Resolve by hand (allowed while alerts still fire; shown as such)."),
+    ("close", "close", "Close after review (P0/P1 need a saved post-mortem)."),
+    ("false-alarm", "false_alarm", "Mark as a false alarm."),
+    ("severity", "severity", "Change severity: --value P0..P3 --reason TEXT."),
+):
+    _incident_command(_name, _action, doc=_doc)
+
+
+@incident.command("diagnose")
+@CONFIG_OPTION
+@click.argument("incident_id", type=int)
+@click.option("--as", "actor", required=True)
+def incident_diagnose(config_path: str, incident_id: int, actor: str) -> None:
+    """Run the incident's diagnostics again (the worker picks it up)."""
+    from receiver.diagnostics import request as request_diagnostics
+    from receiver.engine import utcnow
+
+    config = _load(config_path)
+    store = _store_for(config)
+    try:
+        request_diagnostics(store, incident_id, actor=f"user:{_actor(actor)}",
+                            reason="requested from the CLI", now=utcnow())
+    finally:
+        store.close()
+    click.echo(f"diagnostics requested for incident #{incident_id}")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("incident_id", type=int)
+def postmortem(config_path: str, incident_id: int) -> None:
+    """Print the Markdown post-mortem draft of an incident."""
+    from receiver import postmortem as pm
+
+    config = _load(config_path)
+    store = _store_for(config)
+    try:
+        text = pm.render(store, config, incident_id)
+    finally:
+        store.close()
+    if text is None:
+        click.echo(f"no incident {incident_id}", err=True)
+        sys.exit(1)
+    click.echo(text)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--since", default="30d", show_default=True, help="window, e.g. 7d, 24h.")
+@click.option("--json", "as_json", is_flag=True)
+def report(config_path: str, since: str, as_json: bool) -> None:
+    """MTTA/MTTM/MTTR, SLA breaches, false alarms and noise by severity; playbook success."""
+    from receiver import report as rep
+    from receiver.durations import parse_duration
+    from receiver.engine import utcnow
+    from receiver.store import reports
+
+    config = _load(config_path)
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    now = utcnow()
+    start = now - window
+    store = _store_for(config)
+    try:
+        with store.db.transaction(write=False) as tx:
+            built = rep.build(reports.incident_facts(tx, start), reports.job_facts(tx, start),
+                              since=start, now=now, noise_window=config.sla.noise_window)
+    finally:
+        store.close()
+    click.echo(json.dumps(built.as_dict(), indent=2) if as_json else rep.as_table(built))
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log: verify the chain, export it."""
+
+
+@audit.command("verify")
+@CONFIG_OPTION
+def audit_verify(config_path: str) -> None:
+    """Walk the hash chain; name the first altered, inserted or removed entry; exit 1 then."""
+    config = _load(config_path)
+    store = _store_for(config)
+    try:
+        r = store.verify_audit()
+    finally:
+        store.close()
+    if r.ok:
+        click.echo(f"ok: {r.checked} entries, chain intact")
+        return
+    click.echo(f"BROKEN at entry seq {r.first_bad_seq} (row id {r.first_bad_id}): {r.problem}",
+               err=True)
+    sys.exit(1)
+
+
+@audit.command("export")
+@CONFIG_OPTION
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--incident", type=int)
+@click.option("--actor")
+@click.option("--action")
+@click.option("--output", "-o", type=click.File("w"), default="-")
+def audit_export(config_path: str, fmt: str, incident: int | None, actor: str | None,
+                 action: str | None, output: Any) -> None:
+    """Export entries (filtered) as JSON Lines or CSV, in chain order."""
+    from receiver.audit_export import to_csv, to_jsonl
+    from receiver.store import AuditFilter
+
+    config = _load(config_path)
+    store = _store_for(config)
+    after = 0
+    first = True
+    try:
+        while True:
+            rows = store.audit(AuditFilter(incident_id=incident, actor=actor, action=action,
+                                           after_seq=after, limit=5000))
+            if not rows:
+                break
+            if fmt == "jsonl":
+                output.write(to_jsonl(rows))
+            else:
+                text = to_csv(rows)
+                output.write(text if first else text.split("\n", 1)[1])
+            first = False
+            after = rows[-1]["seq"]
+    finally:
+        store.close()
+
+
+@main.command("hash-password")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def hash_password(password: str) -> None:
+    """Print a password hash for people.users.<name>.password_hash."""
+    from werkzeug.security import generate_password_hash
+
+    click.echo(generate_password_hash(password))

@@ -165,6 +165,12 @@ class BusinessHours(_Section):
         return frozenset(_DAYS.index(d) for d in self.days)
 
 
+class EscalationLevel(_Section):
+    name: str = Field(min_length=1, max_length=100)
+    channels: list[str] = Field(default_factory=list)
+    after: Duration = timedelta(minutes=15)
+
+
 class SlaConfig(_Section):
     """Acknowledge-by deadlines. ``business_day`` counts one business day of business hours."""
 
@@ -173,6 +179,21 @@ class SlaConfig(_Section):
     P2: Duration | Literal["business_day"] = timedelta(hours=4)
     P3: Duration | Literal["business_day"] = "business_day"
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    escalation: dict[Severity, list[EscalationLevel]] = Field(
+        default_factory=dict,
+        description="who is told when the acknowledge-by deadline passes unacknowledged: "
+        "level 1 at the deadline, each next level 'after' the previous one",
+    )
+    reminders: dict[Severity, Duration] = Field(
+        default_factory=lambda: {Severity.P0: timedelta(minutes=15),
+                                 Severity.P1: timedelta(minutes=30)},
+        description="status updates to the incident channel while not resolved",
+    )
+    noise_window: Duration = Field(
+        default=timedelta(minutes=5),
+        description="report: incidents that resolve on their own within this, with no human "
+        "or remediation action, count as noise",
+    )
 
     def for_severity(self, severity: Severity) -> timedelta | Literal["business_day"]:
         value: timedelta | Literal["business_day"] = getattr(self, severity.value)

@@ -303,7 +303,7 @@ def deliver_due(
         if row is None:
             break
         outbox_id, name, attempts = row["outbox_id"], row["channel"], row["attempts"]
-        bound = log.bind(outbox_id=outbox_id, channel=name, attempt=attempts)
+        bound = log.bind(outbox_id=outbox_id, channel=name, attempt=attempts, worker=worker_id)
         channel = settings.channels.get(name)
         error: str | None = None
         if channel is None:

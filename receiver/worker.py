@@ -83,11 +83,34 @@ class Worker:
         for t in pool:
             t.join()
 
+    def duties(self) -> int:
+        """The store-driven chores besides jobs: timers, notifications, diagnostics.
+        Each is safe to run from any number of workers at once."""
+        from receiver import diagnostics, notify, timers
+
+        done = 0
+        for name, duty in (
+            ("timers", lambda: timers.run_due(self.store, self.config, now=self.clock())),
+            ("notify", lambda: notify.deliver_due(self.store, self.config, clock=self.clock,
+                                                  worker_id=self.id)),
+            ("diagnostics", lambda: diagnostics.run_due(self.store, self.config,
+                                                        clock=self.clock, worker_id=self.id,
+                                                        adapters=self.adapters)),
+        ):
+            try:
+                done += int(duty() or 0)
+            except StoreError:
+                raise
+            except Exception:  # noqa: BLE001 - one failing chore must not stop the others
+                log.exception("worker_duty_failed", duty=name)
+        return done
+
     def _loop(self, stop: threading.Event) -> None:
         poll = self.config.remediation.poll_interval.total_seconds()
         while not stop.is_set():
             try:
                 self.sweep()
+                self.duties()
                 while not stop.is_set() and self.run_once():
                     pass
             except StoreError as exc:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from typing import Any
+
 from receiver.errors import StoreError
+from receiver.metrics import IncidentCollector
+from receiver.store import reports
 from receiver.web.services import services
 
 bp = Blueprint("ops", __name__)
@@ -28,5 +32,15 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    data, content_type = services().metrics.exposition()
+    svc = services()
+
+    def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        with svc.store.db.transaction(write=False) as tx:
+            return reports.incident_facts(tx, None), reports.job_facts(tx, None)
+
+    collector = IncidentCollector(load, svc.intake.clock, svc.config.sla.noise_window)
+    try:
+        data, content_type = svc.metrics.exposition(collector)
+    except StoreError:
+        data, content_type = svc.metrics.exposition()  # request metrics even if the store is down
     return Response(data, content_type=content_type)
