@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -27,7 +27,7 @@ def parse_duration(value: Any) -> timedelta:
         for m in _PART.finditer(text):
             if m.start() != pos:
                 break
-            total += int(m.group(1)) * _UNITS[m.group(2)]
+            total += float(m.group(1)) * _UNITS[m.group(2)]
             pos = m.end()
         if text and pos == len(text):
             return timedelta(seconds=total)

@@ -18,7 +18,7 @@ from receiver.config import Config, parse_config
 from receiver.store import Store, open_store
 
 PG_DSN = os.environ.get("REMEDIATOR_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:54329/postgres")
-TEMPLATE_DB = "remediator_test_template"
+TEMPLATE_DB = f"remediator_tmpl_{os.getpid()}"  # one per pytest process: runs may overlap
 ROOT = Path(__file__).resolve().parent.parent
 ALERT_RULES = Path(os.environ.get("REMEDIATOR_ALERT_RULES", ROOT.parent / "shared" / "alert-rules"))
 
@@ -43,7 +43,7 @@ def pg_url(dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> str:
+def pg_template() -> Iterator[str]:
     """A migrated template database; each test copies it (CREATE DATABASE ... TEMPLATE)."""
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
@@ -51,7 +51,8 @@ def pg_template() -> str:
     store = open_store(pg_url(TEMPLATE_DB), pool_min=0, pool_max=1)
     store.migrate()
     store.close()
-    return TEMPLATE_DB
+    yield TEMPLATE_DB
+    drop_pg_database(TEMPLATE_DB)
 
 
 def new_pg_database(template: str | None) -> str:
@@ -132,11 +133,16 @@ def people() -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def web_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Config:
+@pytest.fixture(autouse=True)
+def _token_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets that people() and web configs refer to (env:NAME)."""
     monkeypatch.setenv("REMEDIATOR_TEST_TOKEN", TOKEN)
     monkeypatch.setenv("REMEDIATOR_TEST_OP_TOKEN", OP_TOKEN)
     monkeypatch.setenv("REMEDIATOR_TEST_READ_TOKEN", READ_TOKEN)
+
+
+@pytest.fixture
+def web_config(tmp_path: Path) -> Config:
     return make_config(auth={"bearer_token": "env:REMEDIATOR_TEST_TOKEN"}, people=people(),
                        data_dir=str(tmp_path / "data"), server={"secure_cookies": False})
 
