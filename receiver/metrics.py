@@ -131,7 +131,7 @@ class IncidentCollector(Collector):
             durs = [report.durations(r) for r in rows]
             for name, fam in hists.items():
                 values: list[float] = [v for d in durs if (v := d[name]) is not None]
-                buckets = [(str(b), float(sum(1 for v in values if v <= b)))
+                buckets = [(str(float(b)), float(sum(1 for v in values if v <= b)))
                            for b in DURATION_BUCKETS]
                 buckets.append(("+Inf", float(len(values))))
                 fam.add_metric([sev], buckets, sum_value=float(sum(values)))
