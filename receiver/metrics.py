@@ -8,7 +8,6 @@ so every worker writes its samples to shared files and ``/metrics`` aggregates t
 from __future__ import annotations
 
 import os
-
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any

@@ -15,7 +15,7 @@ import yaml
 
 from receiver import lifecycle, timers
 from receiver.store import Store
-from tests.conftest import Clock, drop_pg_database, new_pg_database, pg_url, people
+from tests.conftest import Clock, drop_pg_database, new_pg_database, people, pg_url
 from tests.engine_kit import Kit
 from tests.factories import make_alert, make_notification
 

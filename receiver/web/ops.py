@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
-
 from typing import Any
+
+from flask import Blueprint, Response, jsonify
 
 from receiver.errors import StoreError
 from receiver.metrics import IncidentCollector

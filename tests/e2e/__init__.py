@@ -1,0 +1,1 @@
+"""End-to-end tests: real receiver and worker processes, real containers, the real alert loop."""
