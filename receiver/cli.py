@@ -151,6 +151,32 @@ def serve(
                 embedded.kill()
 
 
+def _check_params(config: Config, match: Any) -> str:
+    """Validate a rule's rendered params and the allowlist, as the worker will (read-only)."""
+    if match.params is None:
+        return "refused: " + (match.error or "params could not be rendered")
+    from playbooks import load_registry
+    from playbooks.base import PlaybookContext
+    from receiver.errors import AdapterError, TargetNotAllowed
+
+    playbook = load_registry().get(match.playbook)
+    if playbook is None:
+        return f"refused: unknown playbook {match.playbook}"
+    try:
+        params = playbook.parse_params(match.params)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        return f"refused: invalid params: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    try:
+        playbook.check_allowed(params, PlaybookContext(targets=config.targets))
+    except TargetNotAllowed as exc:
+        return f"refused: target not allowed: {exc}"
+    except AdapterError as exc:
+        return f"allowlist check needs the live system: {exc}"
+    risk = playbook.risk_for(params).value
+    return f"allowed; targets {', '.join(playbook.targets(params))}; risk {risk}"
+
+
 @main.command()
 @CONFIG_OPTION
 @click.argument("payload", type=click.File("rb"))
@@ -172,6 +198,7 @@ def simulate(config_path: str, payload: Any, as_json: bool) -> None:
     intake = Intake(config, None)
     records, severity, reason = intake.classify(n)
     matches = intake.match_rules(n, severity)
+    checks = {id(m): _check_params(config, m) for m in matches}
     report: dict[str, Any] = {
         "incident_key": intake.incident_key(n),
         "severity": severity.value,
@@ -191,6 +218,7 @@ def simulate(config_path: str, payload: Any, as_json: bool) -> None:
                         "params": m.params,
                         "error": m.error,
                         "approval": m.approval,
+                        "check": checks[id(m)],
                     }
                     for m in matches
                     if m.alert_fingerprint == r.fingerprint
@@ -211,6 +239,7 @@ def simulate(config_path: str, payload: Any, as_json: bool) -> None:
                    f"{a['severity']} ({a['severity_reason']})")
         for m in a["rules"]:
             what = f"error: {m['error']}" if m["error"] else json.dumps(m["params"])
+            what += f" [{m['check']}]"
             gate = {"required": "approval required", "auto": "automatic",
                     "risk": "approval if high risk"}[m["approval"]]
             click.echo(f"    rule {m['rule']} -> {m['playbook']} ({gate}) {what}")

@@ -104,3 +104,24 @@ def test_serve_refuses_to_start_without_auth(runner: CliRunner, tmp_path: Path) 
     cfg = write(tmp_path, "s.yml", f"data_dir: {tmp_path}\n")
     r = runner.invoke(main, ["serve", "-c", cfg])
     assert r.exit_code == 2 and "--insecure-no-auth" in r.output
+
+
+def test_simulate_checks_params_and_allowlist(runner: CliRunner, tmp_path: Path) -> None:
+    """simulate says whether each job would be allowed, refused by Params, or by the allowlist."""
+    cfg = write(tmp_path, "r.yml", """
+rules:
+  - name: restart-web
+    matchers: ['alertname="AppDown"']
+    playbook: restart_container
+    params: {name: "{{ labels.container }}"}
+targets:
+  containers: {names: [web1]}
+""")
+    alerts = [make_alert(labels={"container": c, "instance": c})
+              for c in ("web1", "db1", "$(reboot)")]
+    payload = write(tmp_path, "p.json", json.dumps(make_notification(alerts)))
+    report = json.loads(runner.invoke(main, ["simulate", "-c", cfg, payload, "--json"]).output)
+    checks = {a["rules"][0]["params"]["name"]: a["rules"][0]["check"] for a in report["alerts"]}
+    assert checks["web1"].startswith("allowed; targets container:web1")
+    assert checks["db1"].startswith("refused: target not allowed")
+    assert checks["$(reboot)"].startswith("refused: invalid params")
