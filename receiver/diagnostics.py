@@ -240,6 +240,7 @@ def _run_request(
             crash = f"{type(exc).__name__}: {exc}"[:300]
     secrets = _secret_strings(config.targets)
     stored = [_sanitize(r, secrets, cfg.max_evidence_bytes) for r in results]
+    crash = None if crash is None else str(_clean(crash, secrets))
     now = clock()
     with store.db.transaction() as tx:
         if not evidence_store.finish(tx, req["id"], worker=worker_id, now=now):

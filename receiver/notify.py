@@ -31,8 +31,9 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
+from receiver import tokens
 from receiver.config import Config, NotificationChannel, NotificationRetry, NotificationsConfig
-from receiver.errors import RemediatorError
+from receiver.errors import RemediatorError, StoreError
 from receiver.logs import redact_value
 from receiver.store import Store
 from receiver.store import approvals as approval_store
@@ -246,9 +247,7 @@ def _approval_links(tx: Tx, config: Config, job_id: int | None) -> tuple[dict[st
         return {}, "none"
     if approval["state"] != "pending":
         return {}, str(approval["state"])
-    from receiver.tokens import approval_links  # deferred: tokens needs the signing key
-
-    return dict(approval_links(config, approval, job)), "pending"
+    return dict(tokens.approval_links(config, approval, job)), "pending"
 
 
 def _message(store: Store, config: Config, outbox_id: int,
@@ -314,6 +313,8 @@ def deliver_due(
                 sender(name, channel, _message(store, config, outbox_id, channel))
             except DeliveryFailed as exc:
                 error = scrub(str(exc), secrets)
+            except StoreError:
+                raise  # the store is down: the lease runs out and the delivery is retried
             except Exception as exc:  # noqa: BLE001 - one bad message must not stop the others
                 error = scrub(f"{type(exc).__name__}: {exc}", secrets)
         now = clock()

@@ -78,39 +78,48 @@ class Worker:
         listener.start()
         pool = [threading.Thread(target=self._loop, args=(stop,), daemon=True)
                 for _ in range(threads)]
+        pool.append(threading.Thread(target=self._chore_loop,
+                                     args=(stop, "notify", self.deliver), daemon=True))
+        pool.append(threading.Thread(target=self._chore_loop,
+                                     args=(stop, "chores", self.chores), daemon=True))
         for t in pool:
             t.start()
         for t in pool:
             t.join()
 
-    def duties(self) -> int:
-        """The store-driven chores besides jobs: timers, notifications, diagnostics.
-        Each is safe to run from any number of workers at once."""
-        from receiver import diagnostics, notify, timers
+    def chores(self) -> int:
+        """The store-driven chores besides jobs: SLA timers and diagnostics. Safe to run
+        from any number of workers at once (each step is a conditional update)."""
+        from receiver import diagnostics, timers
 
-        done = 0
-        for name, duty in (
-            ("timers", lambda: timers.run_due(self.store, self.config, now=self.clock())),
-            ("notify", lambda: notify.deliver_due(self.store, self.config, clock=self.clock,
-                                                  worker_id=self.id)),
-            ("diagnostics", lambda: diagnostics.run_due(self.store, self.config,
-                                                        clock=self.clock, worker_id=self.id,
-                                                        adapters=self.adapters)),
-        ):
-            try:
-                done += int(duty() or 0)
-            except StoreError:
-                raise
-            except Exception:  # noqa: BLE001 - one failing chore must not stop the others
-                log.exception("worker_duty_failed", duty=name)
+        done = timers.run_due(self.store, self.config, now=self.clock())
+        done += diagnostics.run_due(self.store, self.config, clock=self.clock,
+                                    worker_id=self.id, adapters=self.adapters)
         return done
+
+    def deliver(self) -> int:
+        from receiver import notify
+
+        return notify.deliver_due(self.store, self.config, clock=self.clock, worker_id=self.id)
+
+    def _chore_loop(self, stop: threading.Event, name: str, fn: Callable[[], int]) -> None:
+        """Notifications and chores run in threads of their own: a channel that is down or
+        a diagnostic that hangs never holds up a remediation job."""
+        poll = self.config.remediation.poll_interval.total_seconds()
+        while not stop.is_set():
+            try:
+                fn()
+            except StoreError as exc:
+                log.warning("worker_store_error", loop=name, error=str(exc))
+            except Exception:  # noqa: BLE001 - the loop must survive any single failure
+                log.exception("worker_loop_error", loop=name)
+            stop.wait(poll)
 
     def _loop(self, stop: threading.Event) -> None:
         poll = self.config.remediation.poll_interval.total_seconds()
         while not stop.is_set():
             try:
                 self.sweep()
-                self.duties()
                 while not stop.is_set() and self.run_once():
                     pass
             except StoreError as exc:
