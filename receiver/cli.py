@@ -521,10 +521,13 @@ def incident_diagnose(config_path: str, incident_id: int, actor: str) -> None:
     config = _load(config_path)
     store = _store_for(config)
     try:
-        request_diagnostics(store, incident_id, actor=f"user:{_actor(actor)}",
-                            reason="requested from the CLI", now=utcnow())
+        req = request_diagnostics(store, incident_id, actor=f"user:{_actor(actor)}",
+                                  reason="requested from the CLI", now=utcnow())
     finally:
         store.close()
+    if req is None:
+        click.echo(f"no incident {incident_id}", err=True)
+        sys.exit(1)
     click.echo(f"diagnostics requested for incident #{incident_id}")
 
 

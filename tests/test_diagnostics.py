@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -27,6 +28,7 @@ import redis
 
 from receiver.diagnostics import list_evidence, list_requests, request, run_due
 from receiver.store import Store
+from receiver.store import evidence as evidence_store
 from tests.conftest import PG_DSN, Clock
 from tests.engine_kit import Kit
 from tests.factories import make_alert, make_notification
@@ -56,7 +58,7 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 # -- local servers ------------------------------------------------------------------------------
 
-SECRET_BODY = "db=postgresql://app:hunter2-body@db:5432/app token: Bearer abc.def.ghi"
+SECRET_BODY = "db=postgresql://app:hunter2-body@db:5432/app token: Bearer eyJhbGciOi.abc.def0123"
 
 
 class LocalHttp:
@@ -410,7 +412,7 @@ def test_secrets_are_redacted_from_stored_evidence(
     assert run_due(store, kit.config, clock=clock, worker_id="w1") == 1
 
     text = raw_evidence_text(store)
-    assert "hunter2" not in text and "abc.def.ghi" not in text
+    assert "hunter2" not in text and "eyJhbGciOi" not in text
     echo = evidence_by_name(store, incident)["echo"]
     assert echo["outcome"] == "ok"
     assert echo["detail"]["body_excerpt"].startswith("db=postgresql://[redacted]@db:5432/app")
@@ -446,6 +448,27 @@ def test_two_concurrent_workers_run_each_request_once(
     for incident in incidents:
         assert len(list_evidence(store, incident)) == 1
         assert [r["state"] for r in list_requests(store, incident)] == ["done"]
+
+
+def test_an_expired_lease_is_run_again_and_the_late_worker_cannot_finish(
+    store: Store, clock: Clock, http: LocalHttp
+) -> None:
+    """A request whose worker's lease ran out is run by another worker, and the first worker
+    can no longer mark it done or store evidence for it."""
+    kit = make_kit(store, clock, [{"name": "health", "http": {"url": f"{http.url}/health"}}])
+    incident = open_incident(kit)
+    with store.db.transaction() as tx:
+        claimed = evidence_store.claim(tx, worker="gone", now=clock(), lease=timedelta(seconds=30))
+    assert claimed is not None
+    assert run_due(store, kit.config, clock=clock, worker_id="w2") == 0
+
+    clock.advance(seconds=31)
+    assert run_due(store, kit.config, clock=clock, worker_id="w2") == 1
+
+    with store.db.transaction() as tx:
+        assert not evidence_store.finish(tx, claimed["id"], worker="gone", now=clock())
+    assert [r["lease_owner"] for r in list_requests(store, incident)] == ["w2"]
+    assert len(list_evidence(store, incident)) == 1
 
 
 def test_on_demand_request_is_recorded_once_and_run_by_the_worker(

@@ -125,9 +125,11 @@ def incident_action(incident_id: int) -> Response:
     if action == "diagnose":
         from receiver.diagnostics import request as request_diagnostics
 
-        request_diagnostics(svc.store, incident_id, actor=f"user:{_operator_name()}",
-                            reason=str(body.get("text", "requested through the API"))[:500],
-                            now=svc.intake.clock())
+        req = request_diagnostics(svc.store, incident_id, actor=f"user:{_operator_name()}",
+                                  reason=str(body.get("text", "requested through the API"))[:500],
+                                  now=svc.intake.clock())
+        if req is None:
+            raise ApiError(404, "not_found", f"no incident {incident_id}")
         svc.wake_workers()
         return jsonify({"status": "requested"})
     try:

@@ -149,8 +149,9 @@ def incident_action(incident_id: int) -> Response:
     if action == "diagnose":
         from receiver.diagnostics import request as request_diagnostics
 
-        request_diagnostics(svc.store, incident_id, actor=f"user:{op.name}",
-                            reason="requested from the incident page", now=_now())
+        if request_diagnostics(svc.store, incident_id, actor=f"user:{op.name}",
+                               reason="requested from the incident page", now=_now()) is None:
+            return _incident_page(incident_id)  # renders the 404 page
         svc.wake_workers()
         return _incident_page(incident_id, "Diagnostics requested.")
     try:
