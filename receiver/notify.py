@@ -232,7 +232,10 @@ def expand(tx: Tx, settings: NotificationsConfig, now: datetime) -> int:
     """Fan out up to one batch of new outbox rows; return how many rows were expanded."""
     rows = outbox_store.unexpanded(tx, limit=EXPAND_BATCH)
     for row in rows:
-        for name in matching_channels(settings, row["kind"], row["severity"]):
+        names = set(matching_channels(settings, row["kind"], row["severity"]))
+        # An escalation level names its own channels: they are told whatever their filters.
+        names |= {c for c in (row["detail"] or {}).get("channels", []) if c in settings.channels}
+        for name in sorted(names):
             outbox_store.add_delivery(tx, row["id"], name, now=now)
         outbox_store.mark_expanded(tx, row["id"], now=now)
     return len(rows)

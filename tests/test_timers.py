@@ -174,3 +174,24 @@ def test_two_worker_processes_escalate_once(pg_template: str, tmp_path: Path) ->
     finally:
         store.close()
         drop_pg_database(name)
+
+
+def test_escalation_levels_reach_their_own_channels(store: Store, clock: Clock,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A breach is delivered to the level's channel even when that channel filters it out."""
+    from receiver import notify
+
+    monkeypatch.setenv("PAGER_URL", "json://127.0.0.1:9/p")
+    monkeypatch.setenv("CHAT_URL", "json://127.0.0.1:9/c")
+    channels = {"pager": {"url": "env:PAGER_URL", "events": ["opened"]},
+                "chat": {"url": "env:CHAT_URL", "events": ["opened"]}}
+    kit = Kit(store, clock, [], people=people(), sla={"escalation": CHAIN, "reminders": {}},
+              notifications={"channels": channels})
+    kit.fire(make_notification([make_alert()]))
+    clock.advance(minutes=61)
+    timers.run_due(kit.store, kit.config, now=clock())
+    sent: list[tuple[str, str]] = []
+    notify.deliver_due(kit.store, kit.config, clock=clock, worker_id="w",
+                       send=lambda name, ch, msg: sent.append((name, msg.title)))
+    breach = [name for name, title in sent if "sla breached" in title]
+    assert breach == ["pager"]

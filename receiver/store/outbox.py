@@ -32,7 +32,7 @@ def unexpanded(tx: Tx, *, limit: int) -> list[Row]:
     """Outbox rows not yet fanned out, oldest first, with their incident's severity."""
     lock = " FOR UPDATE OF o SKIP LOCKED" if tx.dialect == "postgres" else ""
     return tx.fetchall(
-        "SELECT o.id, o.kind, o.incident_id, i.severity FROM outbox o"  # noqa: S608 - fixed fragment
+        "SELECT o.id, o.kind, o.incident_id, o.detail, i.severity FROM outbox o"  # noqa: S608 - fixed fragment
         " JOIN incidents i ON i.id = o.incident_id"
         f" WHERE o.expanded_at IS NULL ORDER BY o.id LIMIT :n{lock}",
         {"n": limit},
