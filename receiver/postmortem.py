@@ -121,8 +121,9 @@ def render(store: Store, config: Config, incident_id: int) -> str | None:
           + (f" Result: {_cell(result)}." if result else "")
           + (f" Reason: {_cell(j['reason'])}." if j.get("reason") else ""))
     for a in inc["approvals"]:
-        votes = "; ".join(f"{v['approver']} {v['decision']}d at {_t(v['at'])}"
-                          for v in a["votes"]) or "no votes"
+        past = {"approve": "approved", "deny": "denied"}
+        votes = "; ".join(f"{v['approver']} {past.get(v['decision'], v['decision'])} at "
+                          f"{_t(v['at'])}" for v in a["votes"]) or "no votes"
         w(f"- Approval for job #{a['job_id']}: {a['state']} ({votes}).")
     w("")
     w("## Diagnostics")

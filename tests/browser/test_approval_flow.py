@@ -30,14 +30,16 @@ MIN_TOUCH_PX = 44  # the smallest comfortable touch target (Apple HIG / WCAG 2.5
 
 def park(server: Server, cache: redis.Redis, alertname: str = "SessionCacheStale",
          labels: dict[str, str] | None = None,
-         annotations: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+         annotations: dict[str, str] | None = None,
+         **extra: Any) -> tuple[int, dict[str, Any], str]:
     """Put KEYS matching keys (and one that does not match) in Redis, fire an alert whose
     rule flushes them, and wait until the worker parks the job for approval."""
     prefix = key_prefix("sess")
     cache.mset({f"{prefix}:{i}": f"value {i}" for i in range(KEYS)})
     cache.set(f"{prefix}-keep", "does not match the pattern")
     inc = server.fire(alertname, {"key_prefix": prefix, "severity": "warning", **(labels or {})},
-                      {"summary": f"sessions under {prefix} are stale", **(annotations or {})})
+                      {"summary": f"sessions under {prefix} are stale", **(annotations or {})},
+                      **extra)
     job = server.wait_job_state(inc, "awaiting_approval")
     return inc, job, prefix
 
@@ -53,14 +55,23 @@ def fits_the_screen(page: Page) -> None:
     assert width <= viewport, f"page is {width}px wide on a {viewport}px screen"
 
 
+def small_controls(page: Page) -> list[str]:
+    """Visible buttons, selects and inputs shorter than a comfortable touch target."""
+    found: list[str] = page.eval_on_selector_all(
+        "button, select, input:not([type=hidden])",
+        f"""els => els.filter(e => e.offsetParent !== null)
+                     .filter(e => e.getBoundingClientRect().height < {MIN_TOUCH_PX})
+                     .map(e => e.outerHTML.slice(0, 80))""")
+    return found
+
+
 def test_phone_approve_runs_the_flush(server: Server, cache: redis.Redis, phone: Page) -> None:
     """On a phone, an approver logs in through the link, reads the plan, taps Approve, and the
     real flush runs: the matching Redis keys are gone and the incident page says succeeded."""
     inc, job, prefix = park(server, cache)
     link = server.links(job["id"])["alice"]
 
-    phone.goto(link)  # no session yet: the login form, which comes back to the link
-    log_in(phone, server.url, "alice", then=link)
+    log_in(phone, server.url, "alice", then=link)  # no session yet: the form leads back
     assert phone.url == link
     plan = phone.inner_text("#plan")
     assert f"UNLINK {KEYS} key(s) matching '{prefix}:*' in db {REDIS_DB} of cache" in plan
@@ -68,6 +79,7 @@ def test_phone_approve_runs_the_flush(server: Server, cache: redis.Redis, phone:
     assert phone.inner_text("#targets") == f"redis:cache/{REDIS_DB}"
     assert phone.inner_text("#approval-count").startswith("0/1 (pending)")
     fits_the_screen(phone)
+    assert small_controls(phone) == []
     for button in ("#approve", "#deny"):
         box = phone.locator(button).bounding_box()
         assert box is not None and box["height"] >= MIN_TOUCH_PX, (button, box)
@@ -89,9 +101,10 @@ def test_phone_approve_runs_the_flush(server: Server, cache: redis.Redis, phone:
     phone.goto(f"{server.url}/incidents/{inc}")
     card = phone.locator(f"#job-{job['id']}")
     assert card.locator(".job-state").inner_text() == "succeeded"
-    assert f"unlinked {KEYS} key(s)" in card.inner_text()
+    assert f"unlinked {KEYS} key(s)" in card.locator(".result-summary").inner_text()
     assert "alice approved" in phone.inner_text(f"#approval-{server.approval(job['id'])[0]['id']}")
     fits_the_screen(phone)
+    assert small_controls(phone) == []
     screenshot(phone, "incident-page.png")
 
 
@@ -234,7 +247,8 @@ def test_hostile_labels_stay_inert(server: Server, cache: redis.Redis, phone: Pa
     incident, approval and audit pages; the CSP blocks inline script even if one got in."""
     inc, job, _ = park(server, cache,
                        labels={"evil": XSS_SCRIPT, "evil_attr": XSS_IMG},
-                       annotations={"summary": XSS_SCRIPT + XSS_IMG, "description": XSS_IMG})
+                       annotations={"summary": XSS_SCRIPT + XSS_IMG, "description": XSS_IMG},
+                       commonAnnotations={"summary": XSS_SCRIPT + XSS_IMG})  # the title
     link = server.links(job["id"])["alice"]
     errors: list[str] = []
     phone.on("pageerror", lambda e: errors.append(str(e)))
@@ -250,10 +264,12 @@ def test_hostile_labels_stay_inert(server: Server, cache: redis.Redis, phone: Pa
         assert phone.evaluate("window.__xss") is None, name
         assert phone.locator("img[src=x]").count() == 0, name
         assert phone.locator("script").count() == 0, name
-        if name in ("incident", "approval"):
-            assert XSS_SCRIPT in phone.inner_text("main"), name  # shown as text, not run
+        assert XSS_SCRIPT in phone.inner_text("main"), name  # shown as text, not run
         assert phone.evaluate(INLINE_SCRIPT_PROBE) in ("script-src-elem", "script-src"), name
         assert phone.evaluate("window.__xss") is None, name
+        fits_the_screen(phone)  # long hostile values wrap instead of widening the page
+        if name == "audit":
+            screenshot(phone, "audit-page-phone.png")
     phone.goto(pages["incident"])
     assert XSS_IMG in phone.locator("#alerts").inner_text()
     assert errors == []
