@@ -52,6 +52,23 @@ class Decision:
 PASS = Decision("pass")
 
 
+def cooldown_block(
+    tx: Tx, *, job: Row, rule: RemediationRule, targets: list[str], now: datetime
+) -> Decision | None:
+    """The cooldown guard alone; the worker checks it again while holding the targets' locks.
+    A cooldown of 0 is off (clocks of two workers may differ by a little)."""
+    cooldown = rule.guards.cooldown
+    if cooldown <= timedelta(0):
+        return None
+    last = job_store.last_action(tx, rule.name, targets, exclude_job=job["id"])
+    if last is not None and now - last < cooldown:
+        return Decision("block", "cooldown",
+                        f"rule {rule.name} acted on these targets at {last.isoformat()}; "
+                        f"cooldown {format_duration(cooldown)}",
+                        {"last_action_at": last.isoformat()})
+    return None
+
+
 def evaluate(
     tx: Tx,
     *,
@@ -79,12 +96,9 @@ def evaluate(
                             {"window": window.name})
 
     g = rule.guards
-    last = job_store.last_action(tx, rule.name, targets, exclude_job=job["id"])
-    if last is not None and now - last < g.cooldown:
-        return Decision("block", "cooldown",
-                        f"rule {rule.name} acted on these targets at {last.isoformat()}; "
-                        f"cooldown {format_duration(g.cooldown)}",
-                        {"last_action_at": last.isoformat()})
+    blocked = cooldown_block(tx, job=job, rule=rule, targets=targets, now=now)
+    if blocked is not None:
+        return blocked
 
     budgets: list[tuple[RateBudget | None, str | None, str]] = [
         (g.rate, rule.name, f"rule {rule.name}")

@@ -10,6 +10,7 @@ entry in the same transaction as the state change.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
@@ -39,7 +40,7 @@ from receiver.verification import run_checks
 
 log = structlog.get_logger(__name__)
 
-LOCK_RETRY = timedelta(seconds=5)
+LOCK_RETRY = timedelta(milliseconds=250)
 
 
 def _msg(exc: BaseException, limit: int = 500) -> str:
@@ -68,6 +69,7 @@ class Worker:
         self.sleep = sleep
         self.lease = config.remediation.lease
         self._wake = threading.Event()
+        self._last_sweep = 0.0
 
     # -- the loop ---------------------------------------------------------------------
     def wake(self) -> None:
@@ -118,16 +120,29 @@ class Worker:
     def _loop(self, stop: threading.Event) -> None:
         poll = self.config.remediation.poll_interval.total_seconds()
         while not stop.is_set():
+            wait = poll
             try:
-                self.sweep()
+                if time.monotonic() - self._last_sweep >= poll:
+                    self._last_sweep = time.monotonic()
+                    self.sweep()
                 while not stop.is_set() and self.run_once():
                     pass
+                wait = self._until_next_due(poll)
             except StoreError as exc:
                 log.warning("worker_store_error", error=str(exc))
             except Exception:  # noqa: BLE001 - the loop must survive any single job's bug
                 log.exception("worker_loop_error")
-            self._wake.wait(poll)
+            self._wake.wait(wait)
             self._wake.clear()
+
+    def _until_next_due(self, poll: float) -> float:
+        """Seconds until the earliest queued job becomes runnable (a retry, a lock wait),
+        capped at the poll interval."""
+        with self.store.db.transaction(write=False) as tx:
+            due = job_store.next_due(tx)
+        if due is None:
+            return poll
+        return min(poll, max((due - self.clock()).total_seconds(), 0.01))
 
     def _listen(self, stop: threading.Event) -> None:
         """On PostgreSQL, LISTEN for enqueues so that a job starts in milliseconds."""
@@ -184,6 +199,7 @@ class Worker:
         bound = log.bind(job_id=job["id"], incident_id=job["incident_id"], rule=job["rule"])
         try:
             self._process(job)
+            self.wake()  # a job waiting for this one's targets may go now
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - any bug ends this job as failed, not the worker
@@ -238,13 +254,13 @@ class Worker:
                                 {"guard": decision.guard, **decision.detail})
                 return
 
-        try:
-            plan = playbook.plan(params, ctx)
-        except (PlaybookError, OSError) as exc:
-            self._fail(job, rule, f"plan failed: {_msg(exc)}", targets=targets)
-            return
-        now = self.clock()
         if decision.outcome in ("dry_run", "approval"):
+            try:
+                plan = playbook.plan(params, ctx)
+            except (PlaybookError, OSError) as exc:
+                self._fail(job, rule, f"plan failed: {_msg(exc)}", targets=targets)
+                return
+            now = self.clock()
             state = "dry_run" if decision.outcome == "dry_run" else "awaiting_approval"
             with self.store.db.transaction() as tx:
                 moved = job_store.move(tx, job["id"], state, now=now, owner=self.id,
@@ -261,15 +277,17 @@ class Worker:
                                 {"guard": decision.guard, "plan": plan.as_dict()})
             return
 
+        # Take the targets' locks first: the plan is made (and the cooldown re-checked)
+        # while no other job can act on them.
+        if not self._lock_targets(job, rule, targets):
+            return
+        try:
+            plan = playbook.plan(params, ctx)
+        except (PlaybookError, OSError) as exc:
+            self._fail(job, rule, f"plan failed: {_msg(exc)}", targets=targets)
+            return
+        now = self.clock()
         with self.store.db.transaction() as tx:
-            busy = job_store.acquire_locks(tx, job["id"], targets, now=now,
-                                           until=now + self.lease)
-            if busy:
-                job_store.move(tx, job["id"], "queued", now=now, owner=self.id,
-                               not_before=now + LOCK_RETRY)
-                tx.execute("UPDATE jobs SET attempts = attempts - 1 WHERE id = :id",
-                           {"id": job["id"]})
-                return
             job_store.record_targets(tx, job["id"], rule.name, targets, now)
             tx.execute(
                 "UPDATE jobs SET plan = :plan, targets = :targets, risk = :risk,"
@@ -312,6 +330,39 @@ class Worker:
         self._finish(job, rule, result, checks, ok)
 
     # -- helpers ------------------------------------------------------------------------
+    def _lock_targets(self, job: Row, rule: RemediationRule, targets: list[str]) -> bool:
+        """Lock every target for this job. If another job holds one, put this job back in
+        the queue for a short, jittered moment (said once on the timeline). Under the lock,
+        the cooldown is checked again, so two jobs cannot both pass it and act in turn."""
+        now = self.clock()
+        with self.store.db.transaction() as tx:
+            busy = job_store.acquire_locks(tx, job["id"], targets, now=now,
+                                           until=now + self.lease)
+            if busy:
+                delay = LOCK_RETRY * (1 + random.random())  # noqa: S311 - jitter, not security
+                job_store.move(tx, job["id"], "queued", now=now, owner=self.id,
+                               not_before=now + delay)
+                tx.execute("UPDATE jobs SET attempts = attempts - 1 WHERE id = :id",
+                           {"id": job["id"]})
+                if job["not_before"] is None:  # said once, not at every retry
+                    holder = tx.fetchone("SELECT job_id FROM target_locks WHERE target = :t",
+                                         {"t": busy[0]})
+                    self._event(tx, job, "job_waiting", "system",
+                                f"job #{job['id']} waits: {busy[0]} is held by job "
+                                f"#{holder['job_id'] if holder else '?'}", {"targets": busy})
+                return False
+            blocked = guards.cooldown_block(tx, job=job, rule=rule, targets=targets, now=now)
+            if blocked is not None:
+                job_store.release_locks(tx, job["id"])
+                if job_store.move(tx, job["id"], "blocked", now=now, owner=self.id,
+                                  reason=blocked.reason, targets=targets):
+                    self._event(tx, job, "job_blocked", "system",
+                                f"job #{job['id']} blocked by cooldown: {blocked.reason}",
+                                {"guard": "cooldown", **blocked.detail})
+                return False
+        return True
+
+
     def _run_with_heartbeat(
         self, job: Row, playbook: Playbook[Any], params: Any, ctx: PlaybookContext
     ) -> tuple[RunResult | None, str | None]:

@@ -382,3 +382,40 @@ def test_unanswered_approval_expires_and_escalates(store: Store, clock: Clock) -
     assert "escalated" in kit.kinds(inc)
     with pytest.raises(DecisionError, match="no longer waiting"):
         decide_job(store, kit.config, job_id, approve=True, user="x", reason="", now=clock())
+
+
+def test_zero_cooldown_never_blocks_even_with_clock_skew(store: Store, clock: Clock) -> None:
+    """With cooldown 0s, an action stamped slightly 'in the future' by another worker's
+    clock does not block the next job on the same target."""
+    kit = Kit(store, clock, [rule(guards={"cooldown": "0s"})])
+    fire_web(kit, starts_at=datetime(2026, 1, 1, 12, tzinfo=UTC))
+    kit.drain()
+    with store.db.transaction() as tx:
+        tx.execute("UPDATE job_targets SET acted_at = :t", {"t": clock() + timedelta(seconds=2)})
+    fire_web(kit, starts_at=datetime(2026, 1, 1, 12, 1, tzinfo=UTC))
+    kit.drain()
+    assert [j["state"] for j in kit.jobs()] == ["succeeded", "succeeded"]
+
+
+def test_waiting_for_a_target_is_on_the_timeline_once(store: Store, clock: Clock) -> None:
+    """A job that finds its target locked says so once, naming the holder, and retries soon."""
+    kit = Kit(store, clock, [rule(guards={"cooldown": "0s"}),
+                             rule("poke-2", guards={"cooldown": "0s"})])
+    kit.playbook.block = threading.Event()
+    inc = fire_web(kit)
+    t = threading.Thread(target=kit.worker.run_once)
+    t.start()
+    assert kit.playbook.started.wait(10)
+    other = kit.new_worker("w2")
+    other.run_once()
+    clock.advance(seconds=1)
+    other.run_once()  # still locked: no second event
+    waiting = [e for e in kit.store.get_incident(inc)["timeline"] if e["kind"] == "job_waiting"]
+    assert len(waiting) == 1 and "held by job #1" in waiting[0]["message"]
+    second = kit.job(kit.jobs()[1]["id"])
+    assert second["not_before"] - clock() <= timedelta(seconds=1)
+    kit.playbook.block.set()
+    t.join()
+    clock.advance(seconds=1)
+    kit.drain()
+    assert [j["state"] for j in kit.jobs()] == ["succeeded", "succeeded"]

@@ -16,7 +16,8 @@ AUDITED = frozenset(
         "job_approved", "job_denied", "job_expired", "job_started", "job_succeeded",
         "job_failed", "job_dry_run", "job_interrupted", "job_requeued", "job_escalated",
         "job_retry_scheduled", "verification_passed", "verification_failed",
-        "circuit_opened", "escalated", "acknowledged", "assigned", "note", "sla_breached",
+        "circuit_opened", "escalated", "job_waiting", "acknowledged", "assigned", "note",
+        "sla_breached",
         "reminder", "diagnostics_requested", "postmortem_saved",
     }
 )

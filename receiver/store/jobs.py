@@ -66,6 +66,12 @@ def claim(tx: Tx, *, worker: str, now: datetime, lease: timedelta) -> Row | None
     )
 
 
+def next_due(tx: Tx) -> datetime | None:
+    row = tx.fetchone("SELECT MIN(not_before) AS due FROM jobs WHERE state = 'queued'")
+    due = row["due"] if row else None
+    return datetime.fromisoformat(due) if isinstance(due, str) else due
+
+
 def move(
     tx: Tx, job_id: int, to: str, *, now: datetime, owner: str | None = None, **fields: Any
 ) -> Row | None:

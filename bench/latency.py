@@ -1,0 +1,791 @@
+"""Alert-to-action latency: from the webhook request arriving to the playbook's adapter call.
+
+    python bench/latency.py [--backend sqlite|postgres|both] [--quick] [--jobs 300]
+                            [--rates 5,20] [--burst 200] [--poll-interval 0.1]
+                            [--worker-threads N]
+
+For each backend, on a fresh store, ``remediator serve`` (gunicorn + its embedded worker) runs
+one remediation rule: ``flush_cache`` in pattern mode (``bench:{{ labels.key }}:*``, db 0) on
+the real Redis, approval ``auto``, cooldown 0s, budgets out of the way. Each notification
+carries one firing alert with its own ``key`` label, so it opens its own incident and makes
+exactly one job; three keys per alert are written to Redis first, so each job unlinks
+something real.
+
+  steady  notifications posted on a fixed schedule, once per rate (default 5/s, then 20/s):
+          at 5/s a job normally finds the queue empty (latency, not backlog); 20/s is close
+          to what one worker does on one target on a 2-core box, and shows what then happens;
+  burst   N notifications (default 200) posted at once over 16 connections: the queue wait
+          and the time to drain it.
+
+Figures per job come from the store (server clock, same host as the client):
+  alert_to_action   job_started event - notifications.first_received_at   (the headline)
+  queue_wait        first job_claimed event - first_received_at
+  claim_to_action   job_started - last job_claimed  (guards, plan, target lock)
+  action_to_done    job_succeeded - job_started     (the playbook, its verify, the commit)
+and from the client: the HTTP response time, and send -> first_received_at / job_started.
+At the end every job must be ``succeeded`` and every seeded Redis key gone; anything else is
+listed. Prints JSON and writes it to bench/results/latency-<timestamp>.json.
+
+Run it as a script (it imports helpers from bench/ingest.py, beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import math
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+import structlog
+import yaml
+from ingest import SERVER_ERROR_MARKERS, Server, _stop, _wait_ready, free_port, fresh_store, machine
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+REDIS_URL = os.environ.get("REMEDIATOR_BENCH_REDIS_URL", "redis://127.0.0.1:63790/0")
+RULE = "bench-latency"
+ALERTNAME = "BenchLatency"
+KEYS_PER_JOB = 3
+GUNICORN = (2, 4)  # workers x threads, the config defaults
+EMBEDDED_WORKER_THREADS = 2  # `remediator worker` default; `serve` starts it without --threads
+TARGETS = {
+    "note": "targets are for PostgreSQL, steady load; the other figures are shown for scale",
+    "alert_to_action_p50_ms": "<= 50",
+    "alert_to_action_p99_ms": "<= 250",
+}
+FINAL_STATES = frozenset(
+    {"succeeded", "failed", "blocked", "refused", "denied", "expired", "dry_run", "escalated",
+     "awaiting_approval"}
+)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo = math.floor(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def dist(values_s: list[float]) -> dict[str, Any]:
+    """A distribution in milliseconds from values in seconds."""
+    if not values_s:
+        return {"n": 0}
+    ms = [v * 1000 for v in values_s]
+    return {
+        "n": len(ms),
+        "min": round(min(ms), 2),
+        "p50": round(percentile(ms, 0.50), 2),
+        "p90": round(percentile(ms, 0.90), 2),
+        "p95": round(percentile(ms, 0.95), 2),
+        "p99": round(percentile(ms, 0.99), 2),
+        "max": round(max(ms), 2),
+        "mean": round(statistics.fmean(ms), 2),
+    }
+
+
+# ---------------------------------------------------------------- the server under test
+
+
+def bench_config(
+    tmp: Path, backend: str, poll_interval: float, gunicorn: tuple[int, int]
+) -> dict[str, Any]:
+    """remediator.example.yml with one flush_cache rule and its Redis target."""
+    cfg: dict[str, Any] = yaml.safe_load(
+        (ROOT / "remediator.example.yml").read_text(encoding="utf-8")
+    )
+    cfg["data_dir"] = str(tmp / "data")
+    cfg["server"]["workers"], cfg["server"]["threads"] = gunicorn
+    cfg["store"]["url"] = (
+        "env:REMEDIATOR_BENCH_DB_URL" if backend == "postgres" else "sqlite:///remediator.db"
+    )
+    remediation: dict[str, Any] = {
+        "rate_budget": {"max": 100000, "per": "1h"},
+        "max_targets_per_window": 100000,
+    }
+    if backend == "sqlite":
+        # No LISTEN/NOTIFY on SQLite: workers poll. On PostgreSQL the default (2s) is left as
+        # it is, so that a lost wake-up would show in the tail instead of being hidden.
+        remediation["poll_interval"] = f"{round(poll_interval * 1000)}ms"
+    cfg["remediation"] = remediation
+    cfg["rules"] = [
+        {
+            "name": RULE,
+            "match": {"alertname": ALERTNAME},
+            "playbook": "flush_cache",
+            "params": {
+                "target": "cache",
+                "mode": "pattern",
+                "pattern": "bench:{{ labels.key }}:*",
+                "db": 0,
+            },
+            "approval": {"mode": "auto"},
+            "guards": {"cooldown": "0s"},
+        }
+    ]
+    cfg["targets"] = {"redis": {"cache": {"url": "env:BENCH_REDIS_URL", "dbs": [0]}}}
+    return cfg
+
+
+@dataclass
+class Setup:
+    backend: str
+    gunicorn: tuple[int, int]
+    worker_threads: int | None  # None: the embedded worker of `serve`
+    poll_interval: float
+
+    def describe(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        embedded = self.worker_threads is None
+        return {
+            "gunicorn": {"workers": self.gunicorn[0], "threads": self.gunicorn[1]},
+            "remediation_worker": {
+                "processes": 1,
+                "threads": EMBEDDED_WORKER_THREADS if embedded else self.worker_threads,
+                "kind": "embedded in `remediator serve`" if embedded
+                else "`remediator worker --threads N` beside `serve --no-worker`",
+                "wake_up": "LISTEN remediator_jobs (pg_notify in the webhook transaction), "
+                "poll as fallback" if self.backend == "postgres" else "polling only",
+                "poll_interval": cfg["remediation"].get("poll_interval", "2s (default)"),
+            },
+            "lease": "60s (default)",
+        }
+
+
+@contextmanager
+def serve(setup: Setup) -> Iterator[tuple[Server, dict[str, Any]]]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-latency-{setup.backend}-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with fresh_store(setup.backend, tmp) as store_url:
+            token = secrets.token_urlsafe(24)
+            env = {**os.environ, "REMEDIATOR_WEBHOOK_TOKEN": token, "BENCH_REDIS_URL": REDIS_URL}
+            env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            if setup.backend == "postgres":
+                env["REMEDIATOR_BENCH_DB_URL"] = store_url
+            cfg = bench_config(tmp, setup.backend, setup.poll_interval, setup.gunicorn)
+            config = tmp / "remediator.yml"
+            config.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+            port = free_port()
+            log_path = tmp / "server.log"
+            argv = ["remediator", "serve", "-c", str(config), "--bind", f"127.0.0.1:{port}",
+                    "--workers", str(setup.gunicorn[0]), "--threads", str(setup.gunicorn[1])]
+            if setup.worker_threads is not None:
+                argv.append("--no-worker")
+            with log_path.open("wb") as log:
+                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                              env=env, start_new_session=True))
+            server = Server(setup.backend, setup.gunicorn[0], setup.gunicorn[1],
+                            f"http://127.0.0.1:{port}", store_url, token, procs[0], log_path)
+            _wait_ready(server)  # serve has migrated the store by now
+            if setup.worker_threads is not None:
+                with log_path.open("ab") as log:
+                    procs.append(subprocess.Popen(
+                        ["remediator", "worker", "-c", str(config),
+                         "--threads", str(setup.worker_threads)],
+                        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                    ))
+            try:
+                yield server, cfg
+            finally:
+                for proc in reversed(procs):
+                    _stop(proc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the client
+
+
+def notification(key: str) -> tuple[str, bytes]:
+    """One group, one firing alert with its own ``key`` label: one incident, one job."""
+    group_key = f'{{}}:{{alertname="{ALERTNAME}", key="{key}"}}'
+    labels = {"alertname": ALERTNAME, "key": key, "job": "bench", "severity": "warning",
+              "instance": "cache:6379"}
+    body = {
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "remediator",
+        "groupLabels": {"alertname": ALERTNAME, "key": key},
+        "commonLabels": labels,
+        "commonAnnotations": {"summary": f"stale cache for {key}"},
+        "externalURL": "http://alertmanager-0:9093",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"summary": f"stale cache for {key}"},
+                "startsAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.bench:9090/graph",
+                "fingerprint": uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:16],
+            }
+        ],
+    }
+    return group_key, json.dumps(body).encode()
+
+
+@dataclass
+class Sent:
+    key: str
+    group_key: str
+    sent_at: float = 0.0  # wall clock, as the server's timestamps
+    response_s: float = 0.0
+    status: int = 0
+    error: str = ""
+
+
+@dataclass
+class Client:
+    """Posts notifications from a few threads, one keep-alive connection each."""
+
+    server: Server
+    connections: int
+    _local: threading.local = field(default_factory=threading.local)
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            host, _, port = self.server.url.removeprefix("http://").partition(":")
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            self._local.conn = conn
+        return conn
+
+    def post(self, key: str) -> Sent:
+        group_key, body = notification(key)
+        out = Sent(key, group_key)
+        headers = {"Content-Type": "application/json",
+                   "Authorization": f"Bearer {self.server.token}"}
+        for attempt in (1, 2):  # a keep-alive connection the server closed: reconnect once
+            conn = self._conn()
+            out.sent_at = time.time()
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/api/v1/alerts", body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                out.response_s = time.perf_counter() - t0
+                out.status = resp.status
+                return out
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                self._local.conn = None
+                out.error = f"{type(exc).__name__}: {exc}"
+                if attempt == 2:
+                    return out
+        return out
+
+    def steady(self, keys: list[str], rate: float) -> list[Sent]:
+        """Post one notification every 1/rate seconds, on schedule (not after the reply)."""
+        with ThreadPoolExecutor(self.connections) as pool:
+            start = time.monotonic() + 0.05
+            futures = []
+            for i, key in enumerate(keys):
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                futures.append(pool.submit(self.post, key))
+            return [f.result() for f in futures]
+
+    def burst(self, keys: list[str]) -> list[Sent]:
+        with ThreadPoolExecutor(self.connections) as pool:
+            return list(pool.map(self.post, keys))
+
+
+# ---------------------------------------------------------------- Redis
+
+
+def seed_redis(client: redis.Redis, keys: list[str]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        for j in range(KEYS_PER_JOB):
+            pipe.set(f"bench:{key}:{j}", "x", ex=3600)
+    pipe.execute()
+
+
+def left_in_redis(client: redis.Redis, keys: list[str]) -> dict[str, int]:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        for j in range(KEYS_PER_JOB):
+            pipe.exists(f"bench:{key}:{j}")
+    found = pipe.execute()
+    out: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        n = sum(int(x) for x in found[i * KEYS_PER_JOB : (i + 1) * KEYS_PER_JOB])
+        if n:
+            out[key] = n
+    return out
+
+
+# ---------------------------------------------------------------- reading the store
+
+
+def open_reader(server: Server) -> Any:
+    from receiver.store import open_store
+
+    return open_store(server.store_url, pool_min=0, pool_max=1)
+
+
+def job_states(store: Any) -> dict[str, str]:
+    """pattern key -> state of its job, for the bench rule."""
+    with store.db.transaction(write=False) as tx:
+        rows = tx.fetchall("SELECT params, state FROM jobs WHERE rule = :r", {"r": RULE})
+    return {_key_of(r["params"]): r["state"] for r in rows}
+
+
+def _key_of(params: dict[str, Any]) -> str:
+    return str(params["pattern"]).removeprefix("bench:").removesuffix(":*")
+
+
+def wait_final(store: Any, keys: list[str], timeout: float) -> float:
+    """Wait (bounded) until every key's job is in a final state; return the seconds waited."""
+    t0 = time.monotonic()
+    want = set(keys)
+    while time.monotonic() - t0 < timeout:
+        states = job_states(store)
+        if all(states.get(k) in FINAL_STATES for k in want):
+            break
+        time.sleep(0.25)
+    return time.monotonic() - t0
+
+
+def collect(store: Any, sent: list[Sent]) -> dict[str, dict[str, Any]]:
+    """Per key: the job, its notification's received time, and its timeline events."""
+    by_group = {s.group_key: s.key for s in sent}
+    wanted = {s.key for s in sent}
+    with store.db.transaction(write=False) as tx:
+        jobs = tx.fetchall(
+            "SELECT id, state, reason, params, attempts, created_at, started_at, finished_at"
+            " FROM jobs WHERE rule = :r ORDER BY id",
+            {"r": RULE},
+        )
+        notes = tx.fetchall(
+            "SELECT group_key, first_received_at, deliveries FROM notifications"
+        )
+        events = tx.fetchall(
+            "SELECT job_id, kind, at FROM incident_events WHERE job_id IS NOT NULL ORDER BY id"
+        )
+    received = {by_group[n["group_key"]]: n for n in notes if n["group_key"] in by_group}
+    per_job: dict[int, list[tuple[str, datetime]]] = {}
+    for e in events:
+        per_job.setdefault(e["job_id"], []).append((e["kind"], e["at"]))
+    out: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        key = _key_of(job["params"])
+        if key in wanted:
+            out[key] = {"job": job, "note": received.get(key),
+                        "events": per_job.get(job["id"], [])}
+    return out
+
+
+def _first(events: list[tuple[str, datetime]], kind: str) -> float | None:
+    return next((at.timestamp() for k, at in events if k == kind), None)
+
+
+def _last(events: list[tuple[str, datetime]], kind: str) -> float | None:
+    return next((at.timestamp() for k, at in reversed(events) if k == kind), None)
+
+
+def analyse(sent: list[Sent], rows: dict[str, dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    to_action, queue, claim_to_action, run, sent_to_recv, sent_to_action = [], [], [], [], [], []
+    recv_to_reply, reply_to_claim, to_action_once = [], [], []
+    series: list[tuple[float, int]] = []  # in send order: (alert_to_action s, claims)
+    claims_per_job: dict[int, int] = {}
+    created_is_received = 0
+    received_times, started_times = [], []
+    problems: list[dict[str, Any]] = []
+    slowest: list[tuple[float, str, dict[str, Any]]] = []
+    for s in sent:
+        row = rows.get(s.key)
+        if s.status != 200:
+            problems.append({"key": s.key, "http_status": s.status, "error": s.error})
+        if row is None:
+            problems.append({"key": s.key, "problem": "no job in the store"})
+            continue
+        job, note, events = row["job"], row["note"], row["events"]
+        if job["state"] != "succeeded":
+            problems.append({"key": s.key, "job_id": job["id"], "state": job["state"],
+                             "reason": job["reason"], "attempts": job["attempts"]})
+        if note is None:
+            problems.append({"key": s.key, "problem": "no notification row"})
+            continue
+        recv = note["first_received_at"].timestamp()
+        created_is_received += int(job["created_at"] == note["first_received_at"])
+        claimed, reclaimed = _first(events, "job_claimed"), _last(events, "job_claimed")
+        started, done = _first(events, "job_started"), _first(events, "job_succeeded")
+        n_claims = sum(1 for k, _ in events if k == "job_claimed")
+        claims_per_job[n_claims] = claims_per_job.get(n_claims, 0) + 1
+        received_times.append(recv)
+        sent_to_recv.append(recv - s.sent_at)
+        replied = s.sent_at + s.response_s
+        recv_to_reply.append(replied - recv)
+        if claimed is not None:
+            queue.append(claimed - recv)
+            reply_to_claim.append(claimed - replied)
+        if started is not None:
+            to_action.append(started - recv)
+            series.append((started - recv, n_claims))
+            if n_claims == 1:
+                to_action_once.append(started - recv)
+            sent_to_action.append(started - s.sent_at)
+            started_times.append(started)
+            if reclaimed is not None:
+                claim_to_action.append(started - reclaimed)
+            slowest.append((started - recv, s.key, {
+                "job_id": job["id"],
+                "claims": n_claims,
+                "received_to_first_claim_ms": round(((claimed or recv) - recv) * 1000, 1),
+                "last_claim_to_started_ms": round((started - (reclaimed or started)) * 1000, 1),
+            }))
+            if done is not None:
+                run.append(done - started)
+    slowest.sort(key=lambda x: x[0], reverse=True)
+    states: dict[str, int] = {}
+    for s in sent:
+        state = rows[s.key]["job"]["state"] if s.key in rows else "missing"
+        states[state] = states.get(state, 0) + 1
+    ok = [s for s in sent if s.status == 200]
+    return {
+        "jobs": len(sent),
+        "client_wall_s": round(wall_s, 3),
+        "alert_to_action_ms": dist(to_action),
+        "alert_to_action_claimed_once_ms": dist(to_action_once),
+        "queue_wait_ms": dist(queue),
+        "claim_to_action_ms": dist(claim_to_action),
+        "action_to_done_ms": dist(run),
+        "client": {
+            "http_response_ms": dist([s.response_s for s in ok]),
+            "send_to_received_ms": dist(sent_to_recv),
+            "send_to_action_ms": dist(sent_to_action),
+            "received_to_reply_ms": dist(recv_to_reply),
+            "reply_to_first_claim_ms": dist(reply_to_claim),
+            "non_200": len(sent) - len(ok),
+        },
+        "claims_per_job": {str(k): v for k, v in sorted(claims_per_job.items())},
+        "by_window_of_50_in_send_order": [
+            {"jobs": f"{i}-{i + len(chunk) - 1}",
+             "p50_ms": dist([v for v, _ in chunk])["p50"],
+             "max_ms": dist([v for v, _ in chunk])["max"],
+             "reclaimed": sum(1 for _, c in chunk if c > 1)}
+            for i in range(0, len(series), 50) for chunk in [series[i : i + 50]]
+        ],
+        "jobs_created_at_equals_received_at": created_is_received,
+        "span_s": {
+            "first_received_to_last_started": round(max(started_times) - min(received_times), 3)
+            if started_times and received_times else None,
+        },
+        "actions_per_s": round(len(started_times) / (max(started_times) - min(received_times)), 1)
+        if len(started_times) > 1 else None,
+        "slowest": [{"key": k, "alert_to_action_ms": round(v * 1000, 1), **d}
+                    for v, k, d in slowest[:5]],
+        "states": states,
+        "all_succeeded": states.get("succeeded", 0) == len(sent) and not problems,
+        "problems": problems[:50],
+        "problems_total": len(problems),
+    }
+
+
+# ---------------------------------------------------------------- one backend
+
+
+def run_backend(setup: Setup, rates: list[float], steady_n: int, burst_n: int,
+                connections: int, rclient: redis.Redis) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    warm = [f"{run}-w{i}" for i in range(8)]
+    steady = {rate: [f"{run}-s{rate:g}-{i}" for i in range(steady_n)] for rate in rates}
+    burst = [f"{run}-b{i}" for i in range(burst_n)]
+    every = warm + [k for keys in steady.values() for k in keys] + burst
+    seed_redis(rclient, every)
+    res: dict[str, Any] = {}
+    with serve(setup) as (server, cfg):
+        res["settings"] = setup.describe(cfg)
+        store = open_reader(server)
+        try:
+            client = Client(server, connections)
+            # warm-up: every gunicorn worker imports, connects; the worker loads its adapter
+            client.steady(warm, 10)
+            wait_final(store, warm, 60)
+            for rate, keys in steady.items():
+                print(f"  {setup.backend}: steady {steady_n} at {rate:g}/s", file=sys.stderr)
+                load0 = os.getloadavg()[0]
+                t0 = time.monotonic()
+                sent = client.steady(keys, rate)
+                wall = time.monotonic() - t0
+                load1 = os.getloadavg()[0]
+                waited = wait_final(store, keys, 300)
+                res[f"steady_{rate:g}_per_s"] = {
+                    "rate_per_s": rate,
+                    "client_connections": connections,
+                    **analyse(sent, collect(store, sent), wall),
+                    "waited_for_final_after_last_send_s": round(waited, 2),
+                    "host_loadavg_1m_before_after": [round(load0, 2), round(load1, 2)],
+                }
+                time.sleep(1.0)
+            print(f"  {setup.backend}: burst {burst_n}", file=sys.stderr)
+            load0 = os.getloadavg()[0]
+            t0 = time.monotonic()
+            sent = Client(server, 16).burst(burst)
+            wall = time.monotonic() - t0
+            waited = wait_final(store, burst, 600)
+            res["burst"] = {
+                "notifications_at_once": burst_n,
+                "client_connections": 16,
+                **analyse(sent, collect(store, sent), wall),
+                "waited_for_final_after_last_send_s": round(waited, 2),
+                "host_loadavg_1m_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
+            }
+            res["server_errors_logged"] = server.server_errors_logged()
+            res["server_log_warnings_tail"] = [
+                line[:400] for line in server.log_path.read_text(errors="replace").splitlines()
+                if any(m in line for m in (*SERVER_ERROR_MARKERS, "warning", "error"))
+            ][-10:]
+        finally:
+            store.close()
+    measured = every[len(warm):]
+    leftovers = left_in_redis(rclient, measured)
+    res["redis"] = {
+        "keys_seeded": len(measured) * KEYS_PER_JOB,
+        "keys_left": sum(leftovers.values()),
+        "jobs_with_keys_left": sorted(leftovers)[:20],
+    }
+    return res
+
+
+SWEEP_TX = ("sweep: expire approvals tx", "sweep: expired leases tx")
+RUN_ONCE_TX = (
+    "claim tx (claim + job_claimed)",
+    "guards tx",
+    "start tx (target lock, job_targets, job_started, incident mitigating)",
+    "alert labels read tx",
+    "finish tx (succeeded, events, incident mitigated)",
+)
+
+
+def worker_profile(backend: str, rounds: int, rclient: redis.Redis) -> dict[str, Any]:
+    """Where a job's time goes inside the worker, in-process and one job at a time (no HTTP,
+    no other thread): each store transaction (commit included) and each playbook call, in
+    the order ``Worker._loop`` makes them on one wake-up: ``sweep()`` then ``run_once()``."""
+    from receiver import guards as guards_module
+    from receiver.alertmanager import Notification
+    from receiver.config import parse_config
+    from receiver.engine import Intake
+    from receiver.store import open_store
+    from receiver.worker import Worker
+
+    os.environ.setdefault("BENCH_REDIS_URL", REDIS_URL)
+    # the worker logs each job: keep stdout for the JSON report
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-latency-profile-{backend}-"))
+    spans: list[tuple[str, float, float]] = []  # kind, start, end (perf_counter)
+
+    def timed(kind: str, fn: Any) -> Any:
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spans.append((kind, t0, time.perf_counter()))
+
+        return wrapper
+
+    try:
+        with fresh_store(backend, tmp) as url:
+            raw = bench_config(tmp, backend, 0.1, GUNICORN)
+            raw["auth"], raw["store"]["url"] = {}, "sqlite:///unused.db"
+            config = parse_config(raw)
+            store = open_store(url, pool_min=1, pool_max=4)
+            store.migrate()
+            intake = Intake(config, store)
+            worker = Worker(config, store)
+            playbook = worker.registry["flush_cache"]
+            for name in ("plan", "run", "verify"):
+                setattr(playbook, name, timed(name, getattr(playbook, name)))
+            evaluate = guards_module.evaluate
+            guards_module.evaluate = timed("guards.evaluate", evaluate)
+            plain_tx = store.db.transaction
+
+            @contextmanager
+            def tx_timed(*a: Any, **kw: Any) -> Iterator[Any]:
+                t0 = time.perf_counter()
+                with plain_tx(*a, **kw) as tx:
+                    yield tx
+                spans.append(("tx", t0, time.perf_counter()))
+
+            store.db.transaction = tx_timed  # type: ignore[method-assign]
+            per_label: dict[str, list[float]] = {}
+            totals, commit_to_run, odd = [], [], 0
+            try:
+                run = uuid.uuid4().hex[:8]
+                for i in range(rounds + 3):  # the first 3 warm up
+                    key = f"{run}-p{i}"
+                    seed_redis(rclient, [key])
+                    _, body = notification(key)
+                    intake.accept(Notification.model_validate_json(body), body.decode())
+                    spans.clear()
+                    t0 = time.perf_counter()
+                    worker.sweep()
+                    worker.run_once()
+                    total = time.perf_counter() - t0
+                    if i < 3:
+                        continue
+                    txs = [sp for sp in spans if sp[0] == "tx"]
+                    labels = list(SWEEP_TX + RUN_ONCE_TX)
+                    if len(txs) != len(labels):
+                        odd += 1
+                        labels = [f"tx{n}" for n in range(len(txs))]
+                    for label, (_, a, b) in zip(labels, txs, strict=True):
+                        per_label.setdefault(label, []).append(b - a)
+                    for kind, a, b in spans:
+                        if kind != "tx":
+                            per_label.setdefault(kind, []).append(b - a)
+                    run_start = next((a for k, a, _ in spans if k == "run"), None)
+                    if len(txs) == len(SWEEP_TX + RUN_ONCE_TX) and run_start is not None:
+                        commit_to_run.append(run_start - txs[4][2])
+                    totals.append(total)
+            finally:
+                guards_module.evaluate = evaluate
+                store.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out: dict[str, Any] = {
+        "unit": "ms, per job, one job at a time in-process (no HTTP, no concurrency)",
+        "jobs": len(totals),
+        "steps": {k: {"p50": dist(v)["p50"], "mean": dist(v)["mean"], "p99": dist(v)["p99"]}
+                  for k, v in per_label.items()},
+        "start_tx_commit_to_adapter_call": dist(commit_to_run),
+        "sweep_plus_run_once_total": dist(totals),
+        "jobs_with_unexpected_tx_sequence": odd,
+    }
+    return out
+
+
+def versus_targets(res: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    phases = [k for k in res if k.startswith("steady_")]
+    for phase in phases:
+        d = res[phase]["alert_to_action_ms"]
+        if d.get("n"):
+            out[f"{phase}_p50_ms"] = [d["p50"], "<= 50", d["p50"] <= 50]
+            out[f"{phase}_p99_ms"] = [d["p99"], "<= 250", d["p99"] <= 250]
+    ok = all(res[p]["all_succeeded"] for p in [*phases, "burst"])
+    out["all_jobs_succeeded"] = [ok, "== true", ok]
+    out["redis_keys_left"] = [res["redis"]["keys_left"], "== 0", res["redis"]["keys_left"] == 0]
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 10 jobs per steady rate + 10 burst jobs per backend")
+    ap.add_argument("--jobs", type=int, default=300, help="steady-rate jobs (>= 200)")
+    ap.add_argument("--rates", default="5,20",
+                    help="steady notifications per second, one steady phase per rate")
+    ap.add_argument("--burst", type=int, default=200, help="notifications posted at once")
+    ap.add_argument("--connections", type=int, default=4,
+                    help="client connections for the steady load")
+    ap.add_argument("--poll-interval", type=float, default=0.1,
+                    help="remediation.poll_interval on SQLite, seconds")
+    ap.add_argument("--worker-threads", type=int, default=None,
+                    help="run a standalone `remediator worker --threads N` instead of the "
+                    "embedded one (2 threads)")
+    args = ap.parse_args(argv)
+    steady_n, burst_n = (10, 10) if args.quick else (args.jobs, args.burst)
+    rates = [float(r) for r in args.rates.split(",")]
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    rclient = redis.Redis.from_url(REDIS_URL)
+    rclient.ping()
+
+    report: dict[str, Any] = {
+        "meta": {
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "quick": args.quick,
+            "machine": machine(),
+            "host_loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+            "note": "the host is shared: other processes (test suites, other benchmarks) may "
+            "run at the same time; each phase records the 1-minute load average",
+            "redis": {"url": REDIS_URL, "dbsize_at_start": int(rclient.dbsize()),
+                      "version": rclient.info("server").get("redis_version")},
+            "playbook": "flush_cache mode=pattern pattern=bench:{{ labels.key }}:* db=0 "
+            f"({KEYS_PER_JOB} keys seeded per job), approval auto, cooldown 0s, "
+            "rate_budget 100000/1h, max_targets_per_window 100000; every job acts on the "
+            "same target redis:cache/0",
+            "load": {
+                "steady": f"{steady_n} notifications at each of {args.rates} per second, "
+                f"on a fixed schedule, over {args.connections} keep-alive connections",
+                "burst": f"{burst_n} notifications at once over 16 keep-alive connections",
+                "per_notification": "1 firing alert, distinct key label and fingerprint, "
+                "distinct groupKey: 1 incident and 1 job each",
+                "warm_up": "8 notifications at 10/s before measuring, not counted",
+            },
+            "measures": {
+                "alert_to_action": "incident_events job_started.at - "
+                "notifications.first_received_at (server clock)",
+                "queue_wait": "first job_claimed.at - first_received_at",
+                "claim_to_action": "job_started.at - last job_claimed.at",
+                "action_to_done": "job_succeeded.at - job_started.at",
+                "client": "time.time() at send (same host clock)",
+                "claims_per_job": "how many job_claimed events a job has; more than 1 means "
+                "the worker found the target lock (redis:cache/0) held by another job and put "
+                "the job back with not_before = now + 5s (receiver/worker.py LOCK_RETRY); "
+                "alert_to_action_claimed_once is the distribution without those jobs",
+                "worker_profile": "in-process, one job at a time: each store transaction "
+                "(commit included) and playbook call of one sweep() + run_once()",
+            },
+        },
+        "targets": TARGETS,
+    }
+    for backend in backends:
+        print(f"== {backend}", file=sys.stderr)
+        setup = Setup(backend, GUNICORN, args.worker_threads, args.poll_interval)
+        res = run_backend(setup, rates, steady_n, burst_n, args.connections, rclient)
+        res["versus_targets"] = versus_targets(res)
+        res["worker_profile"] = worker_profile(backend, 20 if args.quick else 100, rclient)
+        for phase in [k for k in res if k.startswith(("steady_", "burst"))]:
+            d = res[phase]["alert_to_action_ms"]
+            print(f"  {phase}: p50 {d.get('p50')} p99 {d.get('p99')} max {d.get('max')} ms;"
+                  f" states {res[phase]['states']}", file=sys.stderr)
+        report[backend] = res
+
+    text = json.dumps(report, indent=2, default=str)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"latency-{stamp}.json"
+    path.write_text(text + "\n", encoding="utf-8")
+    print(f"written to {path.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
