@@ -10,7 +10,7 @@ ACTIVE = frozenset({"open", "acknowledged", "mitigating", "mitigated"})
 TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"acknowledged", "mitigating", "mitigated", "resolved", "false_alarm"}),
     "acknowledged": frozenset({"mitigating", "mitigated", "resolved", "false_alarm"}),
-    "mitigating": frozenset({"mitigated", "acknowledged", "resolved", "false_alarm"}),
+    "mitigating": frozenset({"mitigated", "open", "acknowledged", "resolved", "false_alarm"}),
     "mitigated": frozenset({"mitigating", "resolved", "false_alarm"}),
     "resolved": frozenset({"open", "closed"}),
     "closed": frozenset(),

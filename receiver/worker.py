@@ -76,6 +76,11 @@ class Worker:
         self._wake.set()
 
     def run_forever(self, stop: threading.Event, threads: int = 2) -> None:
+        # Import the client libraries now, not during the first job (about 0.3 s).
+        import receiver.adapters.docker  # noqa: F401
+        import receiver.adapters.postgres  # noqa: F401
+        import receiver.adapters.redis  # noqa: F401
+
         listener = threading.Thread(target=self._listen, args=(stop,), daemon=True)
         listener.start()
         pool = [threading.Thread(target=self._loop, args=(stop,), daemon=True)
@@ -120,6 +125,7 @@ class Worker:
     def _loop(self, stop: threading.Event) -> None:
         poll = self.config.remediation.poll_interval.total_seconds()
         while not stop.is_set():
+            self._wake.clear()  # before the work: a wake-up during it is not lost
             wait = poll
             try:
                 if time.monotonic() - self._last_sweep >= poll:
@@ -133,7 +139,6 @@ class Worker:
             except Exception:  # noqa: BLE001 - the loop must survive any single job's bug
                 log.exception("worker_loop_error")
             self._wake.wait(wait)
-            self._wake.clear()
 
     def _until_next_due(self, poll: float) -> float:
         """Seconds until the earliest queued job becomes runnable (a retry, a lock wait),
@@ -299,7 +304,7 @@ class Worker:
             )
             self._event(tx, job, "job_started", "system",
                         f"job #{job['id']} running {playbook.name}: {plan.summary}",
-                        {"plan": plan.as_dict(), "targets": targets})
+                        {"plan": plan.as_dict(), "targets": targets}, at=now)
             incident_store.transition(tx, job["incident_id"], "mitigating", now=now,
                                       actor="system", reason=f"job #{job['id']} started",
                                       job_id=job["id"], only_from=frozenset({"open",
@@ -408,9 +413,11 @@ class Worker:
             if checks:
                 self._event(tx, job, "verification_passed", "system",
                             f"job #{job['id']} verified: "
-                            + "; ".join(c["summary"] for c in checks), {"checks": checks})
+                            + "; ".join(c["summary"] for c in checks), {"checks": checks},
+                            at=now)
             self._event(tx, job, "job_succeeded", "system",
-                        f"job #{job['id']} succeeded: {result.summary}", {"result": payload})
+                        f"job #{job['id']} succeeded: {result.summary}", {"result": payload},
+                        at=now)
             incident_store.transition(tx, job["incident_id"], "mitigated", now=now,
                                       actor="system", reason=f"job #{job['id']} succeeded",
                                       job_id=job["id"], only_from=ACTIVE)
@@ -484,12 +491,22 @@ class Worker:
                         {"rule": rule.name, "failures": failures})
 
     def _escalate(self, tx: Tx, job: Row, why: str) -> None:
+        """Hand the incident back to people: the event (notified), and an incident that
+        automation was mitigating returns to open, or to acknowledged if someone had."""
+        now = self.clock()
         self._event(tx, job, "escalated", "system", f"escalated to a human: {why}",
-                    {"job_id": job["id"]}, as_job=False)
+                    {"job_id": job["id"]}, as_job=False, at=now)
+        row = tx.fetchone("SELECT acknowledged_at FROM incidents WHERE id = :id",
+                          {"id": job["incident_id"]})
+        back = "acknowledged" if row and row["acknowledged_at"] else "open"
+        incident_store.transition(tx, job["incident_id"], back, now=now, actor="system",
+                                  reason=f"remediation by job #{job['id']} did not succeed",
+                                  job_id=job["id"], only_from=frozenset({"mitigating"}))
 
     def _event(self, tx: Tx, job: Row, kind: str, actor: str, message: str,
-               detail: dict[str, Any], *, as_job: bool = True) -> None:
-        events.record(tx, incident_id=job["incident_id"], at=self.clock(), kind=kind,
+               detail: dict[str, Any], *, as_job: bool = True,
+               at: datetime | None = None) -> None:
+        events.record(tx, incident_id=job["incident_id"], at=at or self.clock(), kind=kind,
                       actor=actor, message=message, detail=detail,
                       job_id=job["id"] if as_job else None)
 

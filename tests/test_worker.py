@@ -42,6 +42,9 @@ def test_matching_alert_enqueues_one_job_that_runs_once(store: Store, clock: Clo
     kinds = kit.kinds(inc)
     for k in ("job_enqueued", "job_claimed", "job_started", "job_succeeded", "state_changed"):
         assert k in kinds
+    # causes before effects: started before mitigating, succeeded before mitigated
+    assert kinds.index("job_started") < kinds.index("state_changed")
+    assert kinds.index("job_succeeded") < len(kinds) - 1 - kinds[::-1].index("state_changed")
     with store.db.transaction(write=False) as tx:
         assert verify_chain(audit_store.walk(tx)).ok
 
@@ -234,6 +237,7 @@ def test_failure_escalates_and_trips_the_circuit_breaker(store: Store, clock: Cl
     kit.drain()
     assert [j["state"] for j in kit.jobs()] == ["failed", "failed", "awaiting_approval"]
     assert "escalated" in kit.kinds(incs[0])
+    assert store.get_incident(incs[0])["state"] == "open"  # handed back to people
     assert "circuit_opened" in kit.kinds(incs[1])
     assert "circuit breaker" in kit.jobs()[2]["reason"]
 

@@ -11,7 +11,8 @@ removes any that an interrupted run left behind.
 The receiver runs from ``remediator.example.yml`` with data_dir, store.url (a reference to
 ``REMEDIATOR_DB_URL``), rules, targets and the remediation section replaced. Alertmanager
 runs from ``alertmanager.example.yml`` with only the webhook URL replaced, through the
-helper of tests/integration/conftest.py; its bearer token is what the receiver is given.
+helper of tests/integration/conftest.py; its bearer token is what the receiver is given, and
+the JSON API is read with a separate read-scoped API token (``people.api_tokens``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from receiver.store.jobs import FINAL
 from tests.conftest import ROOT, drop_pg_database, new_pg_database, pg_url
 from tests.integration.conftest import (
     ALERTMANAGER_BIN,
-    Receiver,
     alertmanager_config,
     example_token,
     free_port,
@@ -154,19 +154,29 @@ class Proc:
 
 
 @dataclass
-class E2EReceiver(Receiver):
-    """The integration tests' Receiver, with its API calls made with a read-scoped API token
-    (``people.api_tokens``); ``token`` stays the webhook's bearer token."""
+class Remediator:
+    """A running ``remediator serve``: where it listens, its two tokens, and its store."""
 
-    api_token: str = ""
+    url: str
+    token: str  # the webhook's bearer token (Alertmanager's)
+    api_token: str  # a read-scoped people.api_tokens entry, for the JSON API
+    store_url: str
+    proc: Proc
 
-    def get(self, path: str, *, auth: bool = True) -> tuple[int, Any]:
-        headers = auth_headers(self.api_token) if auth else {}
-        status, body = http("GET", self.url + path, headers=headers)
-        try:
-            return status, json.loads(body)
-        except ValueError:
-            return status, body.decode(errors="replace")
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.url}/api/v1/alerts"
+
+    def api(self, path: str) -> Any:
+        """GET a JSON API path with the API token; the decoded body of a 200."""
+        status, body = http("GET", self.url + path, headers=auth_headers(self.api_token))
+        assert status == 200, f"GET {path} -> {status}: {body[:500]!r}"
+        return json.loads(body)
+
+    def query(self, text: str) -> list[tuple[Any, ...]]:
+        """Read the store directly, not through the receiver."""
+        with psycopg.connect(self.store_url) as conn:
+            return list(conn.execute(text.encode()).fetchall())
 
 
 # -- the stack -----------------------------------------------------------------------------
@@ -288,7 +298,7 @@ class Stack:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         return env
 
-    def serve(self, config: Path, *, worker: bool) -> E2EReceiver:
+    def serve(self, config: Path, *, worker: bool) -> Remediator:
         """``remediator serve`` on a free loopback port; with ``worker``, its embedded worker."""
         port = free_port()
         argv = [sys.executable, "-m", "receiver", "serve", "-c", str(config),
@@ -296,8 +306,8 @@ class Stack:
         if not worker:
             argv.append("--no-worker")
         proc = self.spawn("serve", argv, self._env(config))
-        rcv = E2EReceiver("postgres", f"http://127.0.0.1:{port}", self.token,
-                          self._db_urls[config], proc.log_path, proc.popen, self.api_token)
+        rcv = Remediator(f"http://127.0.0.1:{port}", self.token, self.api_token,
+                         self._db_urls[config], proc)
 
         def ready() -> bool:
             if not proc.running():
@@ -466,7 +476,7 @@ class Loop:
 
     container: Any
     probe_url: str
-    receiver: E2EReceiver
+    receiver: Remediator
     prometheus: str
     alertmanager: str
 

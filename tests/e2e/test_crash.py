@@ -18,9 +18,9 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import PG_DSN, pg_url
-from tests.e2e.conftest import FINAL_JOB_STATES, Stack, auth_headers, wait_for
+from tests.e2e.conftest import FINAL_JOB_STATES, Remediator, Stack, auth_headers, wait_for
 from tests.factories import make_alert, make_notification
-from tests.integration.conftest import Receiver, http
+from tests.integration.conftest import http
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ STOP_TIMEOUT_S = 8
 """The container ignores SIGTERM, so each restart waits this long before Docker's SIGKILL."""
 
 
-def fire(rcv: Receiver, alertname: str, labels: dict[str, str]) -> int:
+def fire(rcv: Remediator, alertname: str, labels: dict[str, str]) -> int:
     """Deliver one firing alert to the receiver; the incident's id."""
     body = make_notification(
         [make_alert(alertname=alertname, labels=labels,
@@ -42,25 +42,25 @@ def fire(rcv: Receiver, alertname: str, labels: dict[str, str]) -> int:
     return incident
 
 
-def only_job(rcv: Receiver) -> dict[str, Any]:
+def only_job(rcv: Remediator) -> dict[str, Any]:
     rows = rcv.query("SELECT id, state, attempts, lease_owner, reason FROM jobs")
     assert len(rows) == 1, rows
     return dict(zip(("id", "state", "attempts", "lease_owner", "reason"), rows[0], strict=True))
 
 
-def started(rcv: Receiver) -> dict[str, Any] | None:
+def started(rcv: Remediator) -> dict[str, Any] | None:
     """The job, once it is running and its job_started event is written (the playbook runs)."""
     job = only_job(rcv)
     n = rcv.query("SELECT count(*) FROM incident_events WHERE kind = 'job_started'")[0][0]
     return job if job["state"] == "running" and n == 1 else None
 
 
-def timeline(rcv: Receiver, incident: int) -> list[dict[str, Any]]:
+def timeline(rcv: Remediator, incident: int) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = rcv.api(f"/api/v1/incidents/{incident}")["timeline"]
     return events
 
 
-def finished(rcv: Receiver, timeout: float) -> dict[str, Any]:
+def finished(rcv: Remediator, timeout: float) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         job = only_job(rcv)
         return job if job["state"] in FINAL_JOB_STATES else None

@@ -12,9 +12,17 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import FINAL_JOB_STATES, PEERS, STOPS_FAST, Stack, auth_headers, wait_for
+from tests.e2e.conftest import (
+    FINAL_JOB_STATES,
+    PEERS,
+    STOPS_FAST,
+    Remediator,
+    Stack,
+    auth_headers,
+    wait_for,
+)
 from tests.factories import make_alert, make_notification
-from tests.integration.conftest import Receiver, http
+from tests.integration.conftest import http
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +43,7 @@ def restart_rule() -> dict[str, Any]:
     }
 
 
-def post_concurrently(rcv: Receiver, bodies: list[dict[str, Any]]) -> list[int]:
+def post_concurrently(rcv: Remediator, bodies: list[dict[str, Any]]) -> list[int]:
     """POST every body to the webhook from THREADS threads released at the same instant."""
     statuses: list[int] = []
     start = threading.Barrier(THREADS)
