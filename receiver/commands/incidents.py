@@ -1,0 +1,128 @@
+"""Incidents by hand: ``incident ack|assign|note|resolve|close|false-alarm|severity|diagnose``,
+the ``postmortem`` draft and the ``report`` of response metrics."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from receiver.commands.options import CONFIG_OPTION, actor_name, load_config_or_exit, store_for
+
+
+@click.group()
+def incident() -> None:
+    """Act on an incident: ack, assign, note, resolve, close, false-alarm, severity."""
+
+
+def _incident_action(config_path: str, incident_id: int, action: str, actor: str,
+                     text: str = "", value: str = "") -> None:
+    from receiver import lifecycle
+    from receiver.engine import utcnow
+
+    config = load_config_or_exit(config_path)
+    store = store_for(config)
+    try:
+        row = lifecycle.act(store, config, incident_id, action, user=actor_name(actor),
+                            now=utcnow(), text=text, value=value, origin={"via": "cli"})
+    except lifecycle.ActionError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"incident #{incident_id}: {row['state']} ({row['severity']})"
+               + (f", commander {row['assignee']}" if row.get("assignee") else ""))
+
+
+def _incident_command(name: str, action: str, text_arg: str | None = None,
+                      value_arg: str | None = None, doc: str = "") -> None:
+    @incident.command(name, help=doc)
+    @CONFIG_OPTION
+    @click.argument("incident_id", type=int)
+    @click.option("--as", "actor", required=True, help="who acts (recorded in the audit log).")
+    @click.option("--reason", "--text", "text", default="", help="reason or note text.")
+    @click.option("--value", default="", help="assignee or severity, where it applies.")
+    def command(config_path: str, incident_id: int, actor: str, text: str, value: str) -> None:
+        _incident_action(config_path, incident_id, action, actor, text, value)
+
+
+for _name, _action, _doc in (
+    ("ack", "acknowledge", "Acknowledge the incident (stops the SLA escalation)."),
+    ("assign", "assign", "Set the incident commander: --value USER."),
+    ("note", "note", "Add a note to the timeline: --text TEXT."),
+    ("resolve", "resolve", "Resolve by hand (allowed while alerts still fire; shown as such)."),
+    ("close", "close", "Close after review (P0/P1 need a saved post-mortem)."),
+    ("false-alarm", "false_alarm", "Mark as a false alarm."),
+    ("severity", "severity", "Change severity: --value P0..P3 --reason TEXT."),
+):
+    _incident_command(_name, _action, doc=_doc)
+
+
+@incident.command("diagnose")
+@CONFIG_OPTION
+@click.argument("incident_id", type=int)
+@click.option("--as", "actor", required=True)
+def incident_diagnose(config_path: str, incident_id: int, actor: str) -> None:
+    """Run the incident's diagnostics again (the worker picks it up)."""
+    from receiver.diagnostics import request as request_diagnostics
+    from receiver.engine import utcnow
+
+    config = load_config_or_exit(config_path)
+    store = store_for(config)
+    try:
+        req = request_diagnostics(store, incident_id, actor=f"user:{actor_name(actor)}",
+                                  reason="requested from the CLI", now=utcnow())
+    finally:
+        store.close()
+    if req is None:
+        click.echo(f"no incident {incident_id}", err=True)
+        sys.exit(1)
+    click.echo(f"diagnostics requested for incident #{incident_id}")
+
+
+@click.command()
+@CONFIG_OPTION
+@click.argument("incident_id", type=int)
+def postmortem(config_path: str, incident_id: int) -> None:
+    """Print the Markdown post-mortem draft of an incident."""
+    from receiver import postmortem as pm
+
+    config = load_config_or_exit(config_path)
+    store = store_for(config)
+    try:
+        text = pm.render(store, config, incident_id)
+    finally:
+        store.close()
+    if text is None:
+        click.echo(f"no incident {incident_id}", err=True)
+        sys.exit(1)
+    click.echo(text)
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option("--since", default="30d", show_default=True, help="window, e.g. 7d, 24h.")
+@click.option("--json", "as_json", is_flag=True)
+def report(config_path: str, since: str, as_json: bool) -> None:
+    """MTTA/MTTM/MTTR, SLA breaches, false alarms and noise by severity; playbook success."""
+    from receiver import report as rep
+    from receiver.durations import parse_duration
+    from receiver.engine import utcnow
+    from receiver.store import reports
+
+    config = load_config_or_exit(config_path)
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    now = utcnow()
+    start = now - window
+    store = store_for(config)
+    try:
+        with store.db.transaction(write=False) as tx:
+            built = rep.build(reports.incident_facts(tx, start), reports.job_facts(tx, start),
+                              since=start, now=now, noise_window=config.sla.noise_window)
+    finally:
+        store.close()
+    click.echo(json.dumps(built.as_dict(), indent=2) if as_json else rep.as_table(built))

@@ -1,0 +1,130 @@
+"""The long-running processes: ``serve`` (gunicorn, with an embedded worker) and ``worker``.
+
+Heavy modules are imported inside the commands: ``serve`` must set PROMETHEUS_MULTIPROC_DIR
+before prometheus_client is first imported.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+
+from receiver.commands.options import CONFIG_OPTION, load_config_or_exit, store_for
+from receiver.errors import StoreError
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option("--bind", help="host:port to listen on (overrides server.bind).")
+@click.option("--workers", type=click.IntRange(1, 64), help="gunicorn worker processes.")
+@click.option("--threads", type=click.IntRange(1, 64), help="threads per worker.")
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Accept unauthenticated webhooks and API calls when no auth is configured.",
+)
+@click.option("--no-worker", is_flag=True, help="Do not start the embedded remediation worker.")
+def serve(
+    config_path: str,
+    bind: str | None,
+    workers: int | None,
+    threads: int | None,
+    insecure_no_auth: bool,
+    no_worker: bool,
+) -> None:
+    """Run the receiver under gunicorn, with one embedded remediation worker by default."""
+    config = load_config_or_exit(config_path)
+    if not config.auth.configured and not insecure_no_auth:
+        click.echo(
+            "refusing to start: no webhook auth configured (auth.bearer_token or auth.basic).\n"
+            "Configure it, or pass --insecure-no-auth to accept unauthenticated requests.",
+            err=True,
+        )
+        sys.exit(2)
+    if not config.auth.configured:
+        click.echo("WARNING: --insecure-no-auth: webhook and API are unauthenticated", err=True)
+
+    metrics_dir = config.data_dir / "prometheus-multiproc"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+    from receiver.logs import configure_logging
+    from receiver.server import run_gunicorn
+
+    configure_logging(config.logging.level, config.logging.format)
+    if config.store.migrate_on_start:
+        from receiver.store import open_store
+
+        store = open_store(config.store_url(), pool_min=0, pool_max=2)
+        try:
+            store.migrate()
+        except StoreError as exc:
+            click.echo(f"migration failed: {exc}", err=True)
+            sys.exit(1)
+        finally:
+            store.close()
+    embedded = None
+    if config.server.embedded_worker and not no_worker:
+        import subprocess
+
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        embedded = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed argv
+            [sys.executable, "-m", "receiver", "worker", "-c", config_path, "--exit-with-parent"],
+            env=env,
+        )
+    try:
+        run_gunicorn(
+            config,
+            bind=bind or config.server.bind,
+            workers=workers or config.server.workers,
+            threads=threads or config.server.threads,
+            insecure_no_auth=insecure_no_auth,
+        )
+    finally:
+        if embedded is not None:
+            embedded.terminate()
+            try:
+                embedded.wait(timeout=15)
+            except Exception:  # noqa: BLE001 - last resort at shutdown
+                embedded.kill()
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option("--threads", type=click.IntRange(1, 32), default=2, show_default=True,
+              help="jobs run at once by this process.")
+@click.option("--exit-with-parent", is_flag=True, hidden=True,
+              help="stop when the parent process goes away (used by serve).")
+def worker(config_path: str, threads: int, exit_with_parent: bool) -> None:
+    """Run a remediation worker (any number, on any hosts sharing the store)."""
+    import signal
+    import threading
+
+    from receiver.logs import configure_logging
+    from receiver.worker import Worker
+
+    config = load_config_or_exit(config_path)
+    configure_logging(config.logging.level, config.logging.format)
+    store = store_for(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    w = Worker(config, store)
+    if exit_with_parent:
+        parent = os.getppid()
+
+        def watch() -> None:
+            while not stop.wait(1.0):
+                if os.getppid() != parent:
+                    stop.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+    click.echo(f"worker {w.id} started ({threads} threads, store {store.dialect})", err=True)
+    try:
+        w.run_forever(stop, threads=threads)
+    finally:
+        store.close()

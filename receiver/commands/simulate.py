@@ -1,0 +1,110 @@
+"""``simulate``: what a webhook payload would do (severity, incident key, rules, allowlist),
+with no side effects."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from receiver.commands.options import CONFIG_OPTION, load_config_or_exit
+from receiver.config import Config
+
+
+def _check_params(config: Config, match: Any) -> str:
+    """Validate a rule's rendered params and the allowlist, as the worker will (read-only)."""
+    if match.params is None:
+        return "refused: " + (match.error or "params could not be rendered")
+    from playbooks import load_registry
+    from playbooks.base import PlaybookContext
+    from receiver.errors import AdapterError, TargetNotAllowed
+
+    playbook = load_registry().get(match.playbook)
+    if playbook is None:
+        return f"refused: unknown playbook {match.playbook}"
+    try:
+        params = playbook.parse_params(match.params)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        return f"refused: invalid params: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    try:
+        playbook.check_allowed(params, PlaybookContext(targets=config.targets))
+    except TargetNotAllowed as exc:
+        return f"refused: target not allowed: {exc}"
+    except AdapterError as exc:
+        return f"allowlist check needs the live system: {exc}"
+    risk = playbook.risk_for(params).value
+    return f"allowed; targets {', '.join(playbook.targets(params))}; risk {risk}"
+
+
+@click.command()
+@CONFIG_OPTION
+@click.argument("payload", type=click.File("rb"))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def simulate(config_path: str, payload: Any, as_json: bool) -> None:
+    """Show what a webhook payload would do: severity, incident key, rules. No side effects."""
+    from receiver.alertmanager import Notification
+    from receiver.engine import Intake
+
+    config = load_config_or_exit(config_path)
+    body = payload.read()
+    try:
+        n = Notification.model_validate_json(body)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = ".".join(str(p) for p in err["loc"]) or "(body)"
+            click.echo(f"{loc}: {err['msg']}", err=True)
+        sys.exit(1)
+    intake = Intake(config, None)
+    records, severity, reason = intake.classify(n)
+    matches = intake.match_rules(n, severity)
+    checks = {id(m): _check_params(config, m) for m in matches}
+    report: dict[str, Any] = {
+        "incident_key": intake.incident_key(n),
+        "severity": severity.value,
+        "severity_reason": reason,
+        "ack_due_in": str(intake.sla.ack_due(severity, intake.clock()) - intake.clock()),
+        "alerts": [
+            {
+                "fingerprint": r.fingerprint,
+                "alertname": r.alertname,
+                "status": r.status,
+                "severity": r.severity.value,
+                "severity_reason": r.severity_reason,
+                "rules": [
+                    {
+                        "rule": m.rule,
+                        "playbook": m.playbook,
+                        "params": m.params,
+                        "error": m.error,
+                        "approval": m.approval,
+                        "check": checks[id(m)],
+                    }
+                    for m in matches
+                    if m.alert_fingerprint == r.fingerprint
+                ],
+            }
+            for r in records
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"incident key: {report['incident_key']}")
+    click.echo(
+        f"severity:     {severity.value} ({reason}); acknowledge within {report['ack_due_in']}"
+    )
+    for a in report["alerts"]:
+        click.echo(f"- {a['alertname'] or '?'} [{a['fingerprint']}] {a['status']} -> "
+                   f"{a['severity']} ({a['severity_reason']})")
+        for m in a["rules"]:
+            what = f"error: {m['error']}" if m["error"] else json.dumps(m["params"])
+            what += f" [{m['check']}]"
+            gate = {"required": "approval required", "auto": "automatic",
+                    "risk": "approval if high risk"}[m["approval"]]
+            click.echo(f"    rule {m['rule']} -> {m['playbook']} ({gate}) {what}")
+        if not a["rules"]:
+            click.echo("    no remediation rule matches")
