@@ -34,9 +34,17 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
     note = _record_notification(tx, batch)
     result = IngestResult(notification_id=note["id"], duplicate_delivery=note["deliveries"] > 1)
 
-    rows = _upsert_alerts(tx, batch.alerts, now, txid)
+    # The group's active incident, locked first (every intake takes this lock before the
+    # alert rows): new episodes are attached to it as they are inserted, in one statement.
+    lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
+    found = tx.fetchone(f"SELECT id FROM incidents WHERE open_key = :key{lock}",
+                        {"key": batch.incident.key})
+    active: int | None = found["id"] if found else None
+    rows = _upsert_alerts(tx, batch.alerts, now, txid, attach_to=active)
     by_identity = {(a.fingerprint, a.starts_at): a for a in batch.alerts}
     created = [r for r in rows if r["deliveries"] == 1 and r["change_tx"] == txid]
+    joined = [r for r in created
+              if active is not None and r["status"] == "firing" and r["incident_id"] == active]
     newly_resolved = [
         r for r in rows if r["status"] == "resolved" and r["change_tx"] == txid
     ]
@@ -58,17 +66,19 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
             _alert_list_message("firing", [by_identity[_identity(r)] for r in unattached_firing]),
             {"alerts": [_alert_ref(by_identity[_identity(r)]) for r in unattached_firing]},
         )
+    elif joined:
+        assert active is not None  # noqa: S101 - joined is empty without an active incident
+        incident_id = active
+        severities = [by_identity[_identity(r)].severity for r in joined]
+        severity = min([batch.incident.severity, *severities], key=lambda sv: sv.rank)
+        _raise_severity(tx, active, severity, batch.incident.severity_reason, batch, now)
+        records = [by_identity[_identity(r)] for r in joined]
+        _event(tx, active, now, "alerts_firing", "alertmanager",
+               _alert_list_message("firing", records),
+               {"alerts": [_alert_ref(a) for a in records]})
     else:
         attached = {r["incident_id"] for r in rows if r["incident_id"] is not None}
-        if attached:
-            incident_id = max(attached)
-        else:
-            active = tx.fetchone(
-                "SELECT id FROM incidents WHERE open_key = :key", {"key": batch.incident.key}
-            )
-            incident_id = active["id"] if active else None
-            if incident_id is not None:
-                _attach(tx, incident_id, [r["id"] for r in rows])
+        incident_id = max(attached) if attached else None
 
     if incident_id is not None:
         result.incident_id = incident_id
@@ -145,16 +155,19 @@ def _record_notification(tx: Tx, batch: IngestBatch) -> Row:
     return row
 
 
-def _upsert_alerts(tx: Tx, alerts: list[AlertRecord], now: datetime, txid: str) -> list[Row]:
+def _upsert_alerts(
+    tx: Tx, alerts: list[AlertRecord], now: datetime, txid: str, attach_to: int | None
+) -> list[Row]:
     """Upsert episodes by (fingerprint, starts_at). A resolved episode never goes back to
-    firing: a late firing copy only moves last_seen_at."""
+    firing: a late firing copy only moves last_seen_at. New episodes join ``attach_to``
+    (the group's active incident); an episode keeps the incident it already has."""
     out: list[Row] = []
     for chunk in _chunks(alerts, _CHUNK):
-        values, params = [], {"now": now, "tx": txid}
+        values, params = [], {"now": now, "tx": txid, "inc": attach_to}
         for i, a in enumerate(chunk):
             values.append(
                 f"(:fp{i}, :sa{i}, :ea{i}, :st{i}, :an{i}, :lb{i}, :ann{i}, :gu{i}, :sev{i},"
-                f" :now, :now, :ra{i}, :tx)"
+                f" :now, :now, :ra{i}, :tx, :inc)"
             )
             params.update(
                 {
@@ -173,10 +186,11 @@ def _upsert_alerts(tx: Tx, alerts: list[AlertRecord], now: datetime, txid: str) 
         sql = f"""
             INSERT INTO alerts (fingerprint, starts_at, ends_at, status, alertname, labels,
                                 annotations, generator_url, severity, first_seen_at,
-                                last_seen_at, resolved_at, change_tx)
+                                last_seen_at, resolved_at, change_tx, incident_id)
             VALUES {", ".join(values)}
             ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
                 deliveries = alerts.deliveries + 1,
+                incident_id = COALESCE(alerts.incident_id, excluded.incident_id),
                 last_seen_at = excluded.last_seen_at,
                 change_tx = CASE WHEN alerts.status = 'firing' AND excluded.status = 'resolved'
                                  THEN excluded.change_tx ELSE alerts.change_tx END,
