@@ -37,7 +37,7 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
     # The group's active incident, locked first (every intake takes this lock before the
     # alert rows): new episodes are attached to it as they are inserted, in one statement.
     lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
-    found = tx.fetchone(f"SELECT id FROM incidents WHERE open_key = :key{lock}",
+    found = tx.fetchone(f"SELECT id FROM incidents WHERE open_key = :key{lock}",  # noqa: S608 - constant suffix
                         {"key": batch.incident.key})
     active: int | None = found["id"] if found else None
     rows = _upsert_alerts(tx, batch.alerts, now, txid, attach_to=active)
