@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import pytest
@@ -143,7 +143,8 @@ class Receiver:
 
     backend: str
     url: str
-    token: str
+    token: str  # the webhook's bearer token (Alertmanager's)
+    api_token: str  # a read-scoped people.api_tokens entry, for the JSON API
     store_url: str
     log_path: Path
     proc: subprocess.Popen[bytes]
@@ -152,8 +153,12 @@ class Receiver:
     def webhook_url(self) -> str:
         return f"{self.url}/api/v1/alerts"
 
-    def get(self, path: str, *, auth: bool = True) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"} if auth else {}
+    def get(
+        self, path: str, *, who: Literal["api", "webhook", "anonymous"] = "api"
+    ) -> tuple[int, Any]:
+        """GET as the API token's holder (default), with the webhook's token, or with none."""
+        token = {"api": self.api_token, "webhook": self.token, "anonymous": None}[who]
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         status, body = http("GET", self.url + path, headers=headers)
         try:
             return status, json.loads(body)
@@ -183,11 +188,22 @@ class Receiver:
             return list(conn.execute(sql.encode()).fetchall())
 
 
+API_TOKEN = "integration-read-token-0123456789"
+
+
 def _receiver_config(tmp: Path, store_url: str) -> Path:
-    """remediator.example.yml with only server.bind, data_dir and store.url changed."""
+    """remediator.example.yml with data_dir and store.url changed, and a read-only API
+    token added (the JSON API takes operator tokens, not the webhook's)."""
     cfg = yaml.safe_load((ROOT / "remediator.example.yml").read_text(encoding="utf-8"))
     cfg["data_dir"] = str(tmp / "data")
     cfg["store"]["url"] = store_url
+    people = cfg.setdefault("people", {}) or {}
+    people.setdefault("api_tokens", {})["integration-tests"] = {
+        "token": "env:REMEDIATOR_TEST_API_TOKEN",
+        "user": "integration-tests",
+        "scope": "read",
+    }
+    cfg["people"] = people
     path = tmp / "remediator.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path
@@ -204,7 +220,11 @@ def receiver(
 ) -> Iterator[Receiver]:
     """``remediator serve`` on a free loopback port, on a fresh store of ``backend``."""
     tmp = tmp_path_factory.mktemp(f"receiver-{backend}")
-    env = {**os.environ, "REMEDIATOR_WEBHOOK_TOKEN": example_token()}
+    env = {
+        **os.environ,
+        "REMEDIATOR_WEBHOOK_TOKEN": example_token(),
+        "REMEDIATOR_TEST_API_TOKEN": API_TOKEN,
+    }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     dbname = None
     if backend == "postgres":
@@ -236,7 +256,9 @@ def receiver(
             env=env,
             start_new_session=True,
         )
-    rcv = Receiver(backend, f"http://127.0.0.1:{port}", example_token(), store_url, log_path, proc)
+    rcv = Receiver(
+        backend, f"http://127.0.0.1:{port}", example_token(), API_TOKEN, store_url, log_path, proc
+    )
     try:
 
         def ready() -> bool:
@@ -344,6 +366,9 @@ def start_alertmanager(
         return am
 
     yield start
+    for am in started:  # signal every peer first, so they shut down side by side
+        if am.proc.poll() is None:
+            am.proc.send_signal(signal.SIGTERM)
     for am in started:
         _stop(am.proc)
     if _failed(request):

@@ -136,7 +136,9 @@ def test_firing_then_resolved_opens_and_resolves_one_incident(
         headers={"Authorization": "Bearer not-the-token"},
     )
     assert code == 401
-    assert receiver.get("/api/v1/incidents", auth=False)[0] == 401
+    assert receiver.get("/api/v1/incidents", who="anonymous")[0] == 401
+    # The webhook's token is Alertmanager's only: it does not open the JSON API.
+    assert receiver.get("/api/v1/incidents", who="webhook")[0] == 401
     m = receiver.metrics()
     assert metric_sum(m, "remediator_notifications_rejected_total", reason="unauthorized") == 2
     assert receiver.query("SELECT count(*) FROM notifications") == [(2,)]
