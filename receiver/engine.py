@@ -76,7 +76,7 @@ class Intake:
 
     def classify(self, n: Notification) -> tuple[list[AlertRecord], Severity, str]:
         records = []
-        for a in n.alerts:
+        for a in _distinct(n.alerts):
             c = self.severity.classify(a.labels)
             records.append(_record(a, c.severity, c.reason))
         firing = [r for r in records if r.status == "firing"] or records
@@ -166,6 +166,13 @@ class Intake:
         if self.store is None:
             raise RuntimeError("Intake.accept needs a store")
         return self.store.ingest(self.prepare(n, body))
+
+
+def _distinct(alerts: list[Alert]) -> list[Alert]:
+    """One alert per episode: a payload listing the same (fingerprint, startsAt) twice keeps
+    the last copy (one upsert may not touch a row twice)."""
+    by_identity = {(a.fingerprint, a.starts_at): a for a in alerts}
+    return list(by_identity.values())
 
 
 def _record(a: Alert, severity: Severity, reason: str) -> AlertRecord:

@@ -267,3 +267,23 @@ def test_fresh_store_migrates_once_under_concurrency(backend: str, tmp_path, req
 
     total = len(available("sqlite" if backend == "sqlite" else "postgres"))
     assert total >= 2 and sorted(len(r) for r in results) == [0, 0, 0, total]
+
+
+def test_same_episode_twice_in_one_payload_is_one_alert(store: Store, clock: Clock) -> None:
+    """A notification listing one alert twice stores it once, without an error."""
+    a = make_alert()
+    r = accept(store, clock, make_notification([a, dict(a)]))
+    assert r.incident_opened and count(store, "alerts") == 1
+
+
+def test_fifty_alerts_in_one_notification(store: Store, clock: Clock) -> None:
+    """A 50-alert notification stores 50 episodes attached to one incident; a second one
+    with 50 new episodes joins the same incident."""
+    first = [make_alert(labels={"instance": f"h{i}"}) for i in range(50)]
+    r1 = accept(store, clock, make_notification(first, group_key="big"))
+    second = [make_alert(labels={"instance": f"k{i}"}) for i in range(50)]
+    r2 = accept(store, clock, make_notification(second, group_key="big"))
+    inc = store.get_incident(r1.incident_id)
+    assert r2.incident_id == r1.incident_id and r2.new_alerts == 50
+    assert len(inc["alerts"]) == 100 and {a["status"] for a in inc["alerts"]} == {"firing"}
+    assert [e["kind"] for e in inc["timeline"]].count("alerts_firing") == 2

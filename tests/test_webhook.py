@@ -205,6 +205,8 @@ def test_store_down_gives_503_and_the_retry_is_accepted_once(monkeypatch: pytest
         down = c.post("/api/v1/alerts", json=body)
         assert down.status_code == 503 and down.json["error"] == "store_unavailable"
         assert down.headers["Retry-After"]
+        metrics = c.get("/metrics").get_data(as_text=True)
+        assert 'remediator_notifications_rejected_total{reason="store_unavailable"} 1.0' in metrics
         assert c.get("/readyz").status_code == 503
 
         pg.start()

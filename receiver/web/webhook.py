@@ -15,6 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import ValidationError
 
 from receiver.alertmanager import Notification
+from receiver.errors import StoreError
 from receiver.web.errors import ApiError
 from receiver.web.services import services
 
@@ -45,6 +46,9 @@ def receive() -> Response:
         return _receive(svc)
     except ApiError as exc:
         svc.metrics.rejected.labels(exc.code).inc()
+        raise
+    except StoreError:
+        svc.metrics.rejected.labels("store_unavailable").inc()
         raise
     finally:
         svc.metrics.latency.observe(time.perf_counter() - started)
