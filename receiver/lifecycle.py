@@ -29,6 +29,7 @@ class ActionError(RemediatorError):
 
 
 def _load(tx: Tx, incident_id: int) -> Row:
+    incident_store.lock(tx, incident_id)
     row = tx.fetchone("SELECT id, state, severity, opened_at, acknowledged_at, ack_due_at,"
                       " assignee FROM incidents WHERE id = :id", {"id": incident_id})
     if row is None:

@@ -171,8 +171,14 @@ class Worker:
         approvals past their expiry."""
         now = self.clock()
         handled = approvals.expire_due(self.store, now)
-        with self.store.db.transaction() as tx:
-            for job in job_store.expired_leases(tx, now):
+        with self.store.db.transaction(write=False) as tx:
+            candidates = job_store.expired_leases(tx, now)
+        for cand in candidates:
+            with self.store.db.transaction() as tx:
+                incident_store.lock(tx, cand["incident_id"])
+                job = job_store.interrupt(tx, cand["id"], now)
+                if job is None:
+                    continue  # another worker swept it first
                 handled.append(job["id"])
                 self._event(tx, job, "job_interrupted", "system",
                             f"job #{job['id']} interrupted: its worker's lease ran out", {})
@@ -210,6 +216,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - any bug ends this job as failed, not the worker
             bound.exception("job_crashed")
             with self.store.db.transaction() as tx:
+                incident_store.lock(tx, job["incident_id"])
                 job_store.release_locks(tx, job["id"])
                 if job_store.move(tx, job["id"], "failed", now=self.clock(), owner=self.id,
                                   reason=_msg(exc)):
@@ -293,6 +300,7 @@ class Worker:
             return
         now = self.clock()
         with self.store.db.transaction() as tx:
+            incident_store.lock(tx, job["incident_id"])
             job_store.record_targets(tx, job["id"], rule.name, targets, now)
             tx.execute(
                 "UPDATE jobs SET plan = :plan, targets = :targets, risk = :risk,"
@@ -406,6 +414,7 @@ class Worker:
                        payload=payload)
             return
         with self.store.db.transaction() as tx:
+            incident_store.lock(tx, job["incident_id"])
             job_store.release_locks(tx, job["id"])
             if not job_store.move(tx, job["id"], "succeeded", now=now, owner=self.id,
                                   result=payload):
@@ -430,6 +439,7 @@ class Worker:
         nxt = self.config.rule(on.next_rule) if on.action == "next" and on.next_rule else None
         next_params = self._params_for(job, nxt) if nxt is not None else {}
         with self.store.db.transaction() as tx:
+            incident_store.lock(tx, job["incident_id"])
             job_store.release_locks(tx, job["id"])
             fields: dict[str, Any] = {"reason": why[:1000]}
             if payload is not None or result is not None:

@@ -6,13 +6,14 @@ per aggregate (``ingest``, ``incidents``), written once for both backends (see `
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from receiver.audit import ChainReport, verify_chain
 from receiver.store import audit as _audit
 from receiver.store import incidents as _incidents
 from receiver.store.audit import AuditFilter
-from receiver.store.db import Database, open_database
+from receiver.store.db import Database, StoreConflict, open_database
 from receiver.store.ingest import ingest as _ingest
 from receiver.store.migrations import migrate as _migrate
 from receiver.store.migrations import pending as _pending
@@ -41,8 +42,18 @@ class Store:
             tx.fetchone("SELECT 1 AS ok")
 
     def ingest(self, batch: IngestBatch) -> IngestResult:
-        with self.db.transaction() as tx:
-            return _ingest(tx, batch)
+        """One intake transaction, retried (up to 3 times, briefly) when PostgreSQL picks
+        it as a deadlock victim or a serialization failure; a store that is down still
+        answers StoreUnavailable at once, for the webhook's 503."""
+        for attempt in range(3):
+            try:
+                with self.db.transaction() as tx:
+                    return _ingest(tx, batch)
+            except StoreConflict:
+                if attempt == 2:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def list_incidents(self, f: IncidentFilter) -> list[dict[str, Any]]:
         with self.db.transaction(write=False) as tx:

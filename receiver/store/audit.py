@@ -24,15 +24,14 @@ def append(
     incident_id: int | None = None,
     details: dict[str, Any] | None = None,
     origin: dict[str, Any] | None = None,
-) -> Row:
-    """Append one entry in the caller's transaction; secrets in details are redacted."""
-    if tx.dialect == "postgres":
-        # Held to commit: the chain's tail cannot move under us. SQLite's BEGIN IMMEDIATE
-        # already serialises writers.
-        tx.execute("SELECT pg_advisory_xact_lock(:id)", {"id": AUDIT_LOCK_ID})
-    last = tx.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+) -> dict[str, Any]:
+    """Queue one entry in the caller's transaction; secrets in details are redacted.
+
+    The entries are chained and inserted just before the transaction commits, under one
+    lock (PostgreSQL advisory lock; SQLite's BEGIN IMMEDIATE), so that concurrent writers
+    never fork the chain and the chain's lock is always the last lock a transaction takes.
+    """
     entry = {
-        "seq": (last["seq"] + 1) if last else 1,
         "at": at,
         "actor": actor,
         "action": action,
@@ -41,16 +40,34 @@ def append(
         "details": redact_mapping(details or {}),
         "origin": redact_mapping(origin or {}),
     }
-    prev = last["hash"] if last else GENESIS
-    entry["prev_hash"] = prev
-    entry["hash"] = chain_hash(prev, entry)
-    tx.execute(
-        "INSERT INTO audit_log (seq, at, actor, action, subject, incident_id, details, origin,"
-        " prev_hash, hash) VALUES (:seq, :at, :actor, :action, :subject, :incident_id,"
-        " :details, :origin, :prev_hash, :hash)",
-        {**entry, "details": tx.json(entry["details"]), "origin": tx.json(entry["origin"])},
-    )
+    pending: list[dict[str, Any]] | None = tx.scratch.get("audit")
+    if pending is None:
+        pending = tx.scratch["audit"] = []
+        tx.before_commit.append(_flush)
+    pending.append(entry)
     return entry
+
+
+def _flush(tx: Tx) -> None:
+    pending: list[dict[str, Any]] = tx.scratch.pop("audit", [])
+    if not pending:
+        return
+    if tx.dialect == "postgres":
+        tx.execute("SELECT pg_advisory_xact_lock(:id)", {"id": AUDIT_LOCK_ID})
+    last = tx.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    seq = last["seq"] if last else 0
+    prev = last["hash"] if last else GENESIS
+    for entry in pending:
+        seq += 1
+        entry["seq"] = seq
+        entry["prev_hash"] = prev
+        entry["hash"] = prev = chain_hash(prev, entry)
+        tx.execute(
+            "INSERT INTO audit_log (seq, at, actor, action, subject, incident_id, details,"
+            " origin, prev_hash, hash) VALUES (:seq, :at, :actor, :action, :subject,"
+            " :incident_id, :details, :origin, :prev_hash, :hash)",
+            {**entry, "details": tx.json(entry["details"]), "origin": tx.json(entry["origin"])},
+        )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -47,9 +47,16 @@ def _to_pyformat(sql: str) -> str:
 
 
 class Tx(ABC):
-    """One open transaction."""
+    """One open transaction.
+
+    ``before_commit`` callbacks run, in order, after the body and just before COMMIT: the
+    audit log appends its entries there, so that the audit chain's lock is the last lock
+    any transaction takes (no lock-order cycle can include it).
+    """
 
     dialect: str
+    before_commit: list[Callable[[Tx], None]]
+    scratch: dict[str, Any]
 
     @abstractmethod
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
@@ -105,6 +112,8 @@ class _SqliteTx(Tx):
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.before_commit = []
+        self.scratch = {}
 
     @staticmethod
     def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -176,7 +185,10 @@ class SqliteDatabase(Database):
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store busy: {exc}") from exc
         try:
-            yield _SqliteTx(conn)
+            tx = _SqliteTx(conn)
+            yield tx
+            for hook in tx.before_commit:
+                hook(tx)
         except BaseException:
             conn.rollback()
             raise
@@ -199,11 +211,18 @@ class SqliteDatabase(Database):
         self._local = threading.local()
 
 
+class StoreConflict(StoreUnavailable):
+    """The database gave up on this transaction to let a concurrent one finish (deadlock
+    victim, serialization failure): running it again is expected to succeed."""
+
+
 class _PgTx(Tx):
     dialect = "postgres"
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
+        self.before_commit = []
+        self.scratch = {}
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         if params:
@@ -252,11 +271,14 @@ class PostgresDatabase(Database):
         try:
             with self.pool.connection(timeout=self.timeout) as conn:
                 with conn.transaction():
-                    yield _PgTx(conn)
+                    tx = _PgTx(conn)
+                    yield tx
+                    for hook in tx.before_commit:
+                        hook(tx)
         except psycopg.errors.SerializationFailure as exc:
-            raise StoreUnavailable(f"transaction conflict, retry: {exc}") from exc
+            raise StoreConflict(f"transaction conflict, retry: {exc}") from exc
         except psycopg.errors.DeadlockDetected as exc:
-            raise StoreUnavailable(f"deadlock, retry: {exc}") from exc
+            raise StoreConflict(f"deadlock, retry: {exc}") from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
         except psycopg.Error as exc:

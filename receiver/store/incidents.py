@@ -106,6 +106,15 @@ def get_incident(tx: Tx, incident_id: int) -> dict[str, Any] | None:
     return row
 
 
+def lock(tx: Tx, incident_id: int) -> None:
+    """Take the incident's row lock first, in any transaction that may change it and also
+    touches its jobs: one lock order (incident, then jobs) for intake, workers and people,
+    so that they cannot deadlock. (SQLite serialises writers already.)"""
+    if tx.dialect == "postgres":
+        tx.execute("SELECT id FROM incidents WHERE id = :id FOR NO KEY UPDATE",
+                   {"id": incident_id})
+
+
 _STAMP = {
     "acknowledged": "acknowledged_at",
     "mitigated": "mitigated_at",

@@ -34,9 +34,14 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
     note = _record_notification(tx, batch)
     result = IngestResult(notification_id=note["id"], duplicate_delivery=note["deliveries"] > 1)
 
-    # The group's active incident, locked first (every intake takes this lock before the
-    # alert rows): new episodes are attached to it as they are inserted, in one statement.
-    lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
+    # Intakes of one incident key take turns (a transaction-scoped advisory lock on the key,
+    # always the first lock taken, so the row locks after it cannot deadlock); SQLite's
+    # BEGIN IMMEDIATE already serialises writers. New episodes then join the group's
+    # active incident as they are inserted, in one statement.
+    if tx.dialect == "postgres":
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(:key, 7))",
+                   {"key": batch.incident.key})
+    lock = " FOR NO KEY UPDATE" if tx.dialect == "postgres" else ""
     found = tx.fetchone(f"SELECT id FROM incidents WHERE open_key = :key{lock}",  # noqa: S608 - constant suffix
                         {"key": batch.incident.key})
     active: int | None = found["id"] if found else None

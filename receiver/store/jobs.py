@@ -119,16 +119,25 @@ def extend_lease(tx: Tx, job_id: int, owner: str, until: datetime) -> bool:
 
 
 def expired_leases(tx: Tx, now: datetime) -> list[Row]:
-    """Running jobs whose worker stopped renewing the lease; marked ``interrupted``."""
-    rows = tx.fetchall(
-        f"""UPDATE jobs SET state = 'interrupted', lease_owner = NULL, lease_expires_at = NULL,
-                   updated_at = :now
-             WHERE state = 'running' AND lease_expires_at < :now RETURNING {JOB_COLUMNS}""",  # noqa: S608 - constant columns
+    """Running jobs whose worker stopped renewing the lease (candidates; not locked)."""
+    return tx.fetchall(
+        "SELECT id, incident_id FROM jobs WHERE state = 'running' AND lease_expires_at < :now",
         {"now": now},
     )
-    for r in rows:
-        release_locks(tx, r["id"])
-    return rows
+
+
+def interrupt(tx: Tx, job_id: int, now: datetime) -> Row | None:
+    """Mark one expired job ``interrupted`` (once, whoever sweeps) and free its targets."""
+    row = tx.fetchone(
+        f"""UPDATE jobs SET state = 'interrupted', lease_owner = NULL, lease_expires_at = NULL,
+                   updated_at = :now
+             WHERE id = :id AND state = 'running' AND lease_expires_at < :now
+         RETURNING {JOB_COLUMNS}""",  # noqa: S608 - constant columns
+        {"id": job_id, "now": now},
+    )
+    if row is not None:
+        release_locks(tx, job_id)
+    return row
 
 
 def acquire_locks(
