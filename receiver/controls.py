@@ -57,3 +57,18 @@ def reset_breaker(store: Store, rule: str, *, actor: str, reason: str, now: date
 def state(store: Store) -> dict[str, dict[str, Any]]:
     with store.db.transaction(write=False) as tx:
         return job_store.controls(tx)
+
+
+def record_config_loaded(store: Store, path: str, *, process: str, now: datetime) -> str:
+    """Audit which configuration a process started with (its path and sha256), so that a
+    change of rules or allowlist between two incidents shows in the audit log."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    with store.db.transaction() as tx:
+        audit.append(tx, at=now, actor="system", action="config.loaded",
+                     subject=f"config:{Path(path).name}",
+                     details={"path": str(Path(path).resolve()), "sha256": digest,
+                              "process": process})
+    return digest

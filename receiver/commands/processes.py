@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from typing import Any
 
 import click
 
@@ -62,6 +63,7 @@ def serve(
         store = open_store(config.store_url(), pool_min=0, pool_max=2)
         try:
             store.migrate()
+            _record_config(store, config_path, "serve")
         except StoreError as exc:
             click.echo(f"migration failed: {exc}", err=True)
             sys.exit(1)
@@ -114,6 +116,10 @@ def worker(config_path: str, threads: int, exit_with_parent: bool) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     w = Worker(config, store)
+    try:
+        _record_config(store, config_path, f"worker {w.id}")
+    except StoreError as exc:
+        click.echo(f"could not record the configuration in the audit log: {exc}", err=True)
     if exit_with_parent:
         parent = os.getppid()
 
@@ -128,3 +134,10 @@ def worker(config_path: str, threads: int, exit_with_parent: bool) -> None:
         w.run_forever(stop, threads=threads)
     finally:
         store.close()
+
+
+def _record_config(store: Any, config_path: str, process: str) -> None:
+    from receiver import controls
+    from receiver.engine import utcnow
+
+    controls.record_config_loaded(store, config_path, process=process, now=utcnow())
