@@ -300,3 +300,18 @@ def test_open_redirect_is_refused(web: Any) -> None:
     r = c.post("/login?next=//evil.example/x", data={"username": "alice", "password": PASSWORD,
                                                      "csrf_token": token})
     assert r.headers["Location"].endswith("/incidents")
+
+
+def test_incident_page_offers_eligible_approvers_their_own_link(web: Any) -> None:
+    """Alice (dba) sees a review link for the pending approval that is hers; Carol (web)
+    does not; following Alice's link shows the plan."""
+    job_id, _ = parked_job(web)
+    inc = web.job(job_id)["incident_id"]
+    a = browser(web)
+    login(a, "alice")
+    page = a.get(f"/incidents/{inc}").get_data(as_text=True)
+    m = re.search(r'class="review-approval" href="([^"]+)"', page)
+    assert m and "poke web1" in a.get(m.group(1)).get_data(as_text=True)
+    c = browser(web)
+    login(c, "carol")
+    assert "review-approval" not in c.get(f"/incidents/{inc}").get_data(as_text=True)

@@ -20,7 +20,13 @@ from receiver.store import AuditFilter, IncidentFilter
 from receiver.store import approvals as approval_store
 from receiver.store import audit as audit_store
 from receiver.store import jobs as job_store
-from receiver.tokens import TokenError, read_token, secret_key
+from receiver.tokens import (
+    TokenError,
+    eligible_approvers,
+    make_token,
+    read_token,
+    secret_key,
+)
 from receiver.web.errors import ApiError
 from receiver.web.operators import (
     check_csrf,
@@ -134,7 +140,14 @@ def _incident_page(incident_id: int, notice: str | None = None, level: str = "in
         return render("message.html", status=404, title="Not found",
                       message=f"There is no incident {incident_id}.", level="error")
     audit = svc.store.audit(AuditFilter(incident_id=incident_id, limit=200))
-    return render("incident.html", status=status, inc=inc, audit=audit,
+    op = current_operator()
+    my_links: dict[int, str] = {}
+    if op is not None:
+        for a in inc["approvals"]:
+            if a["state"] == "pending" and op.name in eligible_approvers(svc.config, a):
+                token = make_token(secret_key(svc.config), a["id"], op.name, a["expires_at"])
+                my_links[a["id"]] = url_for("pages.approval", token=token)
+    return render("incident.html", status=status, inc=inc, audit=audit, my_links=my_links,
                   users=sorted(svc.config.people.users),
                   severities=[s.value for s in Severity], notice=notice, notice_level=level)
 
