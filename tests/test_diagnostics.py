@@ -15,7 +15,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,28 +32,12 @@ from receiver.store import evidence as evidence_store
 from tests.conftest import PG_DSN, Clock
 from tests.engine_kit import Kit
 from tests.factories import make_alert, make_notification
+from tests.support import free_port, wait_until
 
 REDIS_URL = os.environ.get("REMEDIATOR_TEST_REDIS_URL", "redis://127.0.0.1:63790/0")
 IMAGE = "local/busybox:test"
 RUN = uuid.uuid4().hex[:8]
 OWNER_LABEL = "remediator.test.run"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 # -- local servers ------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import ssl
 import subprocess
 import threading
@@ -40,6 +39,7 @@ from receiver.tokens import read_token, secret_key
 from tests.conftest import Clock, make_config
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification
+from tests.support import free_port
 
 SECRET = "s3cr3tHookToken4242"
 LINK = "https://remediator.example.test"
@@ -87,12 +87,6 @@ def deliveries(store: Store) -> list[dict[str, Any]]:
 def outbox_ids(store: Store) -> list[int]:
     with store.db.transaction(write=False) as tx:
         return [r["id"] for r in tx.fetchall("SELECT id FROM outbox ORDER BY id")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Recorder:

@@ -11,7 +11,8 @@ from receiver.verification import http_check, promql_check
 from tests.conftest import Clock
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification
-from tests.test_diagnostics import LocalHttp, free_port, http, prometheus  # noqa: F401 - fixtures
+from tests.support import free_port
+from tests.test_diagnostics import LocalHttp, http, prometheus  # noqa: F401 - fixtures
 
 NO_SLEEP = lambda _s: None  # noqa: E731 - a test clock that does not wait
 

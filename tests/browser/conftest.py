@@ -23,7 +23,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,7 +47,8 @@ from receiver.store import jobs as job_store
 from receiver.tokens import approval_links
 from tests.conftest import PG_DSN, ROOT, drop_pg_database, new_pg_database, pg_url
 from tests.factories import make_alert, make_notification
-from tests.integration.conftest import free_port
+from tests.integration.conftest import wait_until
+from tests.support import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -86,14 +86,7 @@ def bearer(who: str) -> dict[str, str]:
 def wait_for(check: Callable[[], Any], what: str, timeout: float = JOB_TIMEOUT,
              interval: float = 0.1) -> Any:
     """Poll ``check`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+    return wait_until(check, timeout, what, interval)
 
 
 # -- the notification channel -------------------------------------------------------------

@@ -48,9 +48,8 @@ from tests.integration.conftest import (
     ALERTMANAGER_BIN,
     alertmanager_config,
     example_token,
-    free_port,
-    http,
 )
+from tests.support import free_port, http
 
 IMAGE = "local/busybox:test"
 RUN_ID = uuid.uuid4().hex[:8]

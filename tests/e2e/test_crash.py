@@ -20,7 +20,7 @@ from psycopg import sql
 from tests.conftest import PG_DSN, pg_url
 from tests.e2e.conftest import FINAL_JOB_STATES, Remediator, Stack, auth_headers, wait_for
 from tests.factories import make_alert, make_notification
-from tests.integration.conftest import http
+from tests.support import http
 
 pytestmark = pytest.mark.slow
 

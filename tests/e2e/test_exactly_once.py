@@ -22,7 +22,7 @@ from tests.e2e.conftest import (
     wait_for,
 )
 from tests.factories import make_alert, make_notification
-from tests.integration.conftest import http
+from tests.support import http
 
 pytestmark = pytest.mark.slow
 

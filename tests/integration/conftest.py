@@ -13,12 +13,8 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,17 +25,12 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, drop_pg_database, new_pg_database, pg_url
+from tests.support import free_port, http, poll
 
 EXAMPLE_WEBHOOK_URL = "http://127.0.0.1:9095/api/v1/alerts"
 ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
 AMTOOL_BIN = "/usr/bin/amtool"
 START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def example_token() -> str:
@@ -52,36 +43,10 @@ def example_token() -> str:
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     """Poll ``check`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
-
-
-def http(
-    method: str,
-    url: str,
-    *,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 5.0,
-) -> tuple[int, bytes]:
-    """One HTTP request on loopback; returns (status, body) for any status."""
-    data = None
-    hdrs = dict(headers or {})
-    if body is not None:
-        data = json.dumps(body).encode()
-        hdrs.setdefault("Content-Type", "application/json")
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)  # noqa: S310 - loopback http URLs built here
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - as above
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    last = poll(check, timeout, interval)
+    if not last:
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+    return last
 
 
 def parse_metrics(text: str) -> dict[str, float]:

@@ -14,11 +14,10 @@ from tests.integration.conftest import (
     Alertmanager,
     Receiver,
     amtool,
-    free_port,
-    http,
     metric_sum,
     wait_until,
 )
+from tests.support import free_port, http
 
 pytestmark = pytest.mark.slow
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from psycopg import sql
 
 from playbooks.base import PlaybookContext
 from receiver.targets import TargetsConfig
+from tests.support import free_port, wait_until
 
 PG_DSN = os.environ.get("REMEDIATOR_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:54329/postgres")
 REDIS_URL = os.environ.get("REMEDIATOR_TEST_REDIS_URL", "redis://127.0.0.1:63790/0")
@@ -48,25 +47,6 @@ PG_DSN_ENV = f"RMTEST_{RUN_ID}_PG_DSN"
 CLOSED_PG_ENV = f"RMTEST_{RUN_ID}_PG_CLOSED"
 REDIS_URL_ENV = f"RMTEST_{RUN_ID}_REDIS_URL"
 CLOSED_REDIS_ENV = f"RMTEST_{RUN_ID}_REDIS_CLOSED"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll until ``check`` returns something truthy, failing the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def make_targets(**sections: Any) -> TargetsConfig:

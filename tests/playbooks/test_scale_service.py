@@ -9,7 +9,8 @@ import pytest
 from playbooks.scale_service import ScaleService, ScaleServiceParams
 from receiver.adapters.docker import COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE
 from receiver.errors import AdapterError, PlaybookError, TargetNotAllowed
-from tests.playbooks.conftest import RUN_ID, DockerFactory, make_ctx, make_targets, wait_until
+from tests.playbooks.conftest import RUN_ID, DockerFactory, make_ctx, make_targets
+from tests.support import wait_until
 
 PLAYBOOK = ScaleService()
 
