@@ -13,13 +13,13 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from types import TracebackType
 from typing import Any
 
 import docker
 import docker.errors
 import requests.exceptions
 
+from receiver.adapters.base import ClosingAdapter
 from receiver.errors import AdapterError, PlaybookError
 
 COMPOSE_PROJECT = "com.docker.compose.project"
@@ -134,7 +134,7 @@ def _container_details(attrs: Mapping[str, Any]) -> ContainerDetails:
     )
 
 
-class DockerAdapter:
+class DockerAdapter(ClosingAdapter):
     """A small interface over one Docker daemon. Use it as a context manager."""
 
     def __init__(
@@ -148,17 +148,6 @@ class DockerAdapter:
     @property
     def where(self) -> str:
         return self._base_url or "the default Docker endpoint"
-
-    def __enter__(self) -> DockerAdapter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         if self._client is not None:

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import psycopg
@@ -29,6 +28,7 @@ import psycopg.conninfo
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from receiver.adapters.base import ClosingAdapter
 from receiver.errors import AdapterError, PlaybookError
 from receiver.secrets import Secret
 
@@ -110,7 +110,7 @@ class Backend:
         return "superuser" if self.superuser else "client"
 
 
-class PostgresAdapter:
+class PostgresAdapter(ClosingAdapter):
     """One autocommit connection to a target; use it as a context manager."""
 
     def __init__(
@@ -128,16 +128,8 @@ class PostgresAdapter:
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
 
     def __enter__(self) -> PostgresAdapter:
-        self.connect()
+        self.connect()  # fail fast: an unreachable database is known before any step
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def connect(self) -> psycopg.Connection[dict[str, Any]]:
         if self._conn is not None:

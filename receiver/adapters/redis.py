@@ -11,12 +11,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import redis
 import redis.exceptions
 
+from receiver.adapters.base import ClosingAdapter
 from receiver.errors import AdapterError, PlaybookError
 from receiver.secrets import Secret
 
@@ -31,7 +31,7 @@ class UnlinkResult:
     truncated: bool
 
 
-class RedisAdapter:
+class RedisAdapter(ClosingAdapter):
     """A narrow client for one Redis db; use it as a context manager."""
 
     def __init__(self, url: Secret, *, db: int, socket_timeout_s: float = 5) -> None:
@@ -43,17 +43,6 @@ class RedisAdapter:
     @property
     def db(self) -> int:
         return self._db
-
-    def __enter__(self) -> RedisAdapter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         if self._client is not None:

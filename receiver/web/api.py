@@ -130,7 +130,6 @@ def incident_action(incident_id: int) -> Response:
                                   now=svc.intake.clock())
         if req is None:
             raise ApiError(404, "not_found", f"no incident {incident_id}")
-        svc.wake_workers()
         return jsonify({"status": "requested"})
     try:
         row = lifecycle.act(svc.store, svc.config, incident_id, action, user=_operator_name(),
@@ -169,7 +168,6 @@ def decide_job(job_id: int, decision: str) -> Response:
     except DecisionError as exc:
         status = {"not_found": 404, "not_allowed": 403}.get(exc.code, 409)
         raise ApiError(status, exc.code, str(exc)) from exc
-    svc.wake_workers()
     return jsonify({"job_id": job_id, "state": row["state"]})
 
 

@@ -165,7 +165,6 @@ def incident_action(incident_id: int) -> Response:
         if request_diagnostics(svc.store, incident_id, actor=f"user:{op.name}",
                                reason="requested from the incident page", now=_now()) is None:
             return _incident_page(incident_id)  # renders the 404 page
-        svc.wake_workers()
         return _incident_page(incident_id, "Diagnostics requested.")
     try:
         lifecycle.act(svc.store, svc.config, incident_id, action, user=op.name, now=_now(),
@@ -298,7 +297,6 @@ def decide(token: str) -> Response:
         fresh["decided"] = fresh["decided"] or str(exc)
         return render("approval.html", status=409, can_decide=False, problem=str(exc), **{
             k: v for k, v in fresh.items() if k != "decided"}, decided=fresh["decided"])
-    svc.wake_workers()
     fresh = _approval_context(token)
     return render("approval.html", can_decide=False, problem=None,
                   **{k: v for k, v in fresh.items() if k != "decided"},

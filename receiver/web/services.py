@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import current_app
 
@@ -21,11 +20,6 @@ class Services:
     intake: Intake
     auth: Authenticator
     metrics: Metrics
-    wakers: list[Callable[[], None]] = field(default_factory=list)
-
-    def wake_workers(self) -> None:
-        for wake in self.wakers:
-            wake()
 
 
 def services() -> Services:

@@ -93,6 +93,4 @@ def _receive(svc: Any) -> Response:
         alerts=len(notification.alerts),
         **result.as_dict(),
     )
-    if result.jobs_enqueued:
-        svc.wake_workers()
     return jsonify({"status": "accepted", **result.as_dict()})
