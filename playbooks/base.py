@@ -7,11 +7,16 @@ A playbook is a class with:
   (after ``{{ labels.x }}`` substitution) are validated by it;
 - ``idempotent``: whether an interrupted run may be re-run safely;
 - ``risk``: ``low`` or ``high`` (high risk asks for approval by default);
-  ``risk_for(params)`` refines it per call (flush_cache by pattern is low, FLUSHALL high);
+  ``risk_for(params, ctx)`` refines it per call (flush_cache by a pattern under the
+  target's ``key_prefixes`` is low, FLUSHALL high) and ``risk_note`` says why;
+- ``template_escapes``: per param name, how a label or annotation value is escaped when it
+  is substituted there (kill_query's ``query_regex``: ``re.escape``, so it is literal text);
 - ``targets(params)``: the identities of what it would touch (``container:web1``,
   ``postgres:main``), used for per-target locks, cooldowns and blast radius;
 - ``check_allowed(params, ctx)``: raises :class:`receiver.errors.TargetNotAllowed` when the
-  allowlist in ``ctx.targets`` does not cover every target;
+  allowlist in ``ctx.targets`` does not cover every target. ``ctx.from_alert`` names the
+  params that alert data filled; a playbook may refuse such a value where it would accept
+  the same value written literally in the rule (it then asks for approval instead);
 - ``plan(params, ctx)``: what it would do, with no side effect;
 - ``run(params, ctx)``: does it through an adapter and returns a :class:`RunResult`;
 - ``verify(params, ctx, result)``: an optional check of the playbook's own effect.
@@ -20,7 +25,7 @@ A playbook is a class with:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -59,6 +64,13 @@ class PlaybookContext:
     log: Any = field(default_factory=structlog.get_logger)
     dry_run: bool = False
     adapters: AdapterFactory = field(default_factory=AdapterFactory)
+    from_alert: frozenset[str] | None = None
+    """Names of the params that an alert's labels or annotations filled (see
+    :func:`receiver.rules.params_from_alert`); None: not known, so every param counts."""
+
+    def filled_by_alert(self, param: str) -> bool:
+        """Whether the value of ``param`` came (or may have come) from alert data."""
+        return self.from_alert is None or param in self.from_alert
 
 
 @dataclass(frozen=True)
@@ -110,13 +122,19 @@ class Playbook(Generic[P]):
     risk: ClassVar[Risk] = Risk.HIGH
     always_requires_approval: ClassVar[bool] = False
     """True for playbooks no rule may run unattended (restore_database)."""
+    template_escapes: ClassVar[Mapping[str, Callable[[str], str]]] = {}
+    """Per param name, the escaping applied to each label/annotation value substituted in it."""
 
     def parse_params(self, raw: dict[str, Any]) -> P:
         return self.Params.model_validate(raw)  # type: ignore[return-value]
 
-    def risk_for(self, params: P) -> Risk:
+    def risk_for(self, params: P, ctx: PlaybookContext) -> Risk:
         """The risk of this call; by default the class's ``risk``."""
         return self.risk
+
+    def risk_note(self, params: P, ctx: PlaybookContext) -> str | None:
+        """Why this call has the risk it has, when that is not the playbook's default."""
+        return None
 
     def targets(self, params: P) -> list[str]:
         raise NotImplementedError

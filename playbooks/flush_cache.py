@@ -2,9 +2,18 @@
 
 Three modes:
 
-- ``pattern`` (low risk): SCAN for the pattern and UNLINK what it finds in batches, at most
+- ``pattern``: SCAN for the pattern and UNLINK what it finds in batches, at most
   ``max_keys``, reporting the count. The pattern is bounded, holds no control characters, and
-  may not be wildcards only (that is FLUSHDB: say ``mode: db``);
+  may not be wildcards only (that is FLUSHDB: say ``mode: db``). Its literal prefix (what
+  comes before the first ``*``, ``?``, ``[`` or ``\\``) decides how far it can reach:
+
+  - under one of the target's ``key_prefixes``: low risk;
+  - not under any of them: refused when the pattern came from alert data, high risk (an
+    approval under the default policy) when the rule wrote it literally;
+  - the target lists no ``key_prefixes``: high risk.
+
+  Every key SCAN returns is checked again before UNLINK: it must start with the literal
+  prefix (and with the covering key prefix), whatever SCAN MATCH said;
 - ``db`` (high risk): FLUSHDB on one allowlisted db;
 - ``all`` (high risk): FLUSHALL, only when the target sets ``allow_flushall``.
 
@@ -29,7 +38,7 @@ from playbooks.base import (
     dry_run_result,
 )
 from receiver.errors import PlaybookError
-from receiver.targets import RedisTarget, TargetName
+from receiver.targets import RedisTarget, TargetName, literal_prefix, show
 
 KeyPattern = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,256}$")]
 
@@ -70,8 +79,36 @@ class FlushCache(Playbook[FlushCacheParams]):
     idempotent = False
     risk = Risk.HIGH
 
-    def risk_for(self, params: FlushCacheParams) -> Risk:
-        return Risk.LOW if params.mode == "pattern" else Risk.HIGH
+    def risk_for(self, params: FlushCacheParams, ctx: PlaybookContext) -> Risk:
+        return Risk.HIGH if self.risk_note(params, ctx) else Risk.LOW
+
+    def risk_note(self, params: FlushCacheParams, ctx: PlaybookContext) -> str | None:
+        if params.mode == "db":
+            return "FLUSHDB empties the whole db"
+        if params.mode == "all":
+            return "FLUSHALL empties every db of the server"
+        target = ctx.targets.redis.get(params.target)
+        if target is None:
+            return f"redis target {show(params.target)} is not in targets.redis"
+        if target.key_prefixes is None:
+            return (
+                f"targets.redis.{params.target} lists no key_prefixes, so a pattern can "
+                "reach any key"
+            )
+        if target.prefix_for(params.key_pattern()) is None:
+            return (
+                f"pattern {show(params.pattern)} (literal prefix "
+                f"{show(literal_prefix(params.key_pattern()))}) is not under "
+                f"targets.redis.{params.target}.key_prefixes"
+            )
+        return None
+
+    def _key_prefixes(self, params: FlushCacheParams, target: RedisTarget) -> list[str] | None:
+        """The key prefixes each key is checked against before UNLINK (besides the literal
+        prefix): the target's, when one of them covers the pattern."""
+        if target.prefix_for(params.key_pattern()) is None:
+            return None
+        return target.key_prefixes
 
     def targets(self, params: FlushCacheParams) -> list[str]:
         if params.mode == "all":
@@ -90,6 +127,8 @@ class FlushCache(Playbook[FlushCacheParams]):
             target.check_flushall(params.target)
         else:
             target.check_db(db, params.target)
+        if params.mode == "pattern" and ctx.filled_by_alert("pattern"):
+            target.check_pattern(params.key_pattern(), params.target)
 
     def plan(self, params: FlushCacheParams, ctx: PlaybookContext) -> Plan:
         self.check_allowed(params, ctx)
@@ -97,13 +136,25 @@ class FlushCache(Playbook[FlushCacheParams]):
         with ctx.adapters.redis(target, db=db) as cache:
             if params.mode == "pattern":
                 count, more = cache.count_matching(
-                    params.key_pattern(), batch=params.batch, limit=params.max_keys
+                    params.key_pattern(),
+                    batch=params.batch,
+                    limit=params.max_keys,
+                    key_prefixes=self._key_prefixes(params, target),
                 )
                 summary = (
                     f"UNLINK {'at least ' if more else ''}{count} key(s) matching "
                     f"{params.pattern!r} in db {db} of {params.target}"
                 )
-                detail: dict[str, object] = {"db": db, "matching": count, "more": more}
+                detail: dict[str, object] = {
+                    "db": db,
+                    "matching": count,
+                    "more": more,
+                    "literal_prefix": literal_prefix(params.key_pattern()),
+                    "key_prefix": target.prefix_for(params.key_pattern()),
+                }
+                note = self.risk_note(params, ctx)
+                if note:
+                    detail["risk_note"] = note
             elif params.mode == "db":
                 size = cache.dbsize()
                 summary = f"FLUSHDB db {db} of {params.target} ({size} keys)"
@@ -123,7 +174,10 @@ class FlushCache(Playbook[FlushCacheParams]):
         with ctx.adapters.redis(target, db=db) as cache:
             if params.mode == "pattern":
                 result = cache.unlink_matching(
-                    params.key_pattern(), batch=params.batch, max_keys=params.max_keys
+                    params.key_pattern(),
+                    batch=params.batch,
+                    max_keys=params.max_keys,
+                    key_prefixes=self._key_prefixes(params, target),
                 )
                 return RunResult(
                     ok=True,
@@ -138,6 +192,7 @@ class FlushCache(Playbook[FlushCacheParams]):
                         "unlinked": result.unlinked,
                         "batches": result.batches,
                         "truncated": result.truncated,
+                        "skipped": result.skipped,
                     },
                 )
             if params.mode == "db":
@@ -164,7 +219,10 @@ class FlushCache(Playbook[FlushCacheParams]):
         with ctx.adapters.redis(target, db=db) as cache:
             if params.mode == "pattern":
                 left, _ = cache.count_matching(
-                    params.key_pattern(), batch=params.batch, limit=params.max_keys
+                    params.key_pattern(),
+                    batch=params.batch,
+                    limit=params.max_keys,
+                    key_prefixes=self._key_prefixes(params, target),
                 )
             elif params.mode == "db":
                 left = cache.dbsize()

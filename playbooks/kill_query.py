@@ -7,7 +7,13 @@ running the same query (same pid, session start and query start) get
 Never touched: its own backend, backends of other kinds than client/walsender/autovacuum, and,
 unless both the params (``include_*``) and the target (``allow_*``) say so, superusers,
 replication (walsender) and autovacuum workers. Only databases and roles listed on the target
-are considered.
+are considered; a client backend whose role is unknown (dropped while connected) counts as
+not allowlisted unless the target allows any role (``"*"``).
+
+Filters from alert data stay filters: ``database``, ``user`` and ``application_name`` are
+compared for exact equality (never as a pattern), and a label or annotation value
+substituted into ``query_regex`` is regex-escaped first (``template_escapes``), so it is
+matched as literal text and cannot widen the regex (or make it slow).
 
 Not idempotent (a re-run acts on whatever runs then), and **high risk by default**: a cancel
 or terminate destroys the client's in-flight work and rolls its transaction back, and what it
@@ -35,7 +41,7 @@ from playbooks.base import (
     Verification,
     dry_run_result,
 )
-from receiver.targets import DatabaseName, PostgresTarget, RoleName, TargetName
+from receiver.targets import WILDCARD, DatabaseName, PostgresTarget, RoleName, TargetName
 
 if TYPE_CHECKING:
     from receiver.adapters.postgres import Backend, PostgresAdapter
@@ -106,7 +112,7 @@ def select_backends(
             skip("database not allowlisted")
         elif params.database is not None and backend.datname != params.database:
             skip("other database")
-        elif backend.usename is not None and not target.role_allowed(backend.usename):
+        elif not _role_allowed(backend, target):
             skip("role not allowlisted")
         elif params.user is not None and backend.usename != params.user:
             skip("other user")
@@ -125,6 +131,13 @@ def select_backends(
         skipped["over max_queries"] = skip_count
         chosen = chosen[: params.max_queries]
     return chosen, skipped
+
+
+def _role_allowed(backend: Backend, target: PostgresTarget) -> bool:
+    if backend.usename is not None:
+        return target.role_allowed(backend.usename)
+    # Autovacuum workers run as no role; a client backend with none had its role dropped.
+    return backend.kind == "autovacuum" or WILDCARD in target.roles
 
 
 def _describe(backend: Backend) -> dict[str, Any]:
@@ -146,6 +159,7 @@ class KillQuery(Playbook[KillQueryParams]):
     Params = KillQueryParams
     idempotent = False
     risk = Risk.HIGH
+    template_escapes = {"query_regex": re.escape}
 
     def targets(self, params: KillQueryParams) -> list[str]:
         return [f"postgres:{params.target}"]

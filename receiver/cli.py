@@ -38,6 +38,10 @@ def check_config(path: str) -> None:
         f"remediation rules, store {config.store_url().split(':', 1)[0]}, "
         f"auth {'on' if config.auth.configured else 'NOT CONFIGURED'})"
     )
+    from receiver.commands.simulate import review_rules
+
+    for line in review_rules(config):
+        click.echo(f"  {line}")
 
 
 @main.command()

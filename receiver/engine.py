@@ -14,7 +14,7 @@ from typing import Any
 
 from receiver.alertmanager import Alert, Notification, content_digest
 from receiver.config import Config
-from receiver.rules import RuleSet, TemplateError, render_params
+from receiver.rules import RuleSet, TemplateError, render_rule_params
 from receiver.severity import Severity, SeverityMapper, most_severe
 from receiver.sla import add_business_time, business_day_length
 from receiver.store import IngestBatch, IngestResult, Store
@@ -104,7 +104,7 @@ class Intake:
                         continue
                     seen_incident_rules.add(rule.name)
                 try:
-                    params = render_params(rule.params, a.labels, a.annotations)
+                    params = render_rule_params(rule, a.labels, a.annotations)
                     error = None
                 except TemplateError as exc:
                     params, error = None, str(exc)

@@ -7,7 +7,7 @@ substituted values are then validated by the playbook's Params model and the all
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -21,6 +21,8 @@ from receiver.severity import Severity
 _TEMPLATE = re.compile(r"\{\{\s*(labels|annotations)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 RULE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+PLACEHOLDER = _TEMPLATE
+"""One ``{{ labels.x }}`` / ``{{ annotations.x }}`` reference (groups: source, name)."""
 
 
 class TemplateError(ValueError):
@@ -40,18 +42,22 @@ def render_params(params: Any, labels: dict[str, str], annotations: dict[str, st
     """Substitute label/annotation references in every string of ``params``."""
     if isinstance(params, str):
 
-        def sub(m: re.Match[str]) -> str:
-            source = labels if m.group(1) == "labels" else annotations
-            if m.group(2) not in source:
-                raise TemplateError(f"alert has no {m.group(1)[:-1]} {m.group(2)!r}")
-            return source[m.group(2)]
-
-        return _TEMPLATE.sub(sub, params)
+        return _TEMPLATE.sub(lambda m: placeholder_value(m, labels, annotations), params)
     if isinstance(params, dict):
         return {k: render_params(v, labels, annotations) for k, v in params.items()}
     if isinstance(params, list):
         return [render_params(v, labels, annotations) for v in params]
     return params
+
+
+def placeholder_value(
+    m: re.Match[str], labels: dict[str, str], annotations: dict[str, str]
+) -> str:
+    """The alert's value for one :data:`PLACEHOLDER` match (TemplateError when absent)."""
+    source = labels if m.group(1) == "labels" else annotations
+    if m.group(2) not in source:
+        raise TemplateError(f"alert has no {m.group(1)[:-1]} {m.group(2)!r}")
+    return source[m.group(2)]
 
 
 def _walk_strings(value: Any) -> Iterable[str]:
@@ -125,7 +131,10 @@ class HttpCheck(_Strict):
     @field_validator("url")
     @classmethod
     def _template(cls, value: str) -> str:
+        from receiver.urls import check_url_template  # deferred: receiver.urls imports rules
+
         check_template(value)
+        check_url_template(value)
         return value
 
 
@@ -138,10 +147,22 @@ class PromQLCheck(_Strict):
     interval: Duration = timedelta(seconds=5)
     timeout: Duration = timedelta(seconds=5)
 
+    @field_validator("url")
+    @classmethod
+    def _url_template(cls, value: str) -> str:
+        from receiver.urls import check_url_template  # deferred: receiver.urls imports rules
+
+        check_template(value)
+        check_url_template(value)
+        return value
+
     @field_validator("query")
     @classmethod
     def _template(cls, value: str) -> str:
+        from receiver.promql import check_query_template  # deferred: it imports rules
+
         check_template(value)
+        check_query_template(value)
         return value
 
 
@@ -185,6 +206,48 @@ class RemediationRule(MatchSpec):
         for text in _walk_strings(value):
             check_template(text)
         return value
+
+
+def render_rule_params(
+    rule: RemediationRule, labels: dict[str, str], annotations: dict[str, str]
+) -> Any:
+    """A rule's params for one alert: :func:`render_params`, where each value substituted
+    into a param that the playbook escapes (its ``template_escapes``, e.g. a regex) is
+    escaped first, so that alert data is literal text there."""
+    from playbooks import REGISTRY  # deferred: playbooks import the targets and adapters
+
+    playbook = REGISTRY.get(rule.playbook)
+    escapes = playbook.template_escapes if playbook is not None else {}
+    rendered: dict[str, Any] = {}
+    for name, value in rule.params.items():
+        escape = escapes.get(name)
+        if escape is not None and any(_TEMPLATE.search(t) for t in _walk_strings(value)):
+            value = render_params(
+                value,
+                {k: escape(v) for k, v in labels.items()},
+                {k: escape(v) for k, v in annotations.items()},
+            )
+        else:
+            value = render_params(value, labels, annotations)
+        rendered[name] = value
+    return rendered
+
+
+def params_from_alert(rule_params: Mapping[str, Any], rendered: Any) -> frozenset[str] | None:
+    """Names of the rendered params that alert data filled, or may have filled: every param
+    that is not exactly a literal value of the rule (no ``{{ }}`` reference and equal to
+    what the rule says now). A job's params are rendered when it is enqueued; comparing
+    them with the rule when the job runs also covers a rule edited in between. None when
+    ``rendered`` is not a mapping (such params are refused anyway)."""
+    if not isinstance(rendered, Mapping):
+        return None
+    return frozenset(
+        name
+        for name, value in rendered.items()
+        if name not in rule_params
+        or any(_TEMPLATE.search(t) for t in _walk_strings(rule_params[name]))
+        or rule_params[name] != value
+    )
 
 
 @dataclass(frozen=True)

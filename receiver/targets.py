@@ -14,7 +14,10 @@ playbooks' ``Params`` models so that both gates use the same patterns.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
+import re
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
@@ -158,15 +161,57 @@ class PostgresTarget(_Model):
                 )
 
 
+# Redis glob metacharacters: a pattern's literal prefix ends at the first of them.
+GLOB_SPECIALS = frozenset("*?[\\")
+# A key prefix is literal text: no glob metacharacter, no control character, bounded.
+KeyPrefix = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f*?\[\\]{1,256}$")]
+
+
+def literal_prefix(pattern: str) -> str:
+    """The characters of a Redis glob before its first ``*``, ``?``, ``[`` or ``\\``.
+
+    Every key the pattern can match starts with it (Redis compares literal characters
+    exactly, case included); an escape ends it too, so ``\\x`` has an empty prefix.
+    """
+    for i, ch in enumerate(pattern):
+        if ch in GLOB_SPECIALS:
+            return pattern[:i]
+    return pattern
+
+
 class RedisTarget(_Model):
-    """A Redis server: which dbs may be flushed, and whether FLUSHALL is allowed at all."""
+    """A Redis server: which dbs may be flushed, which key prefixes a pattern may reach, and
+    whether FLUSHALL is allowed at all.
+
+    ``key_prefixes`` (literal text, e.g. ``session:``): a pattern's literal prefix must start
+    with one of them, and every key is checked against it before it is removed. Unset: any
+    pattern, but pattern mode is then high risk (it needs approval under the default policy).
+    """
 
     url: SecretRef
     dbs: list[Annotated[int, Field(ge=0, le=1023)]] = Field(
         default_factory=lambda: [0], min_length=1
     )
+    key_prefixes: list[KeyPrefix] | None = Field(default=None, min_length=1, max_length=100)
     allow_flushall: bool = False
     socket_timeout_s: float = Field(default=5, gt=0, le=120)
+
+    def prefix_for(self, pattern: str) -> str | None:
+        """The listed key prefix that covers ``pattern`` (None when none does, or none is
+        listed)."""
+        literal = literal_prefix(pattern)
+        for prefix in self.key_prefixes or ():
+            if literal.startswith(prefix):
+                return prefix
+        return None
+
+    def check_pattern(self, pattern: str, target: str) -> None:
+        """Refuse a pattern that can reach keys outside ``key_prefixes`` (when they are set)."""
+        if self.key_prefixes is not None and self.prefix_for(pattern) is None:
+            raise TargetNotAllowed(
+                f"key pattern {show(pattern)} (literal prefix {show(literal_prefix(pattern))}) "
+                f"is not under targets.redis.{target}.key_prefixes"
+            )
 
     def check_db(self, db: int, target: str) -> None:
         if db not in self.dbs:
@@ -201,6 +246,60 @@ class BackupLocation(_Model):
         return self
 
 
+# ``host:port`` with ``*`` allowed in the host (not inside brackets) and as the whole port.
+HostGlob = Annotated[
+    str,
+    StringConstraints(pattern=r"^(\[[0-9a-fA-F:.]{2,45}\]|[a-zA-Z0-9*_.-]{1,253}):(\*|[0-9]{1,5})$"),
+]
+
+
+class HttpTargets(_Model):
+    """Hosts that diagnostic and verification checks may call over HTTP (Prometheus too).
+
+    Each entry is a ``host:port`` glob: ``*`` in the host matches within one DNS label (never
+    across a dot), a port of ``*`` matches any port, and an IPv6 host is written in brackets
+    (``[::1]:8080``). A URL without a port is matched with its scheme's (80, 443). Every hop
+    of a redirect must match too. Empty (the default): no HTTP check may call anything.
+    """
+
+    hosts: list[HostGlob] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _normal_ipv6(self) -> HttpTargets:
+        for glob in self.hosts:
+            host = glob.rpartition(":")[0]
+            if host.startswith("["):
+                try:
+                    ipaddress.IPv6Address(host[1:-1])
+                except ValueError as exc:
+                    raise ValueError(f"{glob!r}: not an IPv6 address in brackets") from exc
+        return self
+
+    def allows(self, host: str, port: int) -> bool:
+        """Whether ``host:port`` (a hostname, an IPv4 address or a bracketed IPv6 one) is
+        listed."""
+        key = f"{_normal_host(host)}:{port}"
+        return any(_host_glob(glob).fullmatch(key) for glob in self.hosts)
+
+
+def _normal_host(host: str) -> str:
+    host = host.lower()
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        except ValueError:
+            return host
+    return host
+
+
+@lru_cache(maxsize=1024)
+def _host_glob(glob: str) -> re.Pattern[str]:
+    host, _, port = glob.rpartition(":")
+    host_re = "[^.:]*".join(re.escape(part) for part in _normal_host(host).split("*"))
+    port_re = "[0-9]{1,5}" if port == "*" else re.escape(str(int(port)))
+    return re.compile(f"{host_re}:{port_re}")
+
+
 class TargetsConfig(_Model):
     """The whole allowlist. An empty config allows nothing."""
 
@@ -211,6 +310,7 @@ class TargetsConfig(_Model):
     postgres: dict[TargetName, PostgresTarget] = Field(default_factory=dict)
     redis: dict[TargetName, RedisTarget] = Field(default_factory=dict)
     backups: dict[TargetName, BackupLocation] = Field(default_factory=dict)
+    http: HttpTargets = Field(default_factory=HttpTargets)
 
     @model_validator(mode="after")
     def _backups_point_at_allowed_databases(self) -> TargetsConfig:

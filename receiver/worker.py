@@ -31,7 +31,8 @@ from receiver.config import Config
 from receiver.engine import utcnow
 from receiver.errors import PlaybookError, StoreError, TargetNotAllowed
 from receiver.incidents import ACTIVE
-from receiver.rules import RemediationRule
+from receiver.rules import RemediationRule, params_from_alert
+from receiver.secrets import redactor_for
 from receiver.store import Store, events
 from receiver.store import incidents as incident_store
 from receiver.store import jobs as job_store
@@ -62,6 +63,7 @@ class Worker:
     ) -> None:
         self.config = config
         self.store = store
+        store.redact_with(redactor_for(config))  # no secret in the events and audit it writes
         self.clock = clock
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.adapters = adapters or AdapterFactory()
@@ -95,11 +97,15 @@ class Worker:
             t.join()
 
     def chores(self) -> int:
-        """The store-driven chores besides jobs: SLA timers and diagnostics. Safe to run
-        from any number of workers at once (each step is a conditional update)."""
-        from receiver import diagnostics, timers
+        """The store-driven chores besides jobs: SLA timers, diagnostics and the audit
+        chain's periodic signed checkpoint. Safe to run from any number of workers at once
+        (each step is a conditional update; a checkpoint is a file of its own)."""
+        from receiver import audit_checkpoints, diagnostics, timers
 
-        done = timers.run_due(self.store, self.config, now=self.clock())
+        # First: a failing timer or a hanging probe must not hold up the checkpoint.
+        done = audit_checkpoints.checkpoint_if_due(self.store, self.config,
+                                                   process=f"worker {self.id}")
+        done += timers.run_due(self.store, self.config, now=self.clock())
         done += diagnostics.run_due(self.store, self.config, clock=self.clock,
                                     worker_id=self.id, adapters=self.adapters)
         return done
@@ -184,13 +190,17 @@ class Worker:
                             f"job #{job['id']} interrupted: its worker's lease ran out", {})
                 playbook = self.registry.get(job["playbook"])
                 idempotent = playbook is not None and playbook.idempotent
+                # The row is ours since the conditional interrupt above: these moves are
+                # made from exactly 'interrupted'.
                 if idempotent and job["attempts"] < max(job["max_attempts"], 1) + 2:
-                    job_store.move(tx, job["id"], "queued", now=now)
-                    self._event(tx, job, "job_requeued", "system",
-                                f"job #{job['id']} re-queued: {job['playbook']} is idempotent", {})
-                else:
-                    job_store.move(tx, job["id"], "escalated", now=now,
-                                   reason="interrupted; not safe to re-run automatically")
+                    if job_store.move(tx, job["id"], "queued", now=now,
+                                      from_states=("interrupted",)):
+                        self._event(tx, job, "job_requeued", "system",
+                                    f"job #{job['id']} re-queued: {job['playbook']} is "
+                                    "idempotent", {})
+                elif job_store.move(tx, job["id"], "escalated", now=now,
+                                    from_states=("interrupted",),
+                                    reason="interrupted; not safe to re-run automatically"):
                     self._escalate(tx, job, "interrupted while running; "
                                    f"{job['playbook']} is not idempotent, a human must check")
         if handled:
@@ -217,9 +227,9 @@ class Worker:
             bound.exception("job_crashed")
             with self.store.db.transaction() as tx:
                 incident_store.lock(tx, job["incident_id"])
-                job_store.release_locks(tx, job["id"])
                 if job_store.move(tx, job["id"], "failed", now=self.clock(), owner=self.id,
                                   reason=_msg(exc)):
+                    job_store.release_locks(tx, job["id"])
                     self._event(tx, job, "job_failed", "system",
                                 f"job #{job['id']} failed: {_msg(exc)}", {})
                     self._escalate(tx, job, f"job crashed: {_msg(exc)}")
@@ -233,7 +243,8 @@ class Worker:
             self._conclude(job, "refused", f"{missing} {job['rule']!r} is no longer configured")
             return
         ctx = PlaybookContext(targets=self.config.targets, clock=self.clock,
-                              log=log.bind(job_id=job["id"]), adapters=self.adapters)
+                              log=log.bind(job_id=job["id"]), adapters=self.adapters,
+                              from_alert=params_from_alert(rule.params, job["params"]))
         try:
             params = playbook.parse_params(job["params"])
         except ValidationError as exc:
@@ -249,7 +260,7 @@ class Worker:
             self._conclude(job, "refused", f"target not allowed: {exc}")
             return
         targets = playbook.targets(params)
-        risk = playbook.risk_for(params)
+        risk = playbook.risk_for(params, ctx)
         always = bool(getattr(playbook, "always_requires_approval", False))
 
         now = self.clock()
@@ -301,15 +312,23 @@ class Worker:
         now = self.clock()
         with self.store.db.transaction() as tx:
             incident_store.lock(tx, job["incident_id"])
-            job_store.record_targets(tx, job["id"], rule.name, targets, now)
-            tx.execute(
-                "UPDATE jobs SET plan = :plan, targets = :targets, risk = :risk,"
-                " idempotent = :idem, max_attempts = :max WHERE id = :id",
-                {"plan": tx.json(plan.as_dict()), "targets": tx.json(targets),
-                 "risk": risk.value, "idem": int(playbook.idempotent),
-                 "max": rule.on_failure.retries + 1 if rule.on_failure.action == "retry" else 1,
-                 "id": job["id"]},
+            # The point of no return: act only while this worker still holds a live lease
+            # (a sweep may have interrupted and re-queued the job while it was planned).
+            started = job_store.start(
+                tx, job["id"], self.id, now=now, until=now + self.lease,
+                fields={"plan": plan.as_dict(), "targets": targets, "risk": risk.value,
+                        "idempotent": int(playbook.idempotent),
+                        "max_attempts": rule.on_failure.retries + 1
+                        if rule.on_failure.action == "retry" else 1},
             )
+            if started is None:
+                current = job_store.get(tx, job["id"])
+                if current is None or current["state"] != "running":
+                    job_store.release_locks(tx, job["id"])
+                log.warning("job_lease_lost", job_id=job["id"], worker=self.id,
+                            state=current["state"] if current else None)
+                return
+            job_store.record_targets(tx, job["id"], rule.name, targets, now)
             self._event(tx, job, "job_started", "system",
                         f"job #{job['id']} running {playbook.name}: {plan.summary}",
                         {"plan": plan.as_dict(), "targets": targets}, at=now)
@@ -337,7 +356,8 @@ class Worker:
             ok = ok and own.ok
         if ok:
             labels = self._alert_labels(job)
-            for c in run_checks(rule.verify, labels, lambda: self._resolved(job), self.sleep):
+            for c in run_checks(rule.verify, labels, lambda: self._resolved(job), self.sleep,
+                                hosts=self.config.targets.http):
                 checks.append(c.as_dict())
                 ok = ok and c.ok
         self._finish(job, rule, result, checks, ok)
@@ -353,10 +373,9 @@ class Worker:
                                            until=now + self.lease)
             if busy:
                 delay = LOCK_RETRY * (1 + random.random())  # noqa: S311 - jitter, not security
-                job_store.move(tx, job["id"], "queued", now=now, owner=self.id,
-                               not_before=now + delay)
-                tx.execute("UPDATE jobs SET attempts = attempts - 1 WHERE id = :id",
-                           {"id": job["id"]})
+                if not job_store.move(tx, job["id"], "queued", now=now, owner=self.id,
+                                      not_before=now + delay, attempts=job["attempts"] - 1):
+                    return False  # the lease was lost meanwhile: the job is not ours to move
                 if job["not_before"] is None:  # said once, not at every retry
                     holder = tx.fetchone("SELECT job_id FROM target_locks WHERE target = :t",
                                          {"t": busy[0]})
@@ -406,19 +425,18 @@ class Worker:
         payload = {**result.as_dict(), "verification": checks}
         if not ok:
             failed = next((c for c in checks if not c["ok"]), {"summary": "verification failed"})
-            with self.store.db.transaction() as tx:
-                self._event(tx, job, "verification_failed", "system",
-                            f"job #{job['id']} verification failed: {failed['summary']}",
-                            {"checks": checks})
             self._fail(job, rule, f"verification failed: {failed['summary']}", result=result,
-                       payload=payload)
+                       payload=payload,
+                       first=("verification_failed",
+                              f"job #{job['id']} verification failed: {failed['summary']}",
+                              {"checks": checks}))
             return
         with self.store.db.transaction() as tx:
             incident_store.lock(tx, job["incident_id"])
-            job_store.release_locks(tx, job["id"])
             if not job_store.move(tx, job["id"], "succeeded", now=now, owner=self.id,
                                   result=payload):
                 return
+            job_store.release_locks(tx, job["id"])
             if checks:
                 self._event(tx, job, "verification_passed", "system",
                             f"job #{job['id']} verified: "
@@ -433,14 +451,16 @@ class Worker:
 
     def _fail(self, job: Row, rule: RemediationRule, why: str, *,
               result: RunResult | None = None, targets: list[str] | None = None,
-              payload: dict[str, Any] | None = None) -> None:
+              payload: dict[str, Any] | None = None,
+              first: tuple[str, str, dict[str, Any]] | None = None) -> None:
+        """Conclude a failed attempt (retry, fail, next rule, escalate), only while this worker
+        still owns the job; ``first`` is an event recorded just before, on the same terms."""
         now = self.clock()
         on = rule.on_failure
         nxt = self.config.rule(on.next_rule) if on.action == "next" and on.next_rule else None
         next_params = self._params_for(job, nxt) if nxt is not None else {}
         with self.store.db.transaction() as tx:
             incident_store.lock(tx, job["incident_id"])
-            job_store.release_locks(tx, job["id"])
             fields: dict[str, Any] = {"reason": why[:1000]}
             if payload is not None or result is not None:
                 fields["result"] = payload or (result.as_dict() if result else None)
@@ -452,12 +472,18 @@ class Worker:
                 moved = job_store.move(tx, job["id"], "queued", now=now, owner=self.id,
                                        not_before=now + delay, **fields)
                 if moved:
+                    job_store.release_locks(tx, job["id"])
+                    if first is not None:
+                        self._event(tx, job, first[0], "system", first[1], first[2])
                     self._event(tx, job, "job_retry_scheduled", "system",
                                 f"job #{job['id']} failed ({why}); retry {job['attempts']}/"
                                 f"{on.retries} in {int(delay.total_seconds())}s", {"error": why})
                 return
             if not job_store.move(tx, job["id"], "failed", now=now, owner=self.id, **fields):
                 return
+            job_store.release_locks(tx, job["id"])
+            if first is not None:
+                self._event(tx, job, first[0], "system", first[1], first[2])
             self._event(tx, job, "job_failed", "system", f"job #{job['id']} failed: {why}",
                         {"error": why})
             self._maybe_trip_breaker(tx, job, rule, now)
@@ -475,11 +501,11 @@ class Worker:
             self._escalate(tx, job, f"remediation failed: {why}")
 
     def _params_for(self, job: Row, rule: RemediationRule) -> dict[str, Any]:
-        from receiver.rules import TemplateError, render_params
+        from receiver.rules import TemplateError, render_rule_params
 
         labels, annotations = self._alert_labels(job), self._alert_annotations(job)
         try:
-            params: dict[str, Any] = render_params(rule.params, labels, annotations)
+            params: dict[str, Any] = render_rule_params(rule, labels, annotations)
         except TemplateError:
             params = dict(rule.params)  # the follow-up job is then refused with the reason
         return params
@@ -490,11 +516,13 @@ class Worker:
         need approval until someone resets it."""
         cb = rule.guards.circuit_breaker
         failures = job_store.failures_since(tx, rule.name, now - cb.window)
-        name = guards.breaker(rule.name)
-        current = job_store.get_control(tx, name)
-        if failures >= cb.failures and (current is None or current["value"] != "open"):
-            reason = f"{failures} failures within {cb.window}"
-            job_store.set_control(tx, name, "open", reason=reason, actor="system", now=now)
+        if failures < cb.failures:
+            return
+        reason = f"{failures} failures within {cb.window}"
+        # One conditional upsert: of several workers failing jobs of this rule at once, the
+        # one that opens the breaker says so.
+        if job_store.set_control_unless(tx, guards.breaker(rule.name), "open", reason=reason,
+                                        actor="system", now=now):
             self._event(tx, job, "circuit_opened", "system",
                         f"circuit breaker opened for rule {rule.name}: {reason}; further "
                         "jobs of this rule need approval until it is reset",

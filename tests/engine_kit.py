@@ -38,7 +38,7 @@ class FakePlaybook(Playbook[FakeParams]):
     block: threading.Event | None = None
     started: threading.Event = field(default_factory=threading.Event)
 
-    def risk_for(self, params: FakeParams) -> Risk:
+    def risk_for(self, params: FakeParams, ctx: PlaybookContext) -> Risk:
         return Risk(params.risk)
 
     def targets(self, params: FakeParams) -> list[str]:

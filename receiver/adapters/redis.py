@@ -3,12 +3,16 @@
 One adapter talks to one logical db, whatever db the target's URL names. Errors: connection
 failures and timeouts raise :class:`AdapterError`; a refused command (e.g. a renamed FLUSHALL)
 raises :class:`PlaybookError`.
+
+Counting and unlinking by pattern never trust SCAN MATCH alone: each key SCAN returns must
+start with the pattern's literal prefix (and with one of ``key_prefixes`` when given), or it is
+left alone and counted as ``skipped``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +23,7 @@ import redis.exceptions
 from receiver.adapters.base import ClosingAdapter
 from receiver.errors import AdapterError, PlaybookError
 from receiver.secrets import Secret
+from receiver.targets import literal_prefix
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,26 @@ class UnlinkResult:
     unlinked: int
     batches: int
     truncated: bool
+    skipped: int = 0
+    """Keys SCAN returned that are outside the literal prefix or ``key_prefixes``: kept."""
+
+
+def key_filter(
+    pattern: str, key_prefixes: Sequence[str] | None
+) -> Callable[[bytes | str], bool]:
+    """Whether a key (as Redis returns it) starts with ``pattern``'s literal prefix and, when
+    ``key_prefixes`` is given, with one of them."""
+    literal = literal_prefix(pattern).encode("utf-8")
+    allowed = tuple(p.encode("utf-8") for p in key_prefixes) if key_prefixes is not None else None
+
+    def keep(key: bytes | str) -> bool:
+        if isinstance(key, str):
+            key = key.encode("utf-8", "surrogateescape")
+        if not key.startswith(literal):
+            return False
+        return allowed is None or key.startswith(allowed)
+
+    return keep
 
 
 class RedisAdapter(ClosingAdapter):
@@ -106,24 +131,41 @@ class RedisAdapter(ClosingAdapter):
                 sizes[int(name[2:])] = int(stats.get("keys", 0))
         return sizes
 
-    def count_matching(self, pattern: str, *, batch: int, limit: int) -> tuple[int, bool]:
-        """Keys matching ``pattern`` seen by a SCAN, stopping at ``limit``: (count, truncated)."""
+    def count_matching(
+        self, pattern: str, *, batch: int, limit: int, key_prefixes: Sequence[str] | None = None
+    ) -> tuple[int, bool]:
+        """Keys matching ``pattern`` (and :func:`key_filter`) seen by a SCAN, stopping at
+        ``limit``: (count, truncated)."""
+        keep = key_filter(pattern, key_prefixes)
         count = 0
         with self._errors(f"scan for {pattern!r}"):
-            for _ in self._redis().scan_iter(match=pattern, count=batch):
+            for key in self._redis().scan_iter(match=pattern, count=batch):
+                if not keep(key):
+                    continue
                 count += 1
                 if count >= limit:
                     return count, True
         return count, False
 
-    def unlink_matching(self, pattern: str, *, batch: int, max_keys: int) -> UnlinkResult:
-        """SCAN for ``pattern`` and UNLINK what it finds, ``batch`` keys at a time."""
+    def unlink_matching(
+        self,
+        pattern: str,
+        *,
+        batch: int,
+        max_keys: int,
+        key_prefixes: Sequence[str] | None = None,
+    ) -> UnlinkResult:
+        """SCAN for ``pattern`` and UNLINK what it finds, ``batch`` keys at a time; a key
+        that :func:`key_filter` refuses is never unlinked."""
+        keep = key_filter(pattern, key_prefixes)
         client = self._redis()
-        matched = unlinked = batches = 0
+        matched = unlinked = batches = skipped = 0
         cursor = 0
         with self._errors(f"unlink keys matching {pattern!r}"):
             while True:
-                cursor, keys = client.scan(cursor=cursor, match=pattern, count=batch)
+                cursor, found = client.scan(cursor=cursor, match=pattern, count=batch)
+                keys = [key for key in found if keep(key)]
+                skipped += len(found) - len(keys)
                 taken = keys[: max_keys - matched]
                 if taken:
                     matched += len(taken)
@@ -131,9 +173,11 @@ class RedisAdapter(ClosingAdapter):
                     batches += 1
                 if matched >= max_keys:
                     left = cursor != 0 or len(taken) < len(keys)
-                    return UnlinkResult(matched, unlinked, batches, truncated=left)
+                    return UnlinkResult(matched, unlinked, batches, truncated=left,
+                                        skipped=skipped)
                 if cursor == 0:
-                    return UnlinkResult(matched, unlinked, batches, truncated=False)
+                    return UnlinkResult(matched, unlinked, batches, truncated=False,
+                                        skipped=skipped)
 
     def _call(self, *command: str) -> Any:
         return self._redis().execute_command(*command)

@@ -18,26 +18,67 @@ def _check_params(config: Config, match: Any) -> str:
     """Validate a rule's rendered params and the allowlist, as the worker will (read-only)."""
     if match.params is None:
         return "refused: " + (match.error or "params could not be rendered")
-    from playbooks import load_registry
-    from playbooks.base import PlaybookContext
-    from receiver.errors import AdapterError, TargetNotAllowed
+    rule = config.rule(match.rule)
+    return check_rule_params(config, match.playbook, match.params,
+                             rule.params if rule is not None else {},
+                             approval=match.approval)
 
-    playbook = load_registry().get(match.playbook)
+
+def check_rule_params(config: Config, playbook_name: str, params_raw: dict[str, Any],
+                      rule_params: dict[str, Any], *, approval: str = "risk") -> str:
+    """Params model, allowlist and risk of one call, knowing which params alert data filled
+    (those that differ from the rule's literal values); no side effects."""
+    from playbooks import load_registry
+    from playbooks.base import PlaybookContext, Risk
+    from receiver.errors import AdapterError, TargetNotAllowed
+    from receiver.rules import params_from_alert
+
+    playbook = load_registry().get(playbook_name)
     if playbook is None:
-        return f"refused: unknown playbook {match.playbook}"
+        return f"refused: unknown playbook {playbook_name}"
     try:
-        params = playbook.parse_params(match.params)
+        params = playbook.parse_params(params_raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         return f"refused: invalid params: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    ctx = PlaybookContext(targets=config.targets,
+                          from_alert=params_from_alert(rule_params, params_raw))
     try:
-        playbook.check_allowed(params, PlaybookContext(targets=config.targets))
+        playbook.check_allowed(params, ctx)
     except TargetNotAllowed as exc:
         return f"refused: target not allowed: {exc}"
     except AdapterError as exc:
         return f"allowlist check needs the live system: {exc}"
-    risk = playbook.risk_for(params).value
-    return f"allowed; targets {', '.join(playbook.targets(params))}; risk {risk}"
+    risk = playbook.risk_for(params, ctx)
+    text = f"allowed; targets {', '.join(playbook.targets(params))}; risk {risk.value}"
+    note = playbook.risk_note(params, ctx)
+    if playbook.always_requires_approval:
+        text += "; needs approval (always, for this playbook)"
+    elif approval == "required":
+        text += "; needs approval (the rule requires it)"
+    elif risk is Risk.HIGH and approval == "risk":
+        text += "; needs approval" + (f" ({note})" if note else " (high risk)")
+    elif risk is Risk.HIGH:
+        text += ("; high risk" + (f" ({note})" if note else "")
+                 + ", runs without approval (approval: auto)")
+    return text
+
+
+def review_rules(config: Config) -> list[str]:
+    """One line per rule whose params are all literal: what a job of it would be allowed to
+    do and whether it waits for approval (templated params are checked per alert)."""
+    from receiver.rules import params_from_alert
+
+    lines = []
+    for rule in config.rules:
+        if params_from_alert(rule.params, rule.params):
+            lines.append(f"rule {rule.name} -> {rule.playbook}: params from alert data, "
+                         "checked for each alert (see simulate)")
+            continue
+        check = check_rule_params(config, rule.playbook, dict(rule.params), rule.params,
+                                  approval=rule.approval.mode)
+        lines.append(f"rule {rule.name} -> {rule.playbook}: {check}")
+    return lines
 
 
 @click.command()

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from playbooks import REGISTRY, load_registry
-from playbooks.base import Playbook, Risk
+from playbooks.base import Playbook, PlaybookContext, Risk
 from playbooks.flush_cache import FlushCacheParams
 from playbooks.kill_query import KillQueryParams, select_backends, truncate
 from playbooks.restart_container import RestartContainer, RestartContainerParams
@@ -19,6 +19,7 @@ from playbooks.restore_database import RestoreDatabaseParams
 from playbooks.scale_service import ScaleService, ScaleServiceParams, desired_replicas
 from receiver.adapters.postgres import Backend
 from receiver.errors import TargetNotAllowed
+from receiver.targets import TargetsConfig
 from tests.playbooks.conftest import PG_DSN_ENV, REDIS_URL_ENV, make_ctx, make_targets
 
 HOSTILE = ["$(reboot)", "web1; rm -rf /", "../../etc", "a" * 10_240, "web1\n", "-rf", "`id`", ""]
@@ -258,12 +259,23 @@ def test_redis_patterns_are_validated(pattern: str) -> None:
         FlushCacheParams(target="cache", pattern=pattern)
 
 
-def test_flush_risk_depends_on_mode() -> None:
-    """Pattern mode is low risk; db and all are high."""
+def test_flush_risk_depends_on_mode_and_key_prefixes() -> None:
+    """Pattern mode is low risk only under the target's key_prefixes; db and all are high."""
     flush = REGISTRY["flush_cache"]
-    assert flush.risk_for(flush.parse_params({"target": "c", "pattern": "s:*"})) is Risk.LOW
-    assert flush.risk_for(flush.parse_params({"target": "c", "mode": "db"})) is Risk.HIGH
-    assert flush.risk_for(flush.parse_params({"target": "c", "mode": "all"})) is Risk.HIGH
+    cache = {"url": f"env:{REDIS_URL_ENV}", "key_prefixes": ["s:"]}
+    ctx = PlaybookContext(targets=TargetsConfig.model_validate({"redis": {"c": cache}}))
+    bare = PlaybookContext(
+        targets=TargetsConfig.model_validate({"redis": {"c": {"url": f"env:{REDIS_URL_ENV}"}}})
+    )
+
+    def risk(raw: dict[str, object], on: PlaybookContext = ctx) -> Risk:
+        return flush.risk_for(flush.parse_params(raw), on)
+
+    assert risk({"target": "c", "pattern": "s:*"}) is Risk.LOW
+    assert risk({"target": "c", "pattern": "t:*"}) is Risk.HIGH
+    assert risk({"target": "c", "pattern": "s:*"}, bare) is Risk.HIGH
+    assert risk({"target": "c", "mode": "db"}) is Risk.HIGH
+    assert risk({"target": "c", "mode": "all"}) is Risk.HIGH
 
 
 def test_registry_declares_every_playbook() -> None:
