@@ -16,10 +16,11 @@ from receiver.engine import Intake, utcnow
 from receiver.metrics import Metrics
 from receiver.store import Store, open_store
 from receiver.tokens import secret_key
-from receiver.web import api, ops, pages, webhook
+from receiver.web import api, openapi, ops, pages, webhook
 from receiver.web.auth import Authenticator
 from receiver.web.errors import register_error_handlers
 from receiver.web.operators import csrf_token
+from receiver.web.requests import IdConverter
 from receiver.web.services import Services
 
 log = structlog.get_logger(__name__)
@@ -109,7 +110,9 @@ def create_app(
     )
     register_error_handlers(app)
     app.after_request(_security_headers)
+    app.url_map.converters["id"] = IdConverter
     app.register_blueprint(webhook.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)

@@ -1,7 +1,10 @@
 """After a playbook runs: did it work? HTTP check, PromQL query, or the alert resolving.
 
 Each configured check polls until it passes or its ``within`` runs out; all configured
-checks must pass. A check's URL and query may use ``{{ labels.x }}`` like rule params.
+checks must pass. A check's URL and query may use ``{{ labels.x }}`` like rule params: URLs
+are built by :func:`receiver.urls.build_url` (the host:port, and every redirect hop, must be in
+``targets.http.hosts``) and queries by :func:`receiver.promql.render_query`. A check that
+either refuses is a failed check with ``refused`` in its detail, never a pass.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from typing import Any
 
 from receiver.adapters.http import HttpAdapter
 from receiver.adapters.prometheus import PrometheusAdapter
-from receiver.errors import AdapterError
-from receiver.rules import HttpCheck, PromQLCheck, ResolvedCheck, Verification, render_params
+from receiver.errors import AdapterError, TargetNotAllowed
+from receiver.promql import render_query
+from receiver.rules import HttpCheck, PromQLCheck, ResolvedCheck, Verification
+from receiver.urls import HostAllowlist, build_url
 
 
 @dataclass
@@ -41,21 +46,37 @@ def _poll(
     while True:
         n += 1
         ok, summary, detail = attempt()
-        if ok or time.monotonic() + interval > deadline:
+        if ok or "refused" in detail or time.monotonic() + interval > deadline:
             return ok, summary, detail, n
         sleep(interval)
 
 
+def _refused(check: str, reason: str, detail: dict[str, Any]) -> CheckResult:
+    return CheckResult(check, False, f"refused: {reason}", 0, {**detail, "refused": reason})
+
+
 def http_check(
-    spec: HttpCheck, labels: dict[str, str], sleep: Callable[[float], None]
+    spec: HttpCheck,
+    labels: dict[str, str],
+    sleep: Callable[[float], None],
+    *,
+    hosts: HostAllowlist,
 ) -> CheckResult:
-    url = render_params(spec.url, labels, {})
-    adapter = HttpAdapter(spec.timeout.total_seconds())
+    try:
+        url = build_url(spec.url, labels, {}, hosts)
+    except (TargetNotAllowed, ValueError) as exc:  # TemplateError is a ValueError
+        return _refused("http", str(exc), {"url_template": spec.url})
+    adapter = HttpAdapter(spec.timeout.total_seconds(), hosts=hosts)
 
     def attempt() -> tuple[bool, str, dict[str, Any]]:
         r = adapter.get(url)
-        detail = {"url": url, "status": r.status, "latency_ms": round(r.latency_ms, 1),
-                  "error": r.error}
+        detail: dict[str, Any] = {"url": url, "status": r.status,
+                                  "latency_ms": round(r.latency_ms, 1), "error": r.error}
+        if r.redirects:
+            detail["redirects"] = list(r.redirects)
+        if r.refused is not None:
+            detail["refused"] = r.refused
+            return False, f"GET {url} refused: {r.refused}", detail
         if r.status == spec.expect_status:
             return True, f"GET {url} -> {r.status}", detail
         return False, f"GET {url} -> {r.status or r.error} (want {spec.expect_status})", detail
@@ -66,14 +87,25 @@ def http_check(
 
 
 def promql_check(
-    spec: PromQLCheck, labels: dict[str, str], sleep: Callable[[float], None]
+    spec: PromQLCheck,
+    labels: dict[str, str],
+    sleep: Callable[[float], None],
+    *,
+    hosts: HostAllowlist,
 ) -> CheckResult:
-    query = render_params(spec.query, labels, {})
-    adapter = PrometheusAdapter(spec.url, spec.timeout.total_seconds())
+    try:
+        base = build_url(spec.url, labels, {}, hosts)
+        query = render_query(spec.query, labels, {})
+    except (TargetNotAllowed, ValueError) as exc:  # TemplateError is a ValueError
+        return _refused("promql", str(exc), {"url_template": spec.url,
+                                             "query_template": spec.query})
+    adapter = PrometheusAdapter(base, spec.timeout.total_seconds(), hosts=hosts)
 
     def attempt() -> tuple[bool, str, dict[str, Any]]:
         try:
             samples = adapter.query(query)
+        except TargetNotAllowed as exc:
+            return False, f"refused: {exc}", {"query": query, "refused": str(exc)}
         except AdapterError as exc:
             return False, str(exc), {"query": query}
         values = [s.value for s in samples]
@@ -111,12 +143,16 @@ def run_checks(
     labels: dict[str, str],
     is_resolved: Callable[[], bool],
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    hosts: HostAllowlist,
 ) -> list[CheckResult]:
+    """Every configured check of ``spec``; ``hosts`` is ``targets.http``, the hosts that the
+    HTTP and PromQL checks may call."""
     out = []
     if spec.http is not None:
-        out.append(http_check(spec.http, labels, sleep))
+        out.append(http_check(spec.http, labels, sleep, hosts=hosts))
     if spec.promql is not None:
-        out.append(promql_check(spec.promql, labels, sleep))
+        out.append(promql_check(spec.promql, labels, sleep, hosts=hosts))
     if spec.alert_resolved is not None:
         out.append(resolved_check(spec.alert_resolved, is_resolved, sleep))
     return out

@@ -179,7 +179,12 @@ def pg_dsn_with_password(password: str) -> str:
 # -- helpers --------------------------------------------------------------------------------------
 
 
+LOOPBACK_HOSTS = {"hosts": ["127.0.0.1:*"]}
+"""targets.http for the local servers of these tests (every port of 127.0.0.1)."""
+
+
 def make_kit(store: Store, clock: Clock, checks: list[dict[str, Any]], **cfg: Any) -> Kit:
+    cfg["targets"] = {"http": LOOPBACK_HOSTS, **cfg.get("targets", {})}
     return Kit(store, clock, [], diagnostics={"checks": checks, **cfg.pop("diag", {})}, **cfg)
 
 

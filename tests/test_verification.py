@@ -7,6 +7,7 @@ from typing import Any
 
 from receiver.rules import HttpCheck, PromQLCheck
 from receiver.store import Store
+from receiver.targets import HttpTargets
 from receiver.verification import http_check, promql_check
 from tests.conftest import Clock
 from tests.engine_kit import Kit, rule
@@ -15,12 +16,15 @@ from tests.support import free_port
 from tests.test_diagnostics import LocalHttp, http, prometheus  # noqa: F401 - fixtures
 
 NO_SLEEP = lambda _s: None  # noqa: E731 - a test clock that does not wait
+LOOPBACK = HttpTargets(hosts=["127.0.0.1:*"])
 
 
 def test_http_check_passes_on_the_expected_status(http: LocalHttp) -> None:  # noqa: F811
     """200 from a real local server passes; 503 from /ready fails with the status named."""
-    ok = http_check(HttpCheck(url=f"{http.url}/health", within="0s"), {}, NO_SLEEP)
-    bad = http_check(HttpCheck(url=f"{http.url}/ready", within="0s"), {}, NO_SLEEP)
+    ok = http_check(HttpCheck(url=f"{http.url}/health", within="0s"), {}, NO_SLEEP,
+                    hosts=LOOPBACK)
+    bad = http_check(HttpCheck(url=f"{http.url}/ready", within="0s"), {}, NO_SLEEP,
+                     hosts=LOOPBACK)
     assert ok.ok and "200" in ok.summary
     assert not bad.ok and "503" in bad.summary and "want 200" in bad.summary
 
@@ -29,7 +33,7 @@ def test_http_check_renders_labels_and_reports_connection_errors() -> None:
     """A closed port fails with the error; the URL was rendered from the alert's labels."""
     port = free_port()
     r = http_check(HttpCheck(url="http://127.0.0.1:{{ labels.port }}/x", within="0s"),
-                   {"port": str(port)}, NO_SLEEP)
+                   {"port": str(port)}, NO_SLEEP, hosts=LOOPBACK)
     assert not r.ok and r.detail["url"] == f"http://127.0.0.1:{port}/x"
     assert r.detail["error"]
 
@@ -39,7 +43,7 @@ def test_promql_expectations_against_a_real_prometheus(prometheus: str) -> None:
     def check(query: str, expect: str, threshold: float | None = None) -> Any:
         spec = PromQLCheck(url=prometheus, query=query, expect=expect, threshold=threshold,
                            within="0s")
-        return promql_check(spec, {}, NO_SLEEP)
+        return promql_check(spec, {}, NO_SLEEP, hosts=LOOPBACK)
 
     assert check('up{job="self"}', "non_empty").ok
     assert check('up{job="self"} == 2', "empty").ok
@@ -61,7 +65,7 @@ def test_worker_verifies_with_promql_and_fails_when_it_does_not_hold(
     bad = rule("bad", guards={"cooldown": "0s"},
                verify={"promql": {"url": prometheus, "within": "0s",
                                   "query": 'up{job="self"} == 0', "expect": "non_empty"}})
-    kit = Kit(store, clock, [good, bad])
+    kit = Kit(store, clock, [good, bad], targets={"http": {"hosts": ["127.0.0.1:*"]}})
     inc = kit.fire(make_notification([make_alert(labels={"container": "web1"})])).incident_id
     kit.drain()
     states = {j["rule"]: j["state"] for j in kit.jobs()}

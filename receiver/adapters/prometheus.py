@@ -1,15 +1,24 @@
-"""Instant PromQL queries against a Prometheus HTTP API."""
+"""Instant PromQL queries against a Prometheus HTTP API.
+
+The base URL is called like any HTTP check (:func:`receiver.adapters.http.fetch`): its host
+and every redirect hop must be in ``targets.http.hosts``. Queries are rendered from alerts
+by :func:`receiver.promql.render_query`, never here.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from receiver.adapters.http import fetch
 from receiver.errors import AdapterError
+from receiver.urls import HostAllowlist
+
+MAX_ANSWER = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -19,25 +28,32 @@ class Sample:
 
 
 class PrometheusAdapter:
-    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 5.0, *, hosts: HostAllowlist) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise AdapterError("the Prometheus URL must be http:// or https://")
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.hosts = hosts
 
     def query(self, promql: str) -> list[Sample]:
+        """The instant vector (or scalar) of ``promql``; TargetNotAllowed when the URL or a
+        redirect is outside the allowlist, AdapterError when Prometheus cannot answer."""
         url = f"{self.base_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:  # noqa: S310 - scheme checked in __init__
-                payload: dict[str, Any] = json.loads(resp.read(4 * 1024 * 1024))
-        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+            resp = fetch(url, self.hosts, timeout_s=self.timeout_s, max_body=MAX_ANSWER)
+            payload: dict[str, Any] = json.loads(resp.body)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             raise AdapterError(f"Prometheus query failed: {exc}") from exc
-        if payload.get("status") != "success":
-            raise AdapterError(f"Prometheus error: {payload.get('error', 'unknown')}")
+        if not isinstance(payload, dict) or payload.get("status") != "success":
+            error = payload.get("error", "unknown") if isinstance(payload, dict) else "unknown"
+            raise AdapterError(f"Prometheus error: {error}")
         data = payload.get("data", {})
         kind, result = data.get("resultType"), data.get("result", [])
-        if kind == "vector":
-            return [Sample(r.get("metric", {}), float(r["value"][1])) for r in result]
-        if kind == "scalar":
-            return [Sample({}, float(result[1]))]
+        try:
+            if kind == "vector":
+                return [Sample(r.get("metric", {}), float(r["value"][1])) for r in result]
+            if kind == "scalar":
+                return [Sample({}, float(result[1]))]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise AdapterError(f"Prometheus answered an unexpected shape: {exc}") from exc
         raise AdapterError(f"unsupported result type {kind!r}; use an instant vector")

@@ -5,7 +5,7 @@ A bad file is refused at start with the path to each bad field
 
 The models of each section live beside this module, one module per section or pair of
 sections (``server``, ``incidents``, ``windows``, ``remediation``, ``people``,
-``notifications``, ``diagnostics``); every one of them is importable from here.
+``notifications``, ``diagnostics``, ``audit``); every one of them is importable from here.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from receiver.config.audit import AuditConfig, CheckpointSink, SyslogSink, WebhookSink
 from receiver.config.diagnostics import (
     PROBE_KINDS,
     DiagnosticCheck,
@@ -25,6 +26,7 @@ from receiver.config.diagnostics import (
     PostgresProbe,
     PrometheusProbe,
     RedisProbe,
+    http_host_problems,
 )
 from receiver.config.incidents import EscalationLevel, IncidentKeyConfig, IncidentsConfig, SlaConfig
 from receiver.config.notifications import (
@@ -45,10 +47,12 @@ from receiver.targets import TargetsConfig
 
 __all__ = [
     "ApiToken",
+    "AuditConfig",
     "AuthConfig",
     "BasicAuth",
     "BusinessHours",
     "ChannelName",
+    "CheckpointSink",
     "Config",
     "DiagnosticCheck",
     "DiagnosticsConfig",
@@ -72,8 +76,10 @@ __all__ = [
     "ServerConfig",
     "SlaConfig",
     "StoreConfig",
+    "SyslogSink",
     "TrustedProxy",
     "UserName",
+    "WebhookSink",
     "Weekday",
     "format_loc",
     "load_config",
@@ -97,6 +103,7 @@ class Config(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @model_validator(mode="after")
     def _rule_names(self) -> Config:
@@ -153,6 +160,9 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     except ValidationError as exc:
         raise ConfigError(source, problems_of(exc)) from exc
     _check_rule_playbooks(config, source)
+    hosts = http_host_problems(config.rules, config.diagnostics, config.targets.http)
+    if hosts:
+        raise ConfigError(source, hosts)
     return config
 
 

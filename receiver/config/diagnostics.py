@@ -1,5 +1,10 @@
 """The ``diagnostics`` section: read-only checks, each with exactly one probe whose fields may
-use ``{{ labels.x }}`` / ``{{ annotations.x }}``."""
+use ``{{ labels.x }}`` / ``{{ annotations.x }}``.
+
+URLs may take a value only as the host or host:port, or percent-encoded in the path or query
+(:mod:`receiver.urls`); PromQL only inside a quoted matcher value (:mod:`receiver.promql`).
+A literal host that ``targets.http.hosts`` does not list is refused when the config loads
+(:func:`http_host_problems`)."""
 
 from __future__ import annotations
 
@@ -11,7 +16,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from receiver.config.section import Section
 from receiver.durations import Duration
 from receiver.matchers import MatchSpec
-from receiver.rules import check_template
+from receiver.promql import check_query_template
+from receiver.rules import RemediationRule, check_template
+from receiver.targets import HttpTargets
+from receiver.urls import check_url_template, literal_host_refusal
 
 
 def _labels_only(value: str) -> str:
@@ -19,11 +27,23 @@ def _labels_only(value: str) -> str:
     return value
 
 
+def _url_template(value: str) -> str:
+    check_template(value)
+    check_url_template(value)
+    return value
+
+
+def _query_template(value: str) -> str:
+    check_template(value)
+    check_query_template(value)
+    return value
+
+
 _Templated = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_labels_only)]
 _TemplatedUrl = Annotated[
-    str, Field(pattern=r"^https?://", max_length=2048), AfterValidator(_labels_only)
+    str, Field(pattern=r"^https?://", max_length=2048), AfterValidator(_url_template)
 ]
-_PromQL = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_labels_only)]
+_PromQL = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_query_template)]
 
 
 class HttpProbe(Section):
@@ -115,3 +135,27 @@ class DiagnosticsConfig(Section):
         if dupes:
             raise ValueError(f"duplicate diagnostic check name(s): {', '.join(dupes)}")
         return self
+
+
+def http_host_problems(
+    rules: list[RemediationRule], diagnostics: DiagnosticsConfig, hosts: HttpTargets
+) -> list[tuple[str, str]]:
+    """``(field path, reason)`` for each literal check URL (verification or diagnostics) whose
+    host:port is not in ``targets.http.hosts``; templated hosts are checked per alert."""
+    urls: list[tuple[str, str]] = []
+    for i, rule in enumerate(rules):
+        if rule.verify.http is not None:
+            urls.append((f"rules[{i}].verify.http.url", rule.verify.http.url))
+        if rule.verify.promql is not None:
+            urls.append((f"rules[{i}].verify.promql.url", rule.verify.promql.url))
+    for i, check in enumerate(diagnostics.checks):
+        if check.http is not None:
+            urls.append((f"diagnostics.checks[{i}].http.url", check.http.url))
+        if check.prometheus is not None:
+            urls.append((f"diagnostics.checks[{i}].prometheus.url", check.prometheus.url))
+    problems = []
+    for path, url in urls:
+        reason = literal_host_refusal(url, hosts)
+        if reason is not None:
+            problems.append((path, reason))
+    return problems

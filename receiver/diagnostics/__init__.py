@@ -17,9 +17,10 @@ Every check is read-only and goes through an adapter:
 
 A check ends ``ok``, ``failed`` (it answered, and the answer is bad), ``error`` (it could not
 ask), ``timeout`` (cut off at its timeout) or ``refused`` (the targets allowlist, or a value
-rendered from alert labels, refused it). A check's failure never fails the others or the
-incident. Evidence is redacted (URL credentials, secret-named keys, bearer tokens, and the
-configured DSNs, URLs and passwords themselves) and capped at ``max_evidence_bytes``.
+rendered from alert labels, refused it; an HTTP or Prometheus URL, and every redirect hop,
+must be in ``targets.http.hosts``, see :mod:`receiver.urls`). A check's failure never fails
+the others or the incident. Evidence is redacted (URL credentials, secret-named keys, bearer
+tokens, and every configured secret) and capped at ``max_evidence_bytes``.
 
 This package holds the request lifecycle (claim, run, store, timeline) and the public surface;
 ``runner`` picks the checks that apply and runs them in parallel, ``probes`` holds the five
@@ -39,8 +40,9 @@ from receiver.adapters import AdapterFactory
 from receiver.config import Config, DiagnosticsConfig
 from receiver.diagnostics.findings import OUTCOMES, CheckResult, Finding, Outcome
 from receiver.diagnostics.probes import ProbeEnv
-from receiver.diagnostics.redaction import cap, clean, sanitize, secret_strings
+from receiver.diagnostics.redaction import cap, clean, sanitize
 from receiver.diagnostics.runner import ADAPTER_GRACE_S, MAX_INSTANCES, Planned, plan, run_checks
+from receiver.secrets import redactor_for
 from receiver.store import Store, events
 from receiver.store import evidence as evidence_store
 from receiver.store.db import Row
@@ -171,13 +173,13 @@ def _run_request(
     crash: str | None = None
     if alerts is not None and cfg.checks:
         try:
-            planned, results = plan(cfg, alerts, clock=clock)
+            planned, results = plan(cfg, alerts, clock=clock, targets=config.targets)
             env = ProbeEnv(config.targets, adapters)
             results += run_checks(planned, env, parallelism=cfg.parallelism, clock=clock)
         except Exception as exc:  # noqa: BLE001 - a bug here must not leave the request leased
             bound.exception("diagnostics_crashed")
             crash = f"{type(exc).__name__}: {exc}"[:300]
-    secrets = secret_strings(config.targets)
+    secrets = redactor_for(config)
     stored = [sanitize(r, secrets, cfg.max_evidence_bytes) for r in results]
     crash = None if crash is None else str(clean(crash, secrets))
     now = clock()

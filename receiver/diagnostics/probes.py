@@ -61,13 +61,18 @@ def target_of(probe: BaseModel, default: str) -> str:
 
 def _http(probe: BaseModel, timeout_s: float, env: ProbeEnv) -> Finding:
     assert isinstance(probe, HttpProbe)  # noqa: S101 - dispatched by kind
-    result = HttpAdapter(timeout_s=timeout_s).get(probe.url)
-    detail = {
+    result = HttpAdapter(timeout_s=timeout_s, hosts=env.targets.http).get(probe.url)
+    detail: dict[str, Any] = {
         "url": probe.url,
         "status": result.status,
         "latency_ms": round(result.latency_ms, 1),
         "body_excerpt": result.body_excerpt[:BODY_CHARS],
     }
+    if result.redirects:
+        detail["redirects"] = list(result.redirects)
+    if result.refused is not None:
+        return Finding("refused", f"not allowed: GET {probe.url}: {result.refused}",
+                       {**detail, "refused": result.refused})
     if result.status is None:
         return Finding("error", f"GET {probe.url}: {result.error}", {**detail,
                                                                       "error": result.error})
@@ -194,7 +199,7 @@ def _redis(probe: BaseModel, timeout_s: float, env: ProbeEnv) -> Finding:
 
 def _prometheus(probe: BaseModel, timeout_s: float, env: ProbeEnv) -> Finding:
     assert isinstance(probe, PrometheusProbe)  # noqa: S101 - dispatched by kind
-    prom = PrometheusAdapter(probe.url, timeout_s=timeout_s)
+    prom = PrometheusAdapter(probe.url, timeout_s=timeout_s, hosts=env.targets.http)
     snapshots: dict[str, Any] = {}
     parts: list[str] = []
     failures = 0

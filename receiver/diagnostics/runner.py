@@ -16,13 +16,16 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from receiver.config import DiagnosticCheck, DiagnosticsConfig
+from receiver.config import DiagnosticCheck, DiagnosticsConfig, HttpProbe, PrometheusProbe
 from receiver.diagnostics.findings import CheckResult, Finding
 from receiver.diagnostics.probes import PROBES, ProbeEnv, target_of
 from receiver.errors import PlaybookError, TargetNotAllowed
 from receiver.matchers import CompiledMatch
+from receiver.promql import render_query
 from receiver.rules import render_params
 from receiver.store.db import Row
+from receiver.targets import TargetsConfig
+from receiver.urls import build_url
 
 log = structlog.get_logger(__name__)
 
@@ -49,14 +52,18 @@ class Planned:
 
 
 def plan(
-    cfg: DiagnosticsConfig, alerts: list[Row], *, clock: Callable[[], datetime]
+    cfg: DiagnosticsConfig,
+    alerts: list[Row],
+    *,
+    clock: Callable[[], datetime],
+    targets: TargetsConfig,
 ) -> tuple[list[Planned], list[CheckResult]]:
     """The check instances that apply to an incident with these alerts (firing first).
 
     A check applies when any alert matches its matchers, or always without matchers. Its
-    probe is rendered with each matching alert's labels and annotations; distinct renderings
-    run once each, at most :data:`MAX_INSTANCES`. A check that applies but that no alert can
-    render comes back as a ``refused`` result instead.
+    probe is rendered with each matching alert's labels and annotations (:func:`render_probe`);
+    distinct renderings run once each, at most :data:`MAX_INSTANCES`. A check that applies
+    but that no alert can render comes back as a ``refused`` result instead, with the reason.
     """
     planned: list[Planned] = []
     refused: list[CheckResult] = []
@@ -68,26 +75,44 @@ def plan(
             continue
         seen: set[str] = set()
         problems: list[str] = []
-        raw = check.probe.model_dump(mode="python")
         for labels, notes in matching or [({}, {})]:
             try:
-                rendered = render_params(raw, labels, notes)
-                probe = type(check.probe).model_validate(rendered)
-            except (ValueError, ValidationError) as exc:
-                problems.append(_short(exc))
+                probe = render_probe(check.probe, labels, notes, targets)
+            except TargetNotAllowed as exc:
+                problems.append(f"not allowed: {_short(exc)}")
                 continue
-            key = json.dumps(rendered, sort_keys=True, default=str)
+            except (ValueError, ValidationError) as exc:
+                problems.append(f"cannot render from the alert labels: {_short(exc)}")
+                continue
+            key = json.dumps(probe.model_dump(mode="json"), sort_keys=True)
             if key not in seen and len(seen) < MAX_INSTANCES:
                 seen.add(key)
                 planned.append(Planned(check, probe))
         if not seen:
             refused.append(CheckResult(
                 check.name, check.kind,
-                Finding("refused", f"cannot render from the alert labels: {problems[0]}",
+                Finding("refused", problems[0],
                         {"outcome": "refused", "errors": problems[:MAX_INSTANCES]}),
                 clock(), 0,
             ))
     return planned, refused
+
+
+def render_probe(
+    probe: BaseModel, labels: dict[str, str], notes: dict[str, str], targets: TargetsConfig
+) -> BaseModel:
+    """``probe`` with one alert's values in: URLs through :func:`~receiver.urls.build_url`
+    (TargetNotAllowed when the allowlist or the URL's shape refuses), PromQL through
+    :func:`~receiver.promql.render_query`, other fields validated by the probe's model."""
+    if isinstance(probe, HttpProbe):
+        return probe.model_copy(update={"url": build_url(probe.url, labels, notes, targets.http)})
+    if isinstance(probe, PrometheusProbe):
+        return probe.model_copy(update={
+            "url": build_url(probe.url, labels, notes, targets.http),
+            "queries": {k: render_query(q, labels, notes) for k, q in probe.queries.items()},
+        })
+    raw = render_params(probe.model_dump(mode="python"), labels, notes)
+    return type(probe).model_validate(raw)
 
 
 # -- running checks in parallel, each with its timeout --------------------------------------

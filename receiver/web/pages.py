@@ -35,6 +35,15 @@ from receiver.web.operators import (
     origin,
     page_login_required,
 )
+from receiver.web.requests import (
+    AuditQuery,
+    ControlsForm,
+    DecisionForm,
+    IncidentActionForm,
+    IncidentsPageQuery,
+    parse_form,
+    parse_query,
+)
 from receiver.web.services import services
 
 bp = Blueprint("pages", __name__)
@@ -73,6 +82,14 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _bad_query(exc: ApiError) -> Response:
+    """A page's answer to a query string it cannot use: 400, naming each bad parameter."""
+    fields = exc.detail if isinstance(exc.detail, list) else []
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in fields) or str(exc.detail)
+    return render("message.html", status=400, title="Bad request",
+                  message=f"This address has a bad parameter ({message}).", level="error")
+
+
 @bp.get("/")
 def home() -> Any:
     return redirect(url_for("pages.incidents"))
@@ -107,13 +124,11 @@ def logout() -> Any:
 @bp.get("/incidents")
 @page_login_required
 def incidents() -> Response:
-    state = request.args.get("state") or None
-    sev = request.args.get("severity") or None
-    before = request.args.get("before", type=int)
-    if state is not None and state not in STATES:
-        state = None
-    if sev is not None and sev not in {s.value for s in Severity}:
-        sev = None
+    try:
+        query = parse_query(IncidentsPageQuery)
+    except ApiError as exc:
+        return _bad_query(exc)
+    state, sev, before = query.state, query.severity, query.before
     rows = services().store.list_incidents(IncidentFilter(
         state=[state] if state else None, severity=[sev] if sev else None, limit=PAGE,
         before_id=before))
@@ -126,7 +141,7 @@ def incidents() -> Response:
                   next_url=next_url)
 
 
-@bp.get("/incidents/<int:incident_id>")
+@bp.get("/incidents/<id:incident_id>")
 @page_login_required
 def incident(incident_id: int) -> Response:
     return _incident_page(incident_id)
@@ -152,12 +167,13 @@ def _incident_page(incident_id: int, notice: str | None = None, level: str = "in
                   severities=[s.value for s in Severity], notice=notice, notice_level=level)
 
 
-@bp.post("/incidents/<int:incident_id>/action")
+@bp.post("/incidents/<id:incident_id>/action")
 @page_login_required
 def incident_action(incident_id: int) -> Response:
     op = current_operator()
     assert op is not None  # noqa: S101 - page_login_required guarantees it
-    action = request.form.get("action", "")
+    form = parse_form(IncidentActionForm)
+    action = form.action
     svc = services()
     if action == "diagnose":
         from receiver.diagnostics import request as request_diagnostics
@@ -168,14 +184,13 @@ def incident_action(incident_id: int) -> Response:
         return _incident_page(incident_id, "Diagnostics requested.")
     try:
         lifecycle.act(svc.store, svc.config, incident_id, action, user=op.name, now=_now(),
-                      text=request.form.get("text", ""), value=request.form.get("value", ""),
-                      origin=origin())
+                      text=form.text, value=form.value, origin=origin())
     except lifecycle.ActionError as exc:
         return _incident_page(incident_id, str(exc), "error", status=exc.status)
     return _incident_page(incident_id, f"{action.replace('_', ' ')}: done.")
 
 
-@bp.get("/incidents/<int:incident_id>/postmortem.md")
+@bp.get("/incidents/<id:incident_id>/postmortem.md")
 @page_login_required
 def postmortem_md(incident_id: int) -> Response:
     svc = services()
@@ -192,8 +207,9 @@ def postmortem_md(incident_id: int) -> Response:
 def controls_form() -> Any:
     op = current_operator()
     assert op is not None  # noqa: S101 - page_login_required guarantees it
-    reason = request.form.get("reason", "").strip()[:500] or "(no reason given)"
-    fn = controls.pause if request.form.get("action") == "pause" else controls.resume
+    form = parse_form(ControlsForm)
+    reason = form.reason.strip()[:500] or "(no reason given)"
+    fn = controls.pause if form.action == "pause" else controls.resume
     fn(services().store, actor=f"user:{op.name}", reason=reason, now=_now(), origin=origin())
     return redirect(url_for("pages.incidents"))
 
@@ -283,8 +299,9 @@ def decide(token: str) -> Response:
                               f"link of {ctx['approver']} used by {op.name}", _now(), origin())
         return render("approval.html", status=403, can_decide=False,
                       problem=f"This link belongs to {ctx['approver']}, not {op.name}.", **ctx)
-    approve = request.form.get("decision") == "approve"
-    reason = request.form.get("reason", "").strip()[:1000]
+    form = parse_form(DecisionForm)
+    approve = form.decision == "approve"
+    reason = form.reason.strip()[:1000]
     if not approve and not reason:
         return render("approval.html", status=400, can_decide=True,
                       problem="Say why you deny it.", **ctx)
@@ -305,35 +322,15 @@ def decide(token: str) -> Response:
 
 # -- audit -----------------------------------------------------------------------------
 
-def _time_arg(name: str) -> tuple[datetime | None, str]:
-    raw = (request.args.get(name) or "").strip()
-    if not raw:
-        return None, ""
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None, raw
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)), raw
-
-
-def audit_filter_from_args(limit: int) -> tuple[AuditFilter, str, str]:
-    since, since_raw = _time_arg("since")
-    until, until_raw = _time_arg("until")
-    inc = request.args.get("incident", type=int)
-    f = AuditFilter(
-        incident_id=inc,
-        actor=(request.args.get("actor") or "").strip() or None,
-        action=(request.args.get("action") or "").strip() or None,
-        since=since, until=until, limit=limit,
-        after_seq=request.args.get("after", type=int),
-    )
-    return f, since_raw, until_raw
-
-
 @bp.get("/audit")
 @page_login_required
 def audit() -> Response:
-    f, since_raw, until_raw = audit_filter_from_args(PAGE)
+    try:
+        f = parse_query(AuditQuery).filter(limit=PAGE)
+    except ApiError as exc:
+        return _bad_query(exc)
+    since_raw = (request.args.get("since") or "").strip()
+    until_raw = (request.args.get("until") or "").strip()
     store = services().store
     entries = store.audit(f)
     next_url = None

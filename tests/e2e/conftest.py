@@ -516,7 +516,8 @@ def start_real_loop(stack: Stack) -> Loop:
         "verify": {"http": {"url": probe_url, "within": "30s"}},
     }]
     config = stack.receiver_config(stack.database(), rules=rules,
-                                   targets={"containers": {"names": [name]}})
+                                   targets={"containers": {"names": [name]},
+                                            "http": {"hosts": [f"127.0.0.1:{port}"]}})
     receiver = stack.serve(config, worker=True)
     am = stack.alertmanager(receiver.webhook_url)
     bb = stack.blackbox()

@@ -1,0 +1,382 @@
+"""Every query string and JSON body that the web layer reads, as pydantic models.
+
+Handlers call :func:`parse_query` or :func:`parse_body` first and work with the typed model
+afterwards; nothing past this module digs in ``request.args`` or a decoded dict. Bad input
+raises :class:`~receiver.web.errors.ApiError` (400, 413 or 415) whose ``detail`` names each
+bad field, so no client input reaches the store in a shape that makes it fail:
+
+- ids and cursors fit a signed 64-bit column (SQLite INTEGER, PostgreSQL BIGINT);
+- times are aware and convertible to UTC; durations are finite and bounded, so
+  ``now - window`` cannot overflow;
+- text holds neither NUL (PostgreSQL text cannot store it) nor lone surrogates (not
+  encodable as UTF-8), and has a length bound;
+- JSON bodies are parsed by pydantic's own parser, which refuses nesting past its
+  recursion limit instead of overflowing the stack, and refuses NaN and Infinity.
+
+The OpenAPI document (receiver/web/openapi.py) is generated from these same models.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from flask import current_app, request
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+)
+from werkzeug.routing import IntegerConverter, Map
+
+from receiver.durations import _PART, _UNITS
+from receiver.incidents import STATES
+from receiver.lifecycle import ACTIONS, MAX_TEXT
+from receiver.store import AuditFilter, IncidentFilter
+from receiver.web.errors import ApiError
+
+MAX_ID = 2**63 - 1
+"""The largest id or cursor: a signed 64-bit integer, the range of both stores' columns."""
+MAX_WINDOW = timedelta(days=36_525)
+"""The longest ``since`` window (100 years); longer ones are refused, never overflowed."""
+MAX_INCIDENTS_PAGE = 500
+MAX_AUDIT_PAGE = 100_000
+MAX_ERRORS_SHOWN = 20
+MAX_FILTER_LEN = 500
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class IdConverter(IntegerConverter):
+    """``<id:name>`` in a route: 1..2**63-1. Any other path segment does not match (404)."""
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        super().__init__(map, min=1, max=MAX_ID)
+
+
+# -- field types ---------------------------------------------------------------------------
+
+def _clean_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from exc
+    return value
+
+
+Text = Annotated[str, AfterValidator(_clean_text)]
+"""A string that both stores can hold: no NUL, encodable as UTF-8."""
+
+
+def _blank_is_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Cursor = Annotated[int, Field(ge=0, le=MAX_ID)]
+FilterText = Annotated[
+    Text, BeforeValidator(_strip), Field(min_length=1, max_length=MAX_FILTER_LEN)
+]
+
+
+def parse_time(value: Any) -> datetime:
+    """An RFC 3339 / ISO 8601 time; a time without a zone is taken as UTC."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError("not an RFC 3339 time such as 2026-03-02T10:00:00Z") from exc
+    else:
+        raise ValueError("not an RFC 3339 time such as 2026-03-02T10:00:00Z")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("time out of range") from exc
+
+
+def parse_window(value: str) -> timedelta:
+    """A duration such as ``90s``, ``15m``, ``1h30m`` or ``2d``, at most :data:`MAX_WINDOW`."""
+    text = value.strip()
+    pos, total = 0, 0.0
+    for m in _PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise ValueError("not a duration such as 90s, 15m, 24h or 7d")
+    if not math.isfinite(total) or total > MAX_WINDOW.total_seconds():
+        raise ValueError(f"a duration of at most {MAX_WINDOW.days} days")
+    return timedelta(seconds=total)
+
+
+def _time_or_window(value: Any) -> datetime | timedelta:
+    if isinstance(value, datetime | timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("an RFC3339 time or a duration like 24h")
+    try:
+        return parse_time(value)
+    except ValueError:
+        pass
+    try:
+        return parse_window(value)
+    except ValueError as exc:
+        if "at most" in str(exc):
+            raise
+        raise ValueError("an RFC3339 time or a duration like 24h") from exc
+
+
+_DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
+
+Time = Annotated[
+    datetime,
+    PlainValidator(parse_time),
+    WithJsonSchema({"type": "string", "format": "date-time",
+                    "description": "RFC 3339; a time without a zone is UTC"}),
+]
+TimeOrWindow = Annotated[
+    datetime | timedelta,
+    PlainValidator(_time_or_window),
+    WithJsonSchema({
+        "description": "an RFC 3339 time, or a window back from now such as 24h or 7d "
+                       f"(at most {MAX_WINDOW.days} days)",
+        "anyOf": [{"type": "string", "format": "date-time"},
+                  {"type": "string", "pattern": _DURATION_PATTERN, "maxLength": 40}],
+    }),
+]
+
+IncidentState = Literal[STATES]  # type: ignore[valid-type]
+SeverityName = Literal["P0", "P1", "P2", "P3"]
+
+
+# -- query models ----------------------------------------------------------------------------
+
+class QueryModel(BaseModel):
+    """A query string. Unknown parameters are ignored (pages carry form fields along)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    LISTS: ClassVar[tuple[str, ...]] = ()
+    """Fields that accept repeated and comma-separated values (``state=a,b&state=c``)."""
+
+
+class IncidentsQuery(QueryModel):
+    """GET /api/v1/incidents."""
+
+    LISTS: ClassVar[tuple[str, ...]] = ("state", "severity")
+
+    state: list[IncidentState] | None = Field(
+        None, description="one or more states, comma separated")
+    severity: list[SeverityName] | None = Field(
+        None, description="one or more of P0..P3, comma separated")
+    since: TimeOrWindow | None = Field(None, description="incidents opened at or after")
+    limit: int = Field(50, ge=1, le=MAX_INCIDENTS_PAGE, description="page size")
+    before: Id | None = Field(None, description="paging cursor: incidents with a smaller id")
+
+    def filter(self, now: datetime) -> IncidentFilter:
+        severity = [str(s) for s in self.severity] if self.severity else None
+        return IncidentFilter(state=self.state, severity=severity,
+                              since=resolve_since(self.since, now), limit=self.limit,
+                              before_id=self.before)
+
+
+class AuditQuery(QueryModel):
+    """GET /api/v1/audit and the audit page."""
+
+    incident: Id | None = Field(None, description="entries about this incident")
+    actor: FilterText | None = Field(None, description="exact actor, e.g. user:alice")
+    action: FilterText | None = Field(None, description="exact action, e.g. job.approved")
+    since: Time | None = Field(None, description="entries at or after")
+    until: Time | None = Field(None, description="entries before")
+    after: Cursor | None = Field(None, description="paging cursor: entries with a larger seq")
+    limit: int = Field(100, ge=1, le=MAX_AUDIT_PAGE, description="page size")
+    format: Literal["json", "jsonl", "csv"] = Field("json", description="response format")
+
+    def filter(self, limit: int | None = None) -> AuditFilter:
+        return AuditFilter(incident_id=self.incident, actor=self.actor, action=self.action,
+                           since=self.since, until=self.until,
+                           limit=self.limit if limit is None else limit,
+                           after_seq=self.after)
+
+
+class IncidentsPageQuery(QueryModel):
+    """GET /incidents (the page): one state and one severity, as its filter form sends."""
+
+    state: IncidentState | None = None
+    severity: SeverityName | None = None
+    before: Id | None = None
+
+
+def resolve_since(value: datetime | timedelta | None, now: datetime) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return now - value
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+# -- body models -----------------------------------------------------------------------------
+
+class BodyModel(BaseModel):
+    """A JSON object body. Unknown keys are refused, so a misspelt field is not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+IncidentActionName = Literal[(*ACTIONS, "diagnose")]  # type: ignore[valid-type]
+
+
+class IncidentActionBody(BodyModel):
+    """POST /api/v1/incidents/{id}/actions."""
+
+    action: IncidentActionName = Field(description="what to do")
+    text: Text = Field("", max_length=MAX_TEXT,
+                       description="note, reason or post-mortem text, as the action needs")
+    value: Text = Field("", max_length=200,
+                        description="assign: the user name; severity: P0..P3")
+
+
+class DecisionBody(BodyModel):
+    """POST /api/v1/jobs/{id}/approve and /deny."""
+
+    reason: Text = Field("", max_length=1000, description="required to deny")
+
+
+class ControlBody(BodyModel):
+    """POST /api/v1/controls/pause and /resume."""
+
+    rule: Text | None = Field(None, max_length=200,
+                              description="one rule's name; absent for the global kill switch")
+    reason: Text = Field("", max_length=500)
+
+
+# -- form models (pages) ---------------------------------------------------------------------
+
+class FormModel(BaseModel):
+    """A page's form post. Other fields (the CSRF token, buttons) are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class IncidentActionForm(FormModel):
+    action: Text = Field("", max_length=50)
+    text: Text = Field("", max_length=MAX_TEXT)
+    value: Text = Field("", max_length=200)
+
+
+class ControlsForm(FormModel):
+    action: Text = Field("", max_length=50)
+    reason: Text = Field("", max_length=MAX_TEXT)
+
+
+class DecisionForm(FormModel):
+    decision: Text = Field("", max_length=50)
+    reason: Text = Field("", max_length=MAX_TEXT)
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+def field_errors(exc: ValidationError, *, where: str = "(body)") -> list[dict[str, str]]:
+    """``[{"field", "message"}]`` for each error (also as ``loc``/``msg``, the older names);
+    ``field`` is the dotted path, or ``where`` for an error about the whole input."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    out = []
+    for err in errors[:MAX_ERRORS_SHOWN]:
+        field = ".".join(str(p) for p in err["loc"]) or where
+        out.append(field_error(field, err["msg"]))
+    if len(errors) > MAX_ERRORS_SHOWN:
+        out.append(field_error(where, f"{len(errors) - MAX_ERRORS_SHOWN} more errors"))
+    return out
+
+
+def field_error(field: str, message: str) -> dict[str, str]:
+    message = message.removeprefix("Value error, ")
+    return {"field": field, "message": message, "loc": field, "msg": message}
+
+
+def _query_data(model: type[QueryModel]) -> dict[str, Any]:
+    lists: tuple[str, ...] = getattr(model, "LISTS", ())
+    data: dict[str, Any] = {}
+    for name in model.model_fields:
+        raw = request.args.getlist(name)
+        if name in lists:
+            values = [v.strip() for item in raw for v in item.split(",") if v.strip()]
+            if values:
+                data[name] = values
+        else:
+            present = [v for v in raw if v.strip()]
+            if present:
+                data[name] = present[0]
+    return data
+
+
+def parse_query(model: type[M]) -> M:
+    """The request's query string as ``model``; 400 ``invalid_query`` naming each bad field."""
+    assert issubclass(model, QueryModel)  # noqa: S101 - a programming error, not input
+    try:
+        return model.model_validate(_query_data(model))
+    except ValidationError as exc:
+        # A list field's error is about the parameter, whichever element was bad.
+        detail = [field_error(d["field"].split(".")[0], d["message"])
+                  for d in field_errors(exc, where="(query)")]
+        raise ApiError(400, "invalid_query", detail) from exc
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def parse_body(model: type[M]) -> M:
+    """The request's JSON object body as ``model``.
+
+    An empty body counts as ``{}`` (so a body of optional fields may be left out). A body
+    that is not JSON by its Content-Type gets 415, one over the cap 413, bad JSON 400
+    ``invalid_json`` and a wrong shape 400 ``invalid_payload``, each naming the field.
+    """
+    cap = int(current_app.config.get("REMEDIATOR_MAX_BODY", 1 << 20))
+    if request.content_length is not None and request.content_length > cap:
+        raise ApiError(413, "payload_too_large", f"the body exceeds {cap} bytes")
+    body = request.get_data(cache=True)
+    if len(body) > cap:
+        raise ApiError(413, "payload_too_large", f"the body exceeds {cap} bytes")
+    if not body.strip():
+        body = b"{}"
+    elif not _is_json(request.mimetype):
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        bad_json = any(e["type"] == "json_invalid" for e in errors)
+        code = "invalid_json" if bad_json else "invalid_payload"
+        raise ApiError(400, code, field_errors(exc)) from exc
+
+
+def parse_form(model: type[M]) -> M:
+    """The request's form fields as ``model``; 400 ``invalid_form`` naming each bad field."""
+    data = {name: request.form.get(name) for name in model.model_fields if name in request.form}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_form", field_errors(exc, where="(form)")) from exc
