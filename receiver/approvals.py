@@ -8,6 +8,13 @@ The same rules apply wherever a decision comes from (the approval page, the API,
 - one deny ends it; the N-th distinct approve re-queues the job (guards are re-checked
   when it runs);
 - an approval past its expiry is ``expired`` and escalates, and the job ends ``expired``.
+
+Concurrent decisions (several people, replicas or gunicorn workers at the same instant) are
+serialised by row locks taken before anything is read: the incident, then the job, then the
+approval (the lock order of every transaction that touches jobs). The one that comes second
+reads the state the first one left, so it is refused ``not_waiting`` with who decided and
+when, and its vote is rolled back with it. Every change is a conditional UPDATE whose result
+is checked; a decision moves a job only from ``awaiting_approval``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from receiver.config import Config
 from receiver.errors import RemediatorError
 from receiver.store import Store, events
 from receiver.store import approvals as approval_store
+from receiver.store import incidents as incident_store
 from receiver.store import jobs as job_store
 from receiver.store.db import Row, Tx
 
@@ -88,18 +96,29 @@ def decide_job(
         raise
 
 
+def _not_waiting(job: Row, approval: Row | None) -> DecisionError:
+    who = f" by {approval['decided_by']} at {approval['decided_at'].isoformat()}" if (
+        approval is not None and approval["decided_by"] and approval["decided_at"]) else ""
+    state = approval["state"] if approval is not None and approval["state"] != "pending" \
+        else job["state"]
+    return DecisionError("not_waiting",
+                         f"job {job['id']} is no longer waiting for approval: {state}{who}")
+
+
 def _decide(tx: Tx, config: Config, job_id: int, approve: bool, user: str, reason: str,
             now: datetime, origin: dict[str, Any]) -> Row:
-    job = job_store.get(tx, job_id)
+    found = job_store.get(tx, job_id)
+    if found is None:
+        raise DecisionError("not_found", f"no job {job_id}")
+    # Lock first, then read: a decision running at the same time waits here and then sees
+    # the state this one leaves behind.
+    incident_store.lock(tx, found["incident_id"])
+    job = job_store.lock(tx, job_id)
+    approval = approval_store.lock_for_job(tx, job_id)
     if job is None:
         raise DecisionError("not_found", f"no job {job_id}")
-    approval = approval_store.for_job(tx, job_id)
     if job["state"] != "awaiting_approval" or approval is None or approval["state"] != "pending":
-        who = f" by {approval['decided_by']} at {approval['decided_at'].isoformat()}" if (
-            approval is not None and approval["decided_by"]) else ""
-        raise DecisionError("not_waiting",
-                            f"job {job_id} is no longer waiting for approval: "
-                            f"{approval['state'] if approval else job['state']}{who}")
+        raise _not_waiting(job, approval)
     if approval["expires_at"] <= now:
         raise DecisionError("expired", f"the approval for job {job_id} expired at "
                             f"{approval['expires_at'].isoformat()}")
@@ -112,11 +131,9 @@ def _decide(tx: Tx, config: Config, job_id: int, approve: bool, user: str, reaso
         raise DecisionError("already_voted", f"{user} has already decided on job {job_id}")
     actor = f"user:{user}"
     if not approve:
-        approval_store.close(tx, approval["id"], "denied", by=user, now=now)
-        row = job_store.decide(tx, job_id, approve=False, actor=user, reason=reason, now=now)
+        row = _close(tx, job, approval, "denied", user=user, reason=reason, now=now)
         _audit(tx, job, "job_denied", actor, f"job #{job_id} denied by {user}: {reason}",
                {"reason": reason}, origin, now)
-        assert row is not None  # noqa: S101 - the job was awaiting approval in this transaction
         return row
     approves = [v for v in approval_store.votes(tx, approval["id"]) if v["decision"] == "approve"]
     _audit(tx, job, "job_approved", actor,
@@ -125,28 +142,65 @@ def _decide(tx: Tx, config: Config, job_id: int, approve: bool, user: str, reaso
            origin, now)
     if len(approves) < approval["required"]:
         return job
-    approval_store.close(tx, approval["id"], "approved", by=user, now=now)
-    row = job_store.decide(tx, job_id, approve=True, actor=user, reason=reason, now=now)
-    assert row is not None  # noqa: S101 - the job was awaiting approval in this transaction
+    row = _close(tx, job, approval, "approved", user=user, reason=reason, now=now)
     if tx.dialect == "postgres":
         tx.execute("SELECT pg_notify('remediator_jobs', '')")
     return row
 
 
+def _close(tx: Tx, job: Row, approval: Row, state: str, *, user: str, reason: str,
+           now: datetime) -> Row:
+    """Close the approval and move the job, both conditional and both checked: if either
+    finds the other actor's state, the decision is refused and its transaction rolled back
+    (with the vote it recorded)."""
+    closed = approval_store.close(tx, approval["id"], state, by=user, now=now)
+    if closed is None:
+        raise _not_waiting(job, approval_store.get(tx, approval["id"]))
+    row = job_store.decide(tx, job["id"], approve=state == "approved", actor=user,
+                           reason=reason, now=now)
+    if row is None:
+        current = job_store.get(tx, job["id"]) or job
+        raise _not_waiting(current, None)
+    return row
+
+
+class _Raced(Exception):
+    """Rolls back one expiry whose rows another actor changed meanwhile."""
+
+
 def expire_due(store: Store, now: datetime) -> list[int]:
-    """Expire pending approvals past their deadline: job ``expired``, incident escalated."""
+    """Expire pending approvals past their deadline: job ``expired``, incident escalated.
+
+    One transaction per approval, with the locks of a decision (incident, job, approval)
+    taken before the state is read again, so that an expiry and a last-second decision
+    never both win."""
+    with store.db.transaction(write=False) as tx:
+        due = approval_store.expired(tx, now)
     done = []
-    with store.db.transaction() as tx:
-        for approval in approval_store.expired(tx, now):
-            if approval_store.close(tx, approval["id"], "expired", by="system", now=now) is None:
-                continue
-            job = job_store.move(tx, approval["job_id"], "expired", now=now,
-                                 reason="approval expired")
-            if job is None:
-                continue
-            done.append(job["id"])
-            _audit(tx, job, "job_expired", "system",
-                   f"job #{job['id']}: approval expired unanswered", {}, None, now)
-            _audit(tx, job, "escalated", "system",
-                   f"escalated to a human: approval for job #{job['id']} expired", {}, None, now)
+    for cand in due:
+        try:
+            with store.db.transaction() as tx:
+                incident_store.lock(tx, cand["incident_id"])
+                job = job_store.lock(tx, cand["job_id"])
+                approval = approval_store.lock_for_job(tx, cand["job_id"])
+                if (job is None or approval is None or approval["state"] != "pending"
+                        or approval["expires_at"] >= now
+                        or job["state"] != "awaiting_approval"):
+                    continue  # decided (or re-parked) meanwhile
+                moved = job_store.move(tx, job["id"], "expired", now=now,
+                                       from_states=("awaiting_approval",),
+                                       reason="approval expired")
+                if moved is None:
+                    raise _Raced
+                if approval_store.close(tx, approval["id"], "expired", by="system",
+                                        now=now) is None:
+                    raise _Raced
+                done.append(job["id"])
+                _audit(tx, job, "job_expired", "system",
+                       f"job #{job['id']}: approval expired unanswered", {}, None, now)
+                _audit(tx, job, "escalated", "system",
+                       f"escalated to a human: approval for job #{job['id']} expired", {},
+                       None, now)
+        except _Raced:
+            continue
     return done

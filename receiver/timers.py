@@ -67,11 +67,16 @@ def _next_levels(tx: Tx, config: Config, now: datetime) -> int:
         levels = _levels(config, r["severity"])
         nxt = r["escalation_level"] + 1
         later = now + levels[nxt].after if nxt < len(levels) else None
+        # Every condition of the candidate query again, in the UPDATE: an incident
+        # acknowledged, resolved or escalated by another worker since the SELECT is skipped.
         moved = tx.fetchone(
-            "UPDATE incidents SET escalation_level = :nxt, next_escalation_at = :later"
-            " WHERE id = :id AND escalation_level = :cur AND acknowledged_at IS NULL"
-            " RETURNING id",
-            {"nxt": nxt, "later": later, "id": r["id"], "cur": r["escalation_level"]},
+            f"""UPDATE incidents SET escalation_level = :nxt, next_escalation_at = :later
+                 WHERE id = :id AND escalation_level = :cur AND acknowledged_at IS NULL
+                   AND state IN ({_ACTIVE_SQL}) AND next_escalation_at IS NOT NULL
+                   AND next_escalation_at <= :now
+             RETURNING id""",  # noqa: S608 - constant states
+            {"nxt": nxt, "later": later, "id": r["id"], "cur": r["escalation_level"],
+             "now": now},
         )
         if moved is None or nxt > len(levels):
             continue

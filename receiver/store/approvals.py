@@ -31,6 +31,17 @@ def for_job(tx: Tx, job_id: int) -> Row | None:
     return tx.fetchone(f"SELECT {COLUMNS} FROM approvals WHERE job_id = :j", {"j": job_id})  # noqa: S608 - constant columns
 
 
+def lock_for_job(tx: Tx, job_id: int) -> Row | None:
+    """A job's approval read under its row lock (PostgreSQL ``FOR UPDATE``; SQLite's BEGIN
+    IMMEDIATE serialises writers already): a concurrent decision waits here, then sees the
+    state this one leaves. Lock order: incident, job, then approval."""
+    lock_clause = " FOR UPDATE" if tx.dialect == "postgres" else ""
+    return tx.fetchone(
+        f"SELECT {COLUMNS} FROM approvals WHERE job_id = :j{lock_clause}",  # noqa: S608 - constant columns
+        {"j": job_id},
+    )
+
+
 def get(tx: Tx, approval_id: int) -> Row | None:
     return tx.fetchone(f"SELECT {COLUMNS} FROM approvals WHERE id = :i", {"i": approval_id})  # noqa: S608 - constant columns
 
@@ -66,6 +77,7 @@ def close(tx: Tx, approval_id: int, state: str, *, by: str, now: datetime) -> Ro
 
 
 def expired(tx: Tx, now: datetime) -> list[Row]:
+    """Pending approvals past their deadline (candidates, not locked)."""
     return tx.fetchall(
         f"SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND expires_at < :now",  # noqa: S608 - constant columns
         {"now": now},

@@ -1,14 +1,19 @@
 """Remediation jobs: claim with a lease, conditional state changes, target locks, counters.
 
 Every state change is ``UPDATE ... WHERE state IN (<allowed from>) RETURNING``: two workers
-(or a worker and a human) racing on one job cannot both win.
+(or a worker and a human) racing on one job cannot both win, and the caller checks the row it
+gets back. A ``running`` job belongs to the worker holding its lease: only that worker moves
+it (``owner=``), apart from the sweep of an expired lease (:func:`interrupt`). A decision
+moves a job only from ``awaiting_approval`` (:func:`decide`), never a claimed or running one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
+from receiver.errors import InvalidTransition
 from receiver.store.db import Row, Tx
 
 JOB_COLUMNS = (
@@ -18,7 +23,9 @@ JOB_COLUMNS = (
     " created_at, updated_at"
 )
 
-# The job state table: state -> states it may move to.
+# The job state table: state -> states it may move to. ``running -> queued`` is the lease
+# owner putting its own job back (a retry after backoff, a wait for a locked target); nobody
+# else can make it, since a move from ``running`` needs the lease owner.
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running"}),
     "running": frozenset(
@@ -73,14 +80,31 @@ def next_due(tx: Tx) -> datetime | None:
 
 
 def move(
-    tx: Tx, job_id: int, to: str, *, now: datetime, owner: str | None = None, **fields: Any
+    tx: Tx,
+    job_id: int,
+    to: str,
+    *,
+    now: datetime,
+    owner: str | None = None,
+    from_states: Collection[str] | None = None,
+    **fields: Any,
 ) -> Row | None:
-    """Move a job to ``to`` if the state table allows it from its current state.
+    """Move a job to ``to`` if it is in one of ``from_states`` (default: every state the
+    table allows ``to`` from), in one conditional UPDATE.
 
-    With ``owner``, only the worker holding the lease may move it. Extra ``fields`` are set
-    too (JSON fields given as Python values). Returns the updated row, or None if another
-    actor got there first.
+    A ``running`` job moves only with ``owner``, the worker holding its lease; without
+    ``owner`` a running job is never moved. Extra ``fields`` are set too (JSON fields given as
+    Python values). Returns the updated row, or None if the job was not in a state it may
+    move from (another actor got there first): callers check it.
     """
+    sources = list(_sources(to) if from_states is None else from_states)
+    bad = [s for s in sources if to not in JOB_TRANSITIONS.get(s, frozenset())]
+    if bad:
+        raise InvalidTransition(f"a job cannot go from {', '.join(sorted(bad))} to {to}")
+    if owner is None:
+        sources = [s for s in sources if s != "running"]
+    if not sources:
+        return None
     sets = ["state = :to", "updated_at = :now"]
     params: dict[str, Any] = {"id": job_id, "to": to, "now": now}
     for name, value in fields.items():
@@ -90,7 +114,6 @@ def move(
         sets += ["lease_owner = NULL", "lease_expires_at = NULL"]
     if to in FINAL:
         sets.append("finished_at = :now")
-    sources = _sources(to)
     marks = ", ".join(f":s{i}" for i in range(len(sources)))
     params.update({f"s{i}": s for i, s in enumerate(sources)})
     owner_clause = ""
@@ -100,6 +123,35 @@ def move(
     return tx.fetchone(
         f"UPDATE jobs SET {', '.join(sets)} WHERE id = :id AND state IN ({marks}){owner_clause}"  # noqa: S608 - fixed names
         f" RETURNING {JOB_COLUMNS}",
+        params,
+    )
+
+
+def lock(tx: Tx, job_id: int) -> Row | None:
+    """Read a job under its row lock (PostgreSQL ``FOR NO KEY UPDATE``; SQLite's BEGIN
+    IMMEDIATE serialises writers already), so that its state cannot change until this
+    transaction ends. Take the incident's lock first (lock order: incident, job, approval)."""
+    lock_clause = " FOR NO KEY UPDATE" if tx.dialect == "postgres" else ""
+    return tx.fetchone(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :id{lock_clause}",  # noqa: S608 - constant columns
+        {"id": job_id},
+    )
+
+
+def start(tx: Tx, job_id: int, owner: str, *, now: datetime, until: datetime,
+          fields: dict[str, Any]) -> Row | None:
+    """The last check before a playbook acts: the job is still ``running`` under ``owner``'s
+    live lease. Renews the lease to ``until`` and sets ``fields``, in one conditional UPDATE;
+    None when the lease was lost (swept, re-queued, maybe claimed by another worker): the
+    caller must not act."""
+    sets = ["lease_expires_at = :until", "updated_at = :now"]
+    params: dict[str, Any] = {"id": job_id, "owner": owner, "now": now, "until": until}
+    for name, value in fields.items():
+        sets.append(f"{name} = :f_{name}")
+        params[f"f_{name}"] = tx.json(value) if name in {"plan", "result", "targets"} else value
+    return tx.fetchone(
+        f"UPDATE jobs SET {', '.join(sets)} WHERE id = :id AND state = 'running'"  # noqa: S608 - fixed names
+        f" AND lease_owner = :owner AND lease_expires_at >= :now RETURNING {JOB_COLUMNS}",
         params,
     )
 
@@ -240,9 +292,11 @@ def decide(
 ) -> Row | None:
     """Approve (back to the queue, guards re-checked when it runs) or deny a parked job.
     Single use: only a job still ``awaiting_approval`` changes."""
+    waiting = ("awaiting_approval",)
     if approve:
-        return move(tx, job_id, "queued", now=now, approved_at=now)
-    return move(tx, job_id, "denied", now=now, reason=f"denied by {actor}: {reason}"[:1000])
+        return move(tx, job_id, "queued", now=now, from_states=waiting, approved_at=now)
+    return move(tx, job_id, "denied", now=now, from_states=waiting,
+                reason=f"denied by {actor}: {reason}"[:1000])
 
 
 def list_for_incident(tx: Tx, incident_id: int) -> list[Row]:
@@ -267,6 +321,23 @@ def set_control(tx: Tx, name: str, value: str, *, reason: str, actor: str, now: 
                   updated_by = excluded.updated_by, updated_at = excluded.updated_at""",
         {"n": name, "v": value, "r": reason, "a": actor, "now": now},
     )
+
+
+def set_control_unless(tx: Tx, name: str, value: str, *, reason: str, actor: str,
+                       now: datetime) -> bool:
+    """Set a control unless it already has ``value``, in one conditional upsert; True when
+    this call changed it (so that, of several workers tripping one breaker at once, one
+    says so)."""
+    row = tx.fetchone(
+        """INSERT INTO controls (name, value, reason, updated_by, updated_at)
+           VALUES (:n, :v, :r, :a, :now)
+           ON CONFLICT (name) DO UPDATE SET value = excluded.value, reason = excluded.reason,
+                  updated_by = excluded.updated_by, updated_at = excluded.updated_at
+            WHERE controls.value <> excluded.value
+           RETURNING name""",
+        {"n": name, "v": value, "r": reason, "a": actor, "now": now},
+    )
+    return row is not None
 
 
 def controls(tx: Tx) -> dict[str, Row]:
