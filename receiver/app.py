@@ -10,30 +10,61 @@ from typing import Any
 import structlog
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
+from markupsafe import Markup
 
+from receiver import audit_checkpoints
 from receiver.config import Config, load_config
 from receiver.engine import Intake, utcnow
 from receiver.metrics import Metrics
+from receiver.secrets import NO_SECRETS, Redactor, derived_forms, redactor_for
 from receiver.store import Store, open_store
 from receiver.tokens import secret_key
 from receiver.web import api, openapi, ops, pages, webhook
 from receiver.web.auth import Authenticator
 from receiver.web.errors import register_error_handlers
-from receiver.web.operators import csrf_token
+from receiver.web.operators import PASSWORDS_EXTENSION, PasswordChecker, csrf_token
 from receiver.web.requests import IdConverter
 from receiver.web.services import Services
 
 log = structlog.get_logger(__name__)
 
+INSECURE_NO_AUTH_WARNING = (
+    "--insecure-no-auth: the webhook (POST /api/v1/alerts and /alertmanager) accepts "
+    "unauthenticated posts, so anyone who can reach it can open incidents and start the "
+    "configured rules (within their guards and approvals); the JSON API and the pages "
+    "still need an operator (API token, login session or trusted proxy)"
+)
+
 
 class _JSON(DefaultJSONProvider):
     sort_keys = False
+
+    def __init__(self, app: Flask, redactor: Redactor = NO_SECRETS) -> None:
+        super().__init__(app)
+        self.redactor = redactor
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        # Every JSON body, API answers and error bodies alike, leaves through here.
+        return super().dumps(self.redactor(obj), **kwargs)
 
     @staticmethod
     def default(o: Any) -> Any:
         if isinstance(o, datetime | date):
             return o.isoformat()
         return DefaultJSONProvider.default(o)
+
+
+def _finalize(redactor: Redactor) -> Callable[[Any], Any]:
+    """Jinja's last step for every ``{{ value }}`` of every page: configured secrets out."""
+
+    def finalize(value: Any) -> Any:
+        if isinstance(value, str) and redactor.found(value):
+            text = redactor.text(value)
+            # Safe markup stays safe: only a secret was replaced, by plain "[redacted]".
+            return Markup(text) if isinstance(value, Markup) else text  # noqa: S704
+        return value
+
+    return finalize
 
 
 def _when(value: datetime | None) -> str:
@@ -82,10 +113,10 @@ def create_app(
             pool_min=config.store.pool_min,
             pool_max=config.store.pool_max,
             timeout=config.store.connect_timeout.total_seconds(),
+            **audit_checkpoints.store_options(config),
         )
 
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
-    app.json = _JSON(app)
     app.config.update(
         SECRET_KEY=secret_key(config),
         SESSION_COOKIE_NAME="remediator_session",
@@ -94,7 +125,16 @@ def create_app(
         SESSION_COOKIE_SECURE=config.server.secure_cookies,
         PERMANENT_SESSION_LIFETIME=config.people.session_lifetime,
     )
+    # No body carries a configured secret: JSON (errors included) and every page value pass
+    # the redactor, and the store cuts secrets from the timeline and audit details it writes.
+    redactor = redactor_for(config).merged(Redactor(derived_forms(app.config["SECRET_KEY"])))
+    store.redact_with(redactor)
+    if redactor.too_short:
+        log.warning("short_password_not_redacted", paths=list(redactor.too_short),
+                    detail="a password inside these DSNs/URLs is too short to redact on its own")
+    app.json = _JSON(app, redactor)
     app.jinja_env.autoescape = True
+    app.jinja_env.finalize = _finalize(redactor)
     app.jinja_env.filters["when"] = _when
     app.jinja_env.globals["csrf_token"] = csrf_token
     # One byte of slack lets the webhook tell "exactly the cap" from "over it" on chunked
@@ -108,6 +148,7 @@ def create_app(
         auth=Authenticator(config.auth, insecure_no_auth=insecure_no_auth),
         metrics=Metrics(),
     )
+    app.extensions[PASSWORDS_EXTENSION] = PasswordChecker(config.people)
     register_error_handlers(app)
     app.after_request(_security_headers)
     app.url_map.converters["id"] = IdConverter
@@ -117,7 +158,5 @@ def create_app(
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)
     if insecure_no_auth and not config.auth.configured:
-        log.warning(
-            "insecure_no_auth", detail="the webhook and API accept unauthenticated requests"
-        )
+        log.warning("insecure_no_auth", detail=INSECURE_NO_AUTH_WARNING)
     return app

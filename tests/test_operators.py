@@ -3,6 +3,7 @@ two-person default for restores; configuration loads in the audit log."""
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from receiver import controls
 from receiver.app import create_app
 from receiver.approvals import required_approvers
 from receiver.cli import main
+from receiver.commands.identity import os_account
 from receiver.store import AuditFilter, Store
 from tests.conftest import Clock, people
 from tests.engine_kit import Kit, rule
@@ -51,8 +53,29 @@ def test_proxy_header_is_trusted_only_from_the_proxy(store: Store, clock: Clock,
     assert stranger.status_code == 302
 
 
+CLI_TOKENS = {"bob": "cli-bob-operator-token", "carol": "cli-carol-operator-token"}
+
+
+def cli_people(os_person: str = "alice") -> dict[str, Any]:
+    """people() with this test's OS account mapped to ``os_person`` and an operator token
+    each for bob and carol (env REMEDIATOR_TEST_CLI_<NAME>)."""
+    ppl = people()
+    ppl["users"][os_person]["os_user"] = os_account()
+    for name in CLI_TOKENS:
+        ppl["api_tokens"][f"cli-{name}"] = {"token": f"env:REMEDIATOR_TEST_CLI_{name.upper()}",
+                                           "user": name, "scope": "operator"}
+    return ppl
+
+
+@pytest.fixture(autouse=True)
+def _cli_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in CLI_TOKENS.items():
+        monkeypatch.setenv(f"REMEDIATOR_TEST_CLI_{name.upper()}", value)
+    monkeypatch.delenv("REMEDIATOR_TOKEN", raising=False)
+
+
 def cli_config(store_url: str, tmp_path: Path, **extra: Any) -> str:
-    data = {"store": {"url": store_url}, "data_dir": str(tmp_path), "people": people(),
+    data = {"store": {"url": store_url}, "data_dir": str(tmp_path), "people": cli_people(),
             "rules": [rule(approval={"mode": "required", "groups": ["dba"]})]}
     data.update(extra)
     path = tmp_path / "r.yml"
@@ -72,15 +95,19 @@ def test_cli_approve_and_deny_apply_the_same_checks(store: Store, store_url: str
     kit.drain()
     job = str(kit.jobs()[0]["id"])
     runner = CliRunner()
-    refused = runner.invoke(main, ["approve", job, "--as", "carol", "-c", cfg])
+    refused = runner.invoke(main, ["approve", job, "--token", "env:REMEDIATOR_TEST_CLI_CAROL",
+                                   "-c", cfg])
     assert refused.exit_code == 1 and "not in an approving group" in refused.output
-    ok = runner.invoke(main, ["approve", job, "--as", "bob", "-c", cfg])
+    ok = runner.invoke(main, ["approve", job, "--as", "bob", "-c", cfg],
+                       env={"REMEDIATOR_TOKEN": CLI_TOKENS["bob"]})
     assert ok.exit_code == 0 and "queued" in ok.output
-    late = runner.invoke(main, ["deny", job, "--as", "alice", "--reason", "no", "-c", cfg])
+    late = runner.invoke(main, ["deny", job, "--reason", "no", "-c", cfg])  # alice: OS account
     assert late.exit_code == 1 and "no longer waiting" in late.output
     approved = store.audit(AuditFilter(action="job.approved"))
     assert [e["actor"] for e in approved] == ["user:bob"]
-    assert approved[0]["origin"] == {"via": "cli"}
+    assert approved[0]["origin"] == {"via": "cli", "os_user": os_account(),
+                                     "host": socket.gethostname(),
+                                     "auth": "api-token:cli-bob"}
 
 
 def test_cli_incident_commands(store: Store, store_url: str, clock: Clock,
@@ -95,12 +122,13 @@ def test_cli_incident_commands(store: Store, store_url: str, clock: Clock,
     def run(*args: str) -> Any:
         return runner.invoke(main, ["incident", *args, "-c", cfg])
 
+    bob = ("--token", "env:REMEDIATOR_TEST_CLI_BOB")
     assert "acknowledged" in run("ack", inc, "--as", "alice").output
-    assert "commander bob" in run("assign", inc, "--as", "alice", "--value", "bob").output
-    assert run("note", inc, "--as", "bob", "--text", "looking").exit_code == 0
-    assert "resolved" in run("resolve", inc, "--as", "bob", "--reason", "fixed").output
-    assert "closed" in run("close", inc, "--as", "bob").output
-    bad = run("close", "999", "--as", "bob")
+    assert "commander bob" in run("assign", inc, "--value", "bob").output
+    assert run("note", inc, *bob, "--text", "looking").exit_code == 0
+    assert "resolved" in run("resolve", inc, *bob, "--reason", "fixed").output
+    assert "closed" in run("close", inc, *bob, "--as", "bob").output
+    bad = run("close", "999", *bob)
     assert bad.exit_code == 1 and "no incident" in bad.output
     actors = {e["actor"] for e in store.audit(AuditFilter(incident_id=int(inc)))
               if e["actor"].startswith("user:")}

@@ -1,5 +1,9 @@
 """Incidents by hand: ``incident ack|assign|note|resolve|close|false-alarm|severity|diagnose``,
-the ``postmortem`` draft and the ``report`` of response metrics."""
+the ``postmortem`` draft and the ``report`` of response metrics.
+
+Incident actions are taken as the person the OS account maps to, or as the owner of the
+operator API token given with ``--token`` / ``REMEDIATOR_TOKEN``
+(:mod:`receiver.commands.identity`); ``--as`` only checks it."""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ import sys
 
 import click
 
+from receiver.commands.identity import TOKEN_OPTION, resolve
 from receiver.commands.options import CONFIG_OPTION, actor_name, load_config_or_exit, store_for
+
+AS_HELP = "check that you act as this person (who you are comes from your OS account or --token)."
 
 
 @click.group()
@@ -16,16 +23,18 @@ def incident() -> None:
     """Act on an incident: ack, assign, note, resolve, close, false-alarm, severity."""
 
 
-def _incident_action(config_path: str, incident_id: int, action: str, actor: str,
-                     text: str = "", value: str = "") -> None:
+def _incident_action(config_path: str, incident_id: int, action: str, as_user: str | None,
+                     token_ref: str | None, text: str = "", value: str = "") -> None:
     from receiver import lifecycle
     from receiver.engine import utcnow
 
     config = load_config_or_exit(config_path)
+    who = resolve(config, actor_name(as_user) if as_user is not None else None, token_ref)
+    assert who.person is not None  # noqa: S101 - resolve() refuses unmapped accounts here
     store = store_for(config)
     try:
-        row = lifecycle.act(store, config, incident_id, action, user=actor_name(actor),
-                            now=utcnow(), text=text, value=value, origin={"via": "cli"})
+        row = lifecycle.act(store, config, incident_id, action, user=who.person,
+                            now=utcnow(), text=text, value=value, origin=who.origin())
     except lifecycle.ActionError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
@@ -40,11 +49,13 @@ def _incident_command(name: str, action: str, text_arg: str | None = None,
     @incident.command(name, help=doc)
     @CONFIG_OPTION
     @click.argument("incident_id", type=int)
-    @click.option("--as", "actor", required=True, help="who acts (recorded in the audit log).")
+    @click.option("--as", "as_user", help=AS_HELP)
+    @TOKEN_OPTION
     @click.option("--reason", "--text", "text", default="", help="reason or note text.")
     @click.option("--value", default="", help="assignee or severity, where it applies.")
-    def command(config_path: str, incident_id: int, actor: str, text: str, value: str) -> None:
-        _incident_action(config_path, incident_id, action, actor, text, value)
+    def command(config_path: str, incident_id: int, as_user: str | None, token_ref: str | None,
+                text: str, value: str) -> None:
+        _incident_action(config_path, incident_id, action, as_user, token_ref, text, value)
 
 
 for _name, _action, _doc in (
@@ -62,16 +73,20 @@ for _name, _action, _doc in (
 @incident.command("diagnose")
 @CONFIG_OPTION
 @click.argument("incident_id", type=int)
-@click.option("--as", "actor", required=True)
-def incident_diagnose(config_path: str, incident_id: int, actor: str) -> None:
+@click.option("--as", "as_user", help=AS_HELP)
+@TOKEN_OPTION
+def incident_diagnose(config_path: str, incident_id: int, as_user: str | None,
+                      token_ref: str | None) -> None:
     """Run the incident's diagnostics again (the worker picks it up)."""
     from receiver.diagnostics import request as request_diagnostics
     from receiver.engine import utcnow
 
     config = load_config_or_exit(config_path)
+    who = resolve(config, actor_name(as_user) if as_user is not None else None, token_ref,
+                  allow_unmapped=True)
     store = store_for(config)
     try:
-        req = request_diagnostics(store, incident_id, actor=f"user:{actor_name(actor)}",
+        req = request_diagnostics(store, incident_id, actor=who.actor,
                                   reason="requested from the CLI", now=utcnow())
     finally:
         store.close()

@@ -25,7 +25,8 @@ from receiver.errors import StoreError
 @click.option(
     "--insecure-no-auth",
     is_flag=True,
-    help="Accept unauthenticated webhooks and API calls when no auth is configured.",
+    help="Accept unauthenticated webhook posts when no webhook auth is configured "
+    "(the JSON API and pages still need an operator).",
 )
 @click.option("--no-worker", is_flag=True, help="Do not start the embedded remediation worker.")
 def serve(
@@ -46,7 +47,9 @@ def serve(
         )
         sys.exit(2)
     if not config.auth.configured:
-        click.echo("WARNING: --insecure-no-auth: webhook and API are unauthenticated", err=True)
+        from receiver.app import INSECURE_NO_AUTH_WARNING
+
+        click.echo(f"WARNING: {INSECURE_NO_AUTH_WARNING}", err=True)
 
     metrics_dir = config.data_dir / "prometheus-multiproc"
     shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -54,13 +57,15 @@ def serve(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
     from receiver.logs import configure_logging
+    from receiver.secrets import redactor_for
     from receiver.server import run_gunicorn
 
-    configure_logging(config.logging.level, config.logging.format)
+    configure_logging(config.logging.level, config.logging.format, redactor_for(config))
     if config.store.migrate_on_start:
+        from receiver.audit_checkpoints import store_options
         from receiver.store import open_store
 
-        store = open_store(config.store_url(), pool_min=0, pool_max=2)
+        store = open_store(config.store_url(), pool_min=0, pool_max=2, **store_options(config))
         try:
             store.migrate()
             _record_config(store, config_path, "serve")
@@ -69,6 +74,7 @@ def serve(
             sys.exit(1)
         finally:
             store.close()
+    _audit_checkpoint(config, "start", "serve")
     embedded = None
     if config.server.embedded_worker and not no_worker:
         import subprocess
@@ -93,6 +99,7 @@ def serve(
                 embedded.wait(timeout=15)
             except Exception:  # noqa: BLE001 - last resort at shutdown
                 embedded.kill()
+        _audit_checkpoint(config, "stop", "serve")
 
 
 @click.command()
@@ -107,10 +114,11 @@ def worker(config_path: str, threads: int, exit_with_parent: bool) -> None:
     import threading
 
     from receiver.logs import configure_logging
+    from receiver.secrets import redactor_for
     from receiver.worker import Worker
 
     config = load_config_or_exit(config_path)
-    configure_logging(config.logging.level, config.logging.format)
+    configure_logging(config.logging.level, config.logging.format, redactor_for(config))
     store = store_for(config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -120,6 +128,9 @@ def worker(config_path: str, threads: int, exit_with_parent: bool) -> None:
         _record_config(store, config_path, f"worker {w.id}")
     except StoreError as exc:
         click.echo(f"could not record the configuration in the audit log: {exc}", err=True)
+    from receiver.audit_checkpoints import checkpoint_quietly
+
+    checkpoint_quietly(store, config, reason="start", role=f"worker {w.id}")
     if exit_with_parent:
         parent = os.getppid()
 
@@ -133,6 +144,7 @@ def worker(config_path: str, threads: int, exit_with_parent: bool) -> None:
     try:
         w.run_forever(stop, threads=threads)
     finally:
+        checkpoint_quietly(store, config, reason="stop", role=f"worker {w.id}")
         store.close()
 
 
@@ -141,3 +153,18 @@ def _record_config(store: Any, config_path: str, process: str) -> None:
     from receiver.engine import utcnow
 
     controls.record_config_loaded(store, config_path, process=process, now=utcnow())
+
+
+def _audit_checkpoint(config: Any, reason: str, role: str) -> None:
+    """A signed checkpoint of the audit chain's head when ``serve`` starts and stops."""
+    from receiver.audit_checkpoints import checkpoint_quietly
+
+    try:
+        store = store_for(config)
+    except Exception as exc:  # noqa: BLE001 - reported; the process goes on
+        click.echo(f"audit checkpoint ({reason}) not written: {exc}", err=True)
+        return
+    try:
+        checkpoint_quietly(store, config, reason=reason, role=role)
+    finally:
+        store.close()

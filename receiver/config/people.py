@@ -7,20 +7,22 @@ import ipaddress
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from receiver.config.section import Section
 from receiver.durations import Duration
 from receiver.secrets import SecretRef
+
+UserName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,99}$")]
+OsUser = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,63}$")]
 
 
 class Person(Section):
     groups: list[str] = Field(default_factory=list)
     email: str | None = None
     password_hash: str | None = None
-
-
-UserName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,99}$")]
+    os_user: OsUser | None = None
+    """The OS account whose CLI commands act as this person (default: the same name)."""
 
 
 class TrustedProxy(Section):
@@ -52,6 +54,22 @@ class ApiToken(Section):
     scope: Literal["read", "operator"] = "read"
 
 
+class LoginLimits(Section):
+    """Failed logins allowed per user name and per client address within ``window``
+    (counted in the store, so across workers and replicas); 0 turns a limit off."""
+
+    user_failures: int = Field(default=5, ge=0, le=1_000_000)
+    address_failures: int = Field(default=20, ge=0, le=1_000_000)
+    window: Duration = timedelta(minutes=15)
+
+    @field_validator("window")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+
 class PeopleConfig(Section):
     """Operators and approvers. Approval policies name groups from here."""
 
@@ -59,7 +77,31 @@ class PeopleConfig(Section):
     trusted_proxy: TrustedProxy | None = None
     api_tokens: dict[str, ApiToken] = Field(default_factory=dict)
     session_lifetime: Duration = timedelta(hours=12)
+    login_limits: LoginLimits = Field(default_factory=LoginLimits)
+
+    @model_validator(mode="after")
+    def _one_person_per_os_account(self) -> PeopleConfig:
+        owner: dict[str, str] = {}
+        for name, person in self.users.items():
+            if person.os_user is None:
+                continue
+            if person.os_user in owner:
+                raise ValueError(f"os_user {person.os_user!r} is given to both "
+                                 f"{owner[person.os_user]} and {name}")
+            owner[person.os_user] = name
+        return self
 
     def groups_of(self, user: str) -> set[str]:
         person = self.users.get(user)
         return set(person.groups) if person else set()
+
+    def person_of_os_user(self, os_user: str) -> str | None:
+        """The person an OS account acts as: the one whose ``os_user`` names it, else the
+        person of the same name unless that person is bound to another account."""
+        for name, person in self.users.items():
+            if person.os_user == os_user:
+                return name
+        same = self.users.get(os_user)
+        if same is not None and same.os_user is None:
+            return os_user
+        return None

@@ -7,7 +7,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from receiver.web.errors import ApiError
-from receiver.web.operators import check_csrf_header, current_operator, origin
+from receiver.web.operators import (
+    browser_write_checks,
+    csrf_token_for,
+    current_operator,
+    origin,
+)
 from receiver.web.requests import (
     AuditQuery,
     ControlBody,
@@ -31,10 +36,18 @@ def _authenticate() -> None:
         raise ApiError(401, "unauthorized", "missing or invalid credentials",
                        {"WWW-Authenticate": 'Bearer realm="remediator"'})
     if request.method not in ("GET", "HEAD"):
+        browser_write_checks(op)  # session or proxy: same origin and X-CSRF-Token
         if op.scope != "operator":
             raise ApiError(403, "forbidden", "this token is read-only")
-        if op.via == "session":
-            check_csrf_header()
+
+
+@bp.get("/csrf-token")
+def csrf_token() -> Response:
+    """The X-CSRF-Token value for API writes by a session or proxy-authenticated user
+    (another site cannot read this answer: no CORS)."""
+    op = current_operator(api=True)
+    return jsonify({"csrf_token": csrf_token_for(op), "user": op.name if op else None,
+                    "via": op.via if op else None})
 
 
 @bp.get("/incidents")
@@ -154,7 +167,7 @@ def audit() -> Response:
 
 @bp.get("/audit/verify")
 def audit_verify() -> Response:
+    """The same checks as ``remediator audit verify``: the keyed chain, the signed
+    checkpoints, the append-only triggers; ``problems`` names each one found."""
     report = services().store.verify_audit()
-    resp = jsonify({"ok": report.ok, "checked": report.checked,
-                    "first_bad_seq": report.first_bad_seq, "problem": report.problem})
-    return resp
+    return jsonify(report.as_dict())

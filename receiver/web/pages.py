@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from receiver import approvals as approval_logic
 from receiver import controls, guards, lifecycle, postmortem
@@ -30,8 +30,9 @@ from receiver.tokens import (
 from receiver.web.errors import ApiError
 from receiver.web.operators import (
     check_csrf,
-    check_password,
     current_operator,
+    end_session,
+    log_in,
     origin,
     page_login_required,
 )
@@ -64,15 +65,6 @@ def _now() -> datetime:
     return services().intake.clock()
 
 
-def _audit_login(user: str, ok: bool) -> None:
-    store = services().store
-    with store.db.transaction() as tx:
-        audit_store.append(tx, at=_now(), actor=f"user:{user}" if ok else "anonymous",
-                           action="auth.login" if ok else "auth.login_failed",
-                           subject=f"user:{user}"[:120], origin=origin(),
-                           details={} if ok else {"attempted_user": user[:100]})
-
-
 def _safe_next(target: str | None) -> str:
     if not target:
         return url_for("pages.incidents")
@@ -102,22 +94,27 @@ def login() -> Any:
         return render("login.html", next=nxt, error=None)
     check_csrf()
     user = request.form.get("username", "")[:100]
-    if not check_password(user, request.form.get("password", "")):
-        _audit_login(user, False)
+    result = log_in(user, request.form.get("password", ""))
+    if result.retry_after is not None:
+        minutes = max(1, (result.retry_after + 59) // 60)
+        resp = render("login.html", status=429, next=nxt,
+                      error=f"Too many failed logins. Try again in {minutes} min.")
+        resp.headers["Retry-After"] = str(result.retry_after)
+        return resp
+    if not result.ok:
         return render("login.html", status=401, next=nxt, error="Wrong user or password.")
-    csrf = session.get("csrf")
-    session.clear()
-    session.permanent = True
-    session["user"] = user
-    session["csrf"] = csrf
-    _audit_login(user, True)
     return redirect(_safe_next(nxt))
 
 
 @bp.post("/logout")
 @page_login_required
 def logout() -> Any:
-    session.clear()
+    op = current_operator()
+    assert op is not None  # noqa: S101 - page_login_required guarantees it
+    if end_session(op):
+        with services().store.db.transaction() as tx:
+            audit_store.append(tx, at=_now(), actor=f"user:{op.name}", action="auth.logout",
+                               subject=f"user:{op.name}"[:120], origin=origin())
     return redirect(url_for("pages.login"))
 
 
