@@ -1,4 +1,9 @@
-"""Structured JSON logs (structlog) with secrets redacted by a processor, not by habit."""
+"""Structured JSON logs (structlog) with secrets redacted by a processor, not by habit.
+
+The processor cuts secret-named keys, URL credentials and bearer tokens from every event,
+and every configured secret (the :class:`~receiver.secrets.Redactor` given to
+:func:`configure_logging`) from every string in it, the rendered exception included.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ from typing import Any
 
 import structlog
 
+from receiver.secrets import NO_SECRETS, REDACTED, Redactor
+
 _SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|authorization|api[_-]?key|dsn|cookie)", re.I)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+(:[^/\s@]*)?@", re.I)
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{12,}")
-REDACTED = "[redacted]"
 
 
 def redact_value(value: Any) -> Any:
@@ -37,12 +43,21 @@ def redact_mapping(data: MutableMapping[str, Any] | dict[str, Any]) -> dict[str,
     return out
 
 
-def _redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
-    return redact_mapping(event_dict)
+class RedactSecrets:
+    """The structlog processor: patterns first, then the configured secrets."""
+
+    def __init__(self, redactor: Redactor = NO_SECRETS) -> None:
+        self.redactor = redactor
+
+    def __call__(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+        return self.redactor(redact_mapping(event_dict))
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
-    """Configure structlog and the stdlib root logger once per process."""
+def configure_logging(
+    level: str = "info", fmt: str = "json", redactor: Redactor = NO_SECRETS
+) -> None:
+    """Configure structlog once per process; ``redactor`` (``secrets.redactor_for(config)``)
+    names the secrets that no log line may carry."""
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -54,7 +69,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            _redact,
+            RedactSecrets(redactor),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -7,6 +7,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from receiver.config import Config
+from receiver.http_worker import worker_class
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
@@ -29,8 +30,10 @@ class _Gunicorn(BaseApplication):
     def load(self) -> Any:
         from receiver.app import create_app
         from receiver.logs import configure_logging
+        from receiver.secrets import redactor_for
 
-        configure_logging(self._config.logging.level, self._config.logging.format)
+        configure_logging(self._config.logging.level, self._config.logging.format,
+                          redactor_for(self._config))
         return create_app(self._config, insecure_no_auth=self._insecure)
 
 
@@ -41,7 +44,8 @@ def run_gunicorn(
         "bind": bind,
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread" if threads > 1 else "sync",
+        # gthread whose threads only ever get complete requests (see receiver.http_worker)
+        "worker_class": "gthread",  # TEMP
         "timeout": config.server.timeout,
         "graceful_timeout": 10,
         "keepalive": 5,

@@ -31,10 +31,16 @@ def load_config_or_exit(path: str) -> Config:
         sys.exit(1)
 
 
-def store_for(config: Config) -> Any:
+def store_for(config: Config, *, create_audit_key: bool = True) -> Any:
+    """The configured store, chaining audit entries with the deployment's audit key."""
+    from receiver.audit_checkpoints import store_options
+    from receiver.secrets import redactor_for
     from receiver.store import open_store
 
-    return open_store(config.store_url(), pool_min=0, pool_max=4)
+    store = open_store(config.store_url(), pool_min=0, pool_max=4,
+                       **store_options(config, create_key=create_audit_key))
+    store.redact_with(redactor_for(config))
+    return store
 
 
 def actor_name(value: str) -> str:

@@ -1,58 +1,34 @@
 """What evidence may keep: redaction (URL credentials, secret-named keys, bearer tokens, and
-the configured DSNs, URLs and passwords themselves) and the ``max_evidence_bytes`` cap."""
+every configured secret, through the config's :class:`~receiver.secrets.Redactor`) and the
+``max_evidence_bytes`` cap. Redaction comes first, so that a cut can never leave half a
+secret behind."""
 
 from __future__ import annotations
 
 import json
 import math
 from typing import Any
-from urllib.parse import urlsplit
-
-import psycopg.conninfo
 
 from receiver.diagnostics.findings import CheckResult, Finding
-from receiver.logs import REDACTED, redact_mapping, redact_value
-from receiver.targets import TargetsConfig
+from receiver.logs import redact_mapping, redact_value
+from receiver.secrets import Redactor
 
 
-def secret_strings(targets: TargetsConfig) -> list[str]:
-    """The configured DSNs and URLs, and the passwords in them: never stored as evidence."""
-    found: set[str] = set()
-    for pg in targets.postgres.values():
-        dsn = pg.dsn.reveal()
-        found.add(dsn)
-        try:
-            found.add(str(psycopg.conninfo.conninfo_to_dict(dsn).get("password") or ""))
-        except psycopg.ProgrammingError:
-            pass
-    for rd in targets.redis.values():
-        url = rd.url.reveal()
-        found.add(url)
-        try:
-            found.add(urlsplit(url).password or "")
-        except ValueError:
-            pass
-    # Very short values would blank out ordinary text; longest first, so a DSN goes whole.
-    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
-
-
-def clean(value: Any, secrets: list[str]) -> Any:
-    """``value`` made JSON-safe, with secret-looking parts and every one of ``secrets``
+def clean(value: Any, redactor: Redactor) -> Any:
+    """``value`` made JSON-safe, with secret-looking parts and every configured secret
     replaced by the redaction marker."""
     if isinstance(value, str):
-        text = redact_value(value)
-        for secret in secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return redactor.text(str(redact_value(value)))
     if isinstance(value, dict):
-        return {str(k): clean(v, secrets) for k, v in redact_mapping(value).items()}
+        return {redactor.text(str(k)): clean(v, redactor)
+                for k, v in redact_mapping(value).items()}
     if isinstance(value, list | tuple):
-        return [clean(v, secrets) for v in value]
+        return [clean(v, redactor) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # NaN and Inf are not JSON
     if value is None or isinstance(value, bool | int | float):
         return value
-    return clean(str(value), secrets)
+    return clean(str(value), redactor)
 
 
 def _size(value: Any) -> int:
@@ -91,11 +67,12 @@ def cap(detail: dict[str, Any], max_bytes: int) -> dict[str, Any]:
         keep //= 2
 
 
-def sanitize(result: CheckResult, secrets: list[str], max_bytes: int) -> CheckResult:
-    """The result as it may be stored: redacted, its summary cut, its detail capped."""
+def sanitize(result: CheckResult, redactor: Redactor, max_bytes: int) -> CheckResult:
+    """The result as it may be stored (the one way into the evidence table): redacted, its
+    summary cut, its detail capped."""
     finding = result.finding
-    detail = clean({"outcome": finding.outcome, **finding.detail}, secrets)
-    summary = str(clean(finding.summary, secrets))[:1000]
+    detail = clean({"outcome": finding.outcome, **finding.detail}, redactor)
+    summary = str(clean(finding.summary, redactor))[:1000]
     return CheckResult(result.name, result.kind,
                        Finding(finding.outcome, summary, cap(detail, max_bytes)),
                        result.started_at, result.duration_ms)

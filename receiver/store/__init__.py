@@ -7,9 +7,11 @@ per aggregate (``ingest``, ``incidents``), written once for both backends (see `
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from receiver.audit import ChainReport, verify_chain
+from receiver.audit import AuditKey, ChainReport, verify_chain
+from receiver.secrets import Redactor
 from receiver.store import audit as _audit
 from receiver.store import incidents as _incidents
 from receiver.store.audit import AuditFilter
@@ -23,8 +25,14 @@ __all__ = ["AuditFilter", "Store", "open_store", "IncidentFilter", "IngestBatch"
 
 
 class Store:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, audit_key: AuditKey | None = None,
+                 checkpoint_dir: Path | None = None) -> None:
+        """``audit_key`` HMAC-chains the audit entries this store appends and checks them;
+        ``checkpoint_dir`` holds the signed checkpoints that verification compares with."""
         self.db = db
+        self.db.audit_key = audit_key
+        self.audit_key = audit_key
+        self.checkpoint_dir = checkpoint_dir
 
     @property
     def dialect(self) -> str:
@@ -68,12 +76,35 @@ class Store:
             return _audit.query(tx, f)
 
     def verify_audit(self) -> ChainReport:
+        """The chain checked with the audit key, against every signed checkpoint in the
+        checkpoint directory (read first, so that a newer one cannot race the walk), and
+        the append-only triggers read from the catalog."""
+        from receiver.audit_checkpoints import read_checkpoints
+
+        found = (read_checkpoints(self.checkpoint_dir, self.audit_key)
+                 if self.checkpoint_dir is not None and self.audit_key is not None else None)
         with self.db.transaction(write=False) as tx:
-            return verify_chain(_audit.walk(tx))
+            problems = [*(found.problems if found else ()), *_audit.trigger_problems(tx)]
+            notes = found.notes if found else ("no checkpoint directory: a deleted tail "
+                                               "cannot be detected",)
+            return verify_chain(_audit.walk(tx), self.audit_key,
+                                found.checkpoints if found else (), problems, notes,
+                                locate=lambda seq: _audit.row_id(tx, seq))
+
+    def audit_head(self) -> _audit.Head:
+        with self.db.transaction(write=False) as tx:
+            return _audit.head(tx)
+
+    def redact_with(self, redactor: Redactor) -> None:
+        """Cut ``redactor``'s secrets (with those it already had) from every timeline event
+        and audit entry this store writes."""
+        self.db.redactor = self.db.redactor.merged(redactor)
 
     def close(self) -> None:
         self.db.close()
 
 
-def open_store(url: str, *, pool_min: int = 1, pool_max: int = 10, timeout: float = 3.0) -> Store:
-    return Store(open_database(url, pool_min=pool_min, pool_max=pool_max, timeout=timeout))
+def open_store(url: str, *, pool_min: int = 1, pool_max: int = 10, timeout: float = 3.0,
+               audit_key: AuditKey | None = None, checkpoint_dir: Path | None = None) -> Store:
+    return Store(open_database(url, pool_min=pool_min, pool_max=pool_max, timeout=timeout),
+                 audit_key=audit_key, checkpoint_dir=checkpoint_dir)

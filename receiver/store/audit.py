@@ -1,13 +1,15 @@
-"""Audit log rows: append under a lock (one chain, however many writers), read, filter."""
+"""Audit log rows: append under a lock (one chain, however many writers), read, filter;
+the chain's head, and the catalog check that the append-only triggers are still there."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from receiver.audit import GENESIS, chain_hash
+from receiver.audit import GENESIS, KEYED, LEGACY, chain_hash
 from receiver.logs import redact_mapping
 from receiver.store.db import Row, Tx
 
@@ -25,7 +27,9 @@ def append(
     details: dict[str, Any] | None = None,
     origin: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Queue one entry in the caller's transaction; secrets in details are redacted.
+    """Queue one entry in the caller's transaction; secrets in details and origin are
+    redacted (secret-named keys, URL credentials, bearer tokens, and every configured secret
+    of the store's redactor).
 
     The entries are chained and inserted just before the transaction commits, under one
     lock (PostgreSQL advisory lock; SQLite's BEGIN IMMEDIATE), so that concurrent writers
@@ -37,8 +41,8 @@ def append(
         "action": action,
         "subject": subject,
         "incident_id": incident_id,
-        "details": redact_mapping(details or {}),
-        "origin": redact_mapping(origin or {}),
+        "details": tx.redactor(redact_mapping(details or {})),
+        "origin": tx.redactor(redact_mapping(origin or {})),
     }
     pending: list[dict[str, Any]] | None = tx.scratch.get("audit")
     if pending is None:
@@ -57,15 +61,20 @@ def _flush(tx: Tx) -> None:
     last = tx.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
     seq = last["seq"] if last else 0
     prev = last["hash"] if last else GENESIS
+    key = tx.audit_key
     for entry in pending:
         seq += 1
         entry["seq"] = seq
         entry["prev_hash"] = prev
-        entry["hash"] = prev = chain_hash(prev, entry)
+        # Without a key (a library caller, tests) entries are plain sha256, as before the
+        # chain was keyed; verification refuses them after the first keyed entry.
+        entry["alg"] = KEYED if key is not None else LEGACY
+        entry["key_id"] = key.id if key is not None else None
+        entry["hash"] = prev = chain_hash(prev, entry, key)
         tx.execute(
             "INSERT INTO audit_log (seq, at, actor, action, subject, incident_id, details,"
-            " origin, prev_hash, hash) VALUES (:seq, :at, :actor, :action, :subject,"
-            " :incident_id, :details, :origin, :prev_hash, :hash)",
+            " origin, prev_hash, hash, alg, key_id) VALUES (:seq, :at, :actor, :action,"
+            " :subject, :incident_id, :details, :origin, :prev_hash, :hash, :alg, :key_id)",
             {**entry, "details": tx.json(entry["details"]), "origin": tx.json(entry["origin"])},
         )
 
@@ -81,7 +90,8 @@ class AuditFilter:
     after_seq: int | None = None
 
 
-COLUMNS = "id, seq, at, actor, action, subject, incident_id, details, origin, prev_hash, hash"
+COLUMNS = ("id, seq, at, actor, action, subject, incident_id, details, origin, prev_hash,"
+           " hash, alg, key_id")
 
 
 def query(tx: Tx, f: AuditFilter) -> list[Row]:
@@ -118,3 +128,90 @@ def walk(tx: Tx, batch: int = 1000) -> Iterator[Row]:
             return
         yield from rows
         last = rows[-1]["id"]
+
+
+def row_id(tx: Tx, seq: int) -> int | None:
+    row = tx.fetchone("SELECT id FROM audit_log WHERE seq = :seq", {"seq": seq})
+    return int(row["id"]) if row else None
+
+
+@dataclass(frozen=True)
+class Head:
+    """The newest entry (seq 0 and the genesis hash when the log is empty), and the last
+    unkeyed (sha256) entry's seq (0 when there is none)."""
+
+    seq: int
+    hash: str
+    legacy_until: int
+
+
+def head(tx: Tx) -> Head:
+    last = tx.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    legacy = tx.fetchone("SELECT max(seq) AS seq FROM audit_log WHERE alg = :alg",
+                         {"alg": LEGACY})
+    return Head(seq=int(last["seq"]) if last else 0, hash=last["hash"] if last else GENESIS,
+                legacy_until=int(legacy["seq"]) if legacy and legacy["seq"] is not None else 0)
+
+
+# The append-only guard each backend's migrations create: operation -> trigger names.
+_PG_GUARDS = {"UPDATE": "audit_log_no_update", "DELETE": "audit_log_no_update",
+              "TRUNCATE": "audit_log_no_truncate"}
+_SQLITE_GUARDS = {"UPDATE": "audit_log_no_update", "DELETE": "audit_log_no_delete"}
+_PG_OPS = {8: "DELETE", 16: "UPDATE", 32: "TRUNCATE"}  # pg_trigger.tgtype bits
+_TG_BEFORE = 2
+
+
+def trigger_problems(tx: Tx) -> list[str]:
+    """What is missing from the append-only guard, read from the catalog (``pg_trigger`` /
+    ``sqlite_master``): a dropped, disabled or defanged trigger is named, one per line."""
+    if tx.dialect == "postgres":
+        return _pg_trigger_problems(tx)
+    return _sqlite_trigger_problems(tx)
+
+
+def _pg_trigger_problems(tx: Tx) -> list[str]:
+    rows = tx.fetchall(
+        "SELECT t.tgname AS name, t.tgenabled AS enabled, t.tgtype AS type,"
+        " p.prosrc AS body FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+        " WHERE t.tgrelid = to_regclass('audit_log') AND NOT t.tgisinternal")
+    guarded: set[str] = set()
+    problems: list[str] = []
+    for r in rows:
+        enabled = str(r["enabled"]) != "D"
+        refuses = re.search(r"\bRAISE\s+EXCEPTION\b", r["body"] or "", re.IGNORECASE)
+        before = int(r["type"]) & _TG_BEFORE
+        ops = {op for bit, op in _PG_OPS.items() if int(r["type"]) & bit}
+        if r["name"] in _PG_GUARDS.values():
+            if not enabled:
+                problems.append(f"trigger {r['name']} on audit_log is disabled")
+            elif not refuses:
+                problems.append(f"trigger {r['name']} on audit_log no longer raises: its "
+                                "function was replaced")
+        if enabled and refuses and before:
+            guarded |= ops
+    problems.extend(_missing(_PG_GUARDS, guarded, problems))
+    return problems
+
+
+_SQLITE_GUARD = re.compile(r"\bBEFORE\s+(UPDATE|DELETE)\s+ON\s+[\"`]?audit_log[\"`]?\s.*"
+                           r"\bRAISE\s*\(\s*ABORT\b", re.IGNORECASE | re.DOTALL)
+
+
+def _sqlite_trigger_problems(tx: Tx) -> list[str]:
+    rows = tx.fetchall("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+                       " AND tbl_name = 'audit_log'")
+    guarded: set[str] = set()
+    for r in rows:
+        m = _SQLITE_GUARD.search(r["sql"] or "")
+        if m and not re.search(r"\bWHEN\b", r["sql"], re.IGNORECASE):
+            guarded.add(m.group(1).upper())
+    return _missing(_SQLITE_GUARDS, guarded, [])
+
+
+def _missing(guards: dict[str, str], guarded: set[str], known: list[str]) -> list[str]:
+    by_name: dict[str, list[str]] = {}
+    for op, name in guards.items():
+        if op not in guarded and not any(name in p for p in known):
+            by_name.setdefault(name, []).append(op)
+    return [f"trigger {name} is missing (dropped): {' and '.join(ops)} on audit_log "
+            "no longer refused" for name, ops in by_name.items()]

@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from receiver.errors import StoreError, StoreUnavailable
+from receiver.secrets import NO_SECRETS, Redactor
 
 JSON_COLUMNS = frozenset(
     {"labels", "annotations", "group_labels", "detail", "params", "result", "plan", "details",
@@ -57,6 +58,8 @@ class Tx(ABC):
     dialect: str
     before_commit: list[Callable[[Tx], None]]
     scratch: dict[str, Any]
+    audit_key: Any = None  # the Database's AuditKey, for the audit chain's HMAC
+    redactor: Redactor = NO_SECRETS  # the Database's: secrets cut from events and audit details
 
     @abstractmethod
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
@@ -75,6 +78,8 @@ class Tx(ABC):
 
 class Database(ABC):
     dialect: str
+    audit_key: Any = None  # receiver.audit.AuditKey: entries appended are HMAC-chained with it
+    redactor: Redactor = NO_SECRETS  # the config's secrets, redacted from what is written
 
     @abstractmethod
     @contextmanager
@@ -186,6 +191,8 @@ class SqliteDatabase(Database):
             raise StoreUnavailable(f"SQLite store busy: {exc}") from exc
         try:
             tx = _SqliteTx(conn)
+            tx.audit_key = self.audit_key
+            tx.redactor = self.redactor
             yield tx
             for hook in tx.before_commit:
                 hook(tx)
@@ -272,6 +279,8 @@ class PostgresDatabase(Database):
             with self.pool.connection(timeout=self.timeout) as conn:
                 with conn.transaction():
                     tx = _PgTx(conn)
+                    tx.audit_key = self.audit_key
+                    tx.redactor = self.redactor
                     yield tx
                     for hook in tx.before_commit:
                         hook(tx)

@@ -48,7 +48,10 @@ def record(
     job_id: int | None = None,
     origin: dict[str, Any] | None = None,
 ) -> None:
-    detail = detail or {}
+    # The one place timeline text is written: configured secrets never reach it, nor the
+    # outbox and audit entry made from it.
+    message = tx.redactor.text(message)
+    detail = tx.redactor(detail or {})
     tx.execute(
         "INSERT INTO incident_events (incident_id, at, kind, actor, message, detail, job_id)"
         " VALUES (:inc, :at, :kind, :actor, :msg, :detail, :job)",
