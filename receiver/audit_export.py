@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 FIELDS = ("seq", "at", "actor", "action", "subject", "incident_id", "details", "origin",
-          "prev_hash", "hash")
+          "prev_hash", "hash", "alg", "key_id")
 
 
 def _plain(entry: dict[str, Any]) -> dict[str, Any]:

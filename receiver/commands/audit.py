@@ -18,18 +18,36 @@ def audit() -> None:
 @audit.command("verify")
 @CONFIG_OPTION
 def audit_verify(config_path: str) -> None:
-    """Walk the hash chain; name the first altered, inserted or removed entry; exit 1 then."""
+    """Check the chain with the audit key, against the signed checkpoints and the
+    append-only triggers; name each problem (deleted tail, deleted, inserted or edited
+    entry, re-hashed chain, dropped trigger) and exit 1 then."""
+    from receiver.audit_checkpoints import AuditKeyMissing
+
     config = load_config_or_exit(config_path)
-    store = store_for(config)
+    try:
+        store = store_for(config, create_audit_key=False)
+    except AuditKeyMissing as exc:
+        click.echo(f"cannot verify: {exc}", err=True)
+        sys.exit(1)
     try:
         r = store.verify_audit()
     finally:
         store.close()
+    cp = r.checkpoint
+    against = (f"latest checkpoint seq {cp.seq} at {cp.at} ({cp.reason}, {cp.process})"
+               if cp is not None else "no checkpoint")
     if r.ok:
-        click.echo(f"ok: {r.checked} entries, chain intact")
+        click.echo(f"ok: {r.checked} entries ({r.keyed} keyed, {r.legacy} unkeyed sha256), "
+                   f"chain intact, head seq {r.head_seq}; {against}")
+        for note in r.notes:
+            click.echo(f"note: {note}", err=True)
         return
-    click.echo(f"BROKEN at entry seq {r.first_bad_seq} (row id {r.first_bad_id}): {r.problem}",
-               err=True)
+    where = f" at entry seq {r.first_bad_seq}" if r.first_bad_seq is not None else ""
+    rowid = f" (row id {r.first_bad_id})" if r.first_bad_id is not None else ""
+    click.echo(f"BROKEN{where}{rowid}: {r.problem}", err=True)
+    for problem in r.problems[1:]:
+        click.echo(f"also: {problem}", err=True)
+    click.echo(f"checked {r.checked} entries; {against}", err=True)
     sys.exit(1)
 
 
