@@ -45,7 +45,7 @@ def run_gunicorn(
         "workers": workers,
         "threads": threads,
         # gthread whose threads only ever get complete requests (see receiver.http_worker)
-        "worker_class": "gthread",  # TEMP
+        "worker_class": worker_class(config),
         "timeout": config.server.timeout,
         "graceful_timeout": 10,
         "keepalive": 5,

@@ -18,6 +18,23 @@ class ServerConfig(Section):
     threads: int = Field(default=4, ge=1, le=64)
     timeout: int = Field(default=30, ge=1, le=600)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    header_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="a client has this long from a request's first byte to send its headers; "
+        "until then it holds a few bytes of buffer, never a thread",
+    )
+    body_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="and this long after the headers to send its body; a request gets a "
+        "thread only once it is complete",
+    )
+
+    @field_validator("header_timeout", "body_timeout")
+    @classmethod
+    def _client_timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(minutes=10):
+            raise ValueError("must be between 1s and 10m")
+        return value
     public_url: str = Field(default="http://127.0.0.1:9095", pattern=r"^https?://")
     embedded_worker: bool = True
     secret_key: SecretRef | None = Field(
