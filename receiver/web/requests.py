@@ -11,7 +11,8 @@ bad field, so no client input reaches the store in a shape that makes it fail:
 - text holds neither NUL (PostgreSQL text cannot store it) nor lone surrogates (not
   encodable as UTF-8), and has a length bound;
 - JSON bodies are parsed by pydantic's own parser, which refuses nesting past its
-  recursion limit instead of overflowing the stack, and refuses NaN and Infinity.
+  recursion limit (instead of overflowing the stack) and lone surrogate escapes; no body
+  field takes a float, so NaN and Infinity are refused as the wrong type.
 
 The OpenAPI document (receiver/web/openapi.py) is generated from these same models.
 """
