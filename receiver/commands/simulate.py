@@ -30,7 +30,7 @@ def check_rule_params(config: Config, playbook_name: str, params_raw: dict[str, 
     (those that differ from the rule's literal values); no side effects."""
     from playbooks import load_registry
     from playbooks.base import PlaybookContext, Risk
-    from receiver.errors import AdapterError, TargetNotAllowed
+    from receiver.errors import AdapterError, PlaybookError, TargetNotAllowed
     from receiver.rules import params_from_alert
 
     playbook = load_registry().get(playbook_name)
@@ -49,6 +49,8 @@ def check_rule_params(config: Config, playbook_name: str, params_raw: dict[str, 
         return f"refused: target not allowed: {exc}"
     except AdapterError as exc:
         return f"allowlist check needs the live system: {exc}"
+    except PlaybookError as exc:
+        return f"allowlist check failed on the live system: {exc}"
     risk = playbook.risk_for(params, ctx)
     text = f"allowed; targets {', '.join(playbook.targets(params))}; risk {risk.value}"
     note = playbook.risk_note(params, ctx)
