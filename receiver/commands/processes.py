@@ -84,6 +84,7 @@ def serve(
             [sys.executable, "-m", "receiver", "worker", "-c", config_path, "--exit-with-parent"],
             env=env,
         )
+    master = os.getpid()  # gunicorn's forked workers unwind through the finally below too
     try:
         run_gunicorn(
             config,
@@ -93,13 +94,14 @@ def serve(
             insecure_no_auth=insecure_no_auth,
         )
     finally:
-        if embedded is not None:
-            embedded.terminate()
-            try:
-                embedded.wait(timeout=15)
-            except Exception:  # noqa: BLE001 - last resort at shutdown
-                embedded.kill()
-        _audit_checkpoint(config, "stop", "serve")
+        if os.getpid() == master:  # not in a gunicorn worker that is exiting
+            if embedded is not None:
+                embedded.terminate()
+                try:
+                    embedded.wait(timeout=15)
+                except Exception:  # noqa: BLE001 - last resort at shutdown
+                    embedded.kill()
+            _audit_checkpoint(config, "stop", "serve")
 
 
 @click.command()
