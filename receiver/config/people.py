@@ -61,6 +61,8 @@ class LoginLimits(Section):
     user_failures: int = Field(default=5, ge=0, le=1_000_000)
     address_failures: int = Field(default=20, ge=0, le=1_000_000)
     window: Duration = timedelta(minutes=15)
+    audited_failures: int = Field(default=50, ge=1, le=1_000_000)
+    """Failed logins of any user and address audited per window; the rest are counted."""
 
     @field_validator("window")
     @classmethod

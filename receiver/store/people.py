@@ -4,7 +4,8 @@ Sessions live here, not in the cookie: the cookie carries a random id, this tabl
 its SHA-256 with the user, the expiry and a fingerprint of the user's password hash, so
 that logout, a password change or a removed user ends a session on the server.
 
-Failed logins are counted per ``(kind, key)`` (kind ``user`` or ``address``) in a fixed
+Failed logins are counted per ``(kind, key)`` (``user``/name, ``address``/IP, and
+``global``/``*`` for all of them, which bounds what is audited) in a fixed
 window that starts at the first attempt. An attempt is counted *before* the password is
 checked, in its own committed transaction, so that parallel guesses across workers and
 replicas all see each other; a successful login gives its count back.

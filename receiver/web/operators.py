@@ -57,6 +57,7 @@ CSRF_SALT = "remediator.csrf.v1"
 PASSWORDS_EXTENSION = "remediator.passwords"
 TOUCH_EVERY_SECONDS = 60
 _APPROVAL_PATH = re.compile(r"^(/approvals/)([^/]+)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -264,58 +265,74 @@ class LoginResult:
 def log_in(user: str, password: str) -> LoginResult:
     """Check a login form, within the failed-login limits; on success start a session.
 
-    Each attempt is counted for its user name and its client address before the password
-    is checked (one committed transaction), so the limit holds across workers; past the
-    limit the password is not checked at all. A known and an unknown user name cost the
-    same work. Failures are audited once when a window starts and once when a limit is
-    reached, with the counts, not once per guess.
+    Each attempt is counted for its user name and its client address (and in the global
+    count that bounds the audit entries) before the password is checked, in one committed
+    transaction, so the limits hold across workers and replicas; past a limit the password
+    is not checked at all. A known and an unknown user name cost the same work. Failures
+    are audited in aggregate: one entry at a user name's first failure in a window, one
+    when a limit is reached (with the counts), and none at all past
+    ``login_limits.audited_failures`` failures of any kind in a window.
     """
     svc = services()
     limits = svc.config.people.login_limits
     now = _now()
     address = (request.remote_addr or "unknown")[:64]
+    user = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", user)[:100]  # storable; names no user
     counted: list[tuple[people_store.LoginCount, int]] = []
     with svc.store.db.transaction() as tx:
         people_store.prune_login_attempts(tx, now, limits.window)
         for kind, key, limit in (("user", user, limits.user_failures),
-                                 ("address", address, limits.address_failures)):
-            if limit > 0:
+                                 ("address", address, limits.address_failures),
+                                 ("global", "*", 0)):
+            if limit > 0 or kind == "global":
                 counted.append((people_store.count_login_attempt(tx, kind, key, now,
                                                                  limits.window), limit))
-    over = [c for c, limit in counted if c.attempts > limit]
+    over = [c for c, limit in counted if limit > 0 and c.attempts > limit]
     if over:
+        _audit_failure(user, address, counted, now, refused=True)
         return LoginResult(False, max(c.retry_after(limits.window, now) for c in over))
     if check_password(user, password):
         with svc.store.db.transaction() as tx:
             people_store.clear_login_attempts(tx, "user", user)
-            if limits.address_failures > 0:
-                people_store.give_back_attempt(tx, "address", address)
+            for c, _ in counted:
+                if c.kind != "user":
+                    people_store.give_back_attempt(tx, c.kind, c.key)
         digest = start_session(user)
         with svc.store.db.transaction() as tx:
             audit_store.append(tx, at=now, actor=f"user:{user}", action="auth.login",
                                subject=f"user:{user}"[:120], origin=origin(),
                                details={"session": digest})
         return LoginResult(True)
-    _audit_failure(user, address, counted, now)
+    _audit_failure(user, address, counted, now, refused=False)
     return LoginResult(False)
 
 
-def _audit_failure(user: str, address: str,
-                   counted: list[tuple[people_store.LoginCount, int]], now: datetime) -> None:
-    counts = {f"{c.kind}_attempts": c.attempts for c, _ in counted}
+def _audit_failure(user: str, address: str, counted: list[tuple[people_store.LoginCount, int]],
+                   now: datetime, *, refused: bool) -> None:
+    limits = services().config.people.login_limits
+    window = limits.window
+    counts = {f"{c.kind}_attempts": c.attempts for c, _ in counted if c.kind != "global"}
     entries: list[tuple[str, dict[str, Any]]] = []
-    if not counted or any(c.attempts == 1 for c, _ in counted):
-        details: dict[str, Any] = {"attempted_user": user[:100], "address": address, **counts}
-        previous = {f"previous_window_{c.kind}_attempts": c.previous_attempts
-                    for c, limit in counted if c.attempts == 1 and c.previous_attempts > limit}
-        entries.append(("auth.login_failed", details | previous))
     for c, limit in counted:
-        if c.attempts == limit:
-            window = services().config.people.login_limits.window
+        if c.kind == "user" and c.attempts == 1 and not refused:
+            details: dict[str, Any] = {"attempted_user": user[:100], "address": address,
+                                       **counts}
+            details |= {f"previous_window_{p.kind}_attempts": p.previous_attempts
+                        for p, lim in counted
+                        if p.kind != "global" and p.attempts == 1 and p.previous_attempts > lim}
+            entries.append(("auth.login_failed", details))
+        if limit > 0 and c.attempts == limit:
             entries.append(("auth.login_limited", {
                 "limit": c.kind, "attempted_user": user[:100], "address": address,
                 "failures": c.attempts, "window_seconds": int(window.total_seconds()),
                 "until": (c.window_started_at + window).isoformat()}))
+    total = next((c for c, _ in counted if c.kind == "global"), None)
+    if total is not None and total.attempts >= limits.audited_failures:
+        entries = [] if total.attempts > limits.audited_failures else [(
+            "auth.login_failures_unaudited", {
+                "failures": total.attempts, "window_seconds": int(window.total_seconds()),
+                "until": (total.window_started_at + window).isoformat(),
+                "note": "further failed logins in this window are counted, not audited"})]
     if not entries:
         return
     with services().store.db.transaction() as tx:
@@ -383,13 +400,17 @@ def check_csrf_header(op: Operator) -> None:
                        "(GET /api/v1/csrf-token)")
 
 
-def _origin_of(url: str) -> str | None:
+def _origin_of(url: str, *, exact: bool = False) -> str | None:
+    """``scheme://host[:port]`` of a URL, lowercased, without a default port. With
+    ``exact`` (an Origin header) anything more than that (path, query, userinfo) is None."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
         return None
     if not parts.scheme or not parts.hostname:
+        return None
+    if exact and (parts.path or parts.query or parts.fragment or "@" in parts.netloc):
         return None
     scheme = parts.scheme.lower()
     default = {"http": 80, "https": 443}.get(scheme)
@@ -411,7 +432,7 @@ def check_same_origin() -> None:
         return
     allowed = {_origin_of(services().config.server.public_url),
                _origin_of(f"{request.scheme}://{request.host}")} - {None}
-    if _origin_of(sent) not in allowed:
+    if _origin_of(sent, exact=True) not in allowed:
         raise ApiError(403, "cross_site_request",
                        f"refused: Origin {sent[:100]!r} is not this site "
                        f"({', '.join(sorted(a for a in allowed if a))})")

@@ -17,7 +17,8 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_user_idx ON sessions (user_name, revoked_at);
 CREATE INDEX sessions_expires_idx ON sessions (expires_at);
 
--- Failed logins per user name and per client address, in a fixed window from the first.
+-- Failed logins per user name, per client address and in all ('global', '*': bounds
+-- the audit entries), in a fixed window from the first.
 -- attempts counts every try of the window (including the ones refused with 429);
 -- previous_attempts keeps the count of the window before, for the audit entry.
 CREATE TABLE login_failures (
@@ -27,7 +28,7 @@ CREATE TABLE login_failures (
     attempts             INTEGER NOT NULL,
     previous_attempts    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, key),
-    CHECK (kind IN ('user', 'address')),
+    CHECK (kind IN ('user', 'address', 'global')),
     CHECK (attempts >= 0)
 );
 CREATE INDEX login_failures_window_idx ON login_failures (window_started_at);
