@@ -108,8 +108,8 @@ def _decide(config_path: str, job_id: int, approve: bool, as_user: str | None,
     try:
         with store.db.transaction(write=False) as tx:
             approval = approval_store.for_job(tx, job_id)
-            pending = approval is not None and approval["state"] == "pending"
-            votes = approval_store.votes(tx, approval["id"]) if pending else []
+            votes = (approval_store.votes(tx, approval["id"])
+                     if approval is not None and approval["state"] == "pending" else [])
         check_one_vote_per_account([dict(v) for v in votes], who)
         row = decide_job(store, config, job_id, approve=approve, user=who.person,
                          reason=reason, now=utcnow(), origin=who.origin())
