@@ -209,6 +209,27 @@ def test_ssrf_label_cannot_read_an_internal_url_back_as_evidence(
     assert INTERNAL_BODY not in str(evidence) + str(timeline)
 
 
+def test_hostile_instance_labels_are_refused_by_diagnostics_and_nothing_is_fetched(
+    store: Store, clock: Clock, servers: tuple[Recorder, Recorder]
+) -> None:
+    """An incident whose alerts carry every hostile instance label gets one refused
+    diagnostic naming the reasons, and neither server sees a request."""
+    public, internal = servers
+    kit = Kit(store, clock, [], targets={"http": {"hosts": [public.hostport]}},
+              diagnostics={"checks": [
+                  {"name": "api", "http": {"url": "http://{{ labels.instance }}/health"}}
+              ]})
+    alerts = [make_alert(labels={"instance": value})
+              for value in hostile_instances(public, internal)]
+    result = kit.fire(make_notification(alerts, group_key=f"{{}}:{{g={uuid.uuid4().hex}}}"))
+    assert run_due(store, kit.config, clock=clock, worker_id="w1") == 1
+
+    [evidence] = list_evidence(store, int(result.incident_id))
+    assert evidence["outcome"] == "refused"
+    assert all(e.startswith("not allowed: ") for e in evidence["detail"]["errors"])
+    assert public.seen() == [] and internal.seen() == []
+
+
 def test_a_fragment_in_a_label_cannot_mark_a_failed_fix_mitigated(
     store: Store, clock: Clock, servers: tuple[Recorder, Recorder]
 ) -> None:
