@@ -31,10 +31,11 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
-from receiver import tokens
+from receiver import markup, tokens
 from receiver.config import Config, NotificationChannel, NotificationRetry, NotificationsConfig
 from receiver.errors import RemediatorError, StoreError
 from receiver.logs import redact_value
+from receiver.secrets import redactor_for
 from receiver.store import Store
 from receiver.store import approvals as approval_store
 from receiver.store import jobs as job_store
@@ -59,11 +60,14 @@ class DeliveryFailed(RemediatorError):
     """A channel did not take a message. The text names why and holds no secret."""
 
 
+BodyFormat = Literal["text", "markdown", "slack", "html"]
+
+
 @dataclass(frozen=True)
 class Message:
     title: str
     body: str
-    body_format: Literal["text", "markdown"] = "text"
+    body_format: BodyFormat = "text"
     notify_type: NotifyType = "info"
 
 
@@ -101,50 +105,82 @@ def incident_url(config: Config, incident_id: int) -> str:
     return f"{link_base(config)}/incidents/{incident_id}"
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+@dataclass(frozen=True)
+class _Format:
+    """How one body format writes literal text (the format's one escaping function of
+    :mod:`receiver.markup`), a link of ours, one of our own bold labels, a line break."""
+
+    text: Callable[[Any], str]
+    link: Callable[[str, Any], str]
+    label: Callable[[str], str]
+    newline: str = "\n"
+    apprise_format: str = "text"
 
 
-def _md(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", text)
+def _plain_link(url: str, _label: Any) -> str:
+    return url
+
+
+FORMATS: dict[str, _Format] = {
+    "text": _Format(text=lambda v: "" if v is None else str(v), link=_plain_link,
+                    label=str),
+    "markdown": _Format(text=markup.md_text, link=markup.md_link, label="**{}**".format,
+                        newline="  \n", apprise_format="markdown"),
+    "slack": _Format(text=markup.slack_text, link=markup.slack_link, label="*{}*".format,
+                     apprise_format="markdown"),
+    "html": _Format(text=markup.html_text, link=markup.html_link, label="<b>{}</b>".format,
+                    newline="<br>\n", apprise_format="html"),
+}
+"""Body formats a channel may ask for (``notifications.channels.<name>.format``)."""
 
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
 
 
-def render(config: Config, ctx: Row, *, body_format: Literal["text", "markdown"] = "text",
+def render(config: Config, ctx: Row, *, body_format: BodyFormat = "text",
            approval_links: dict[str, str] | None = None,
            approval_state: str | None = None) -> Message:
-    """The message for one outbox row (``ctx`` from ``outbox.message_context``)."""
+    """The message for one outbox row (``ctx`` from ``outbox.message_context``).
+
+    Every value from the incident goes through the format's one escaping function, after
+    the config's secrets are redacted from it; the only links are the ones made here (the
+    incident page and each approver's review page), so an alert can not forge one.
+    """
+    fmt = FORMATS[body_format]
+    ctx = redactor_for(config)(ctx)
+    text, label = fmt.text, fmt.label
     kind = str(ctx["kind"])
-    title = f"[{ctx['severity']}] {kind.replace('_', ' ')}: {ctx['title']}"
+    plain_title = f"[{ctx['severity']}] {kind.replace('_', ' ')}: {ctx['title']}"
     link = incident_url(config, int(ctx["incident_id"]))
     ack = (f"acknowledged {_when(ctx['acknowledged_at'])}" if ctx.get("acknowledged_at")
            else f"acknowledge by {_when(ctx['ack_due_at'])}")
     facts = [("Severity", str(ctx["severity"])), ("State", str(ctx["incident_state"])),
              ("SLA", ack)]
-    md = body_format == "markdown"
-    lines = [_md(ctx["message"]) if md else str(ctx["message"]), ""]
-    for label, value in facts:
-        lines.append(f"**{label}:** {_md(value)}  " if md else f"{label}: {value}")
-    lines.append(f"**Incident:** [#{ctx['incident_id']}]({link})" if md
-                 else f"Incident: {link}")
+    plain = body_format == "text"
+    lines = [text(ctx["message"]), ""]
+    for name, value in facts:
+        lines.append(f"{label(name + ':')} {text(value)}")
+    lines.append(f"{label('Incident:')} "
+                 + (link if plain else fmt.link(link, f"#{ctx['incident_id']}")))
     if kind == "job_awaiting_approval":
         lines.append("")
         if approval_links:
-            lines.append("**Approve or deny** (one link per approver; the page asks to confirm):"
-                         if md else "Approve or deny (one link per approver; the page asks to"
-                         " confirm):")
+            lines.append(label("Approve or deny")
+                         + " (one link per approver; the page asks to confirm):")
             for user, url in sorted(approval_links.items()):
-                lines.append(f"- {_md(user)}: [review job #{ctx['job_id']}]({url})" if md
-                             else f"- {user}: {url}")
+                lines.append(f"- {text(user)}: "
+                             + fmt.link(url, f"review job #{ctx['job_id']}"))
         elif approval_state and approval_state != "pending":
-            lines.append(f"No longer awaiting approval: {approval_state}.")
+            lines.append(f"No longer awaiting approval: {text(approval_state)}.")
         else:
-            lines.append(f"Review it on the incident page: {link}")
+            lines.append("Review it on the incident page: " + fmt.link(link, link))
     # Delivery is at least once: the id lets a receiver drop a repeat.
-    lines += ["", f"Notification id: {ctx['id']}"]
-    body = "\n".join(lines)
+    lines += ["", f"Notification id: {int(ctx['id'])}"]
+    body = fmt.newline.join(lines)
+    # apprise puts the title into the body, unescaped, for services without a title of
+    # their own: write it in the body's format (Slack's plugin escapes titles itself).
+    title = plain_title if body_format in ("text", "slack") else text(plain_title)
     return Message(title=str(redact_value(title)), body=str(redact_value(body)),
                    body_format=body_format, notify_type=NOTIFY_TYPES.get(kind, "info"))
 
@@ -217,7 +253,8 @@ class AppriseSender:
         apprise_log.addHandler(capture)
         try:
             ok = client.notify(title=message.title, body=message.body,
-                               body_format=message.body_format, notify_type=message.notify_type)
+                               body_format=FORMATS[message.body_format].apprise_format,
+                               notify_type=message.notify_type)
         except Exception as exc:  # noqa: BLE001 - a plugin bug is one failed delivery, not a crash
             raise DeliveryFailed(scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
         finally:

@@ -3,21 +3,31 @@
 Everything known is filled in (summary, impact with times and durations, affected alerts,
 instances and services, the full timeline, remediation, diagnostics, approvals, notes);
 the sections only people can write are left as headed blanks.
+
+Every value from the record goes through :func:`receiver.markup.md_text` (or ``md_code``)
+and nothing else: alert text can not add a heading, link, image, HTML or table row, and
+configured secrets are redacted from the record before it is rendered.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.config import Config
 from receiver.durations import format_duration
+from receiver.markup import md_code, md_text
+from receiver.secrets import redactor_for
 from receiver.store import Store
 
+_cell = md_text
+_WORD = re.compile(r"[a-z][a-z_]*")
 
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+def _kind(value: Any) -> str:
+    """An event kind: a lower-case word (intraword ``_`` is no emphasis), else escaped."""
+    return value if isinstance(value, str) and _WORD.fullmatch(value) else _cell(value)
 
 
 def _t(value: datetime | None) -> str:
@@ -53,20 +63,23 @@ def render(store: Store, config: Config, incident_id: int) -> str | None:
             " WHERE o.incident_id = :id AND d.state = 'delivered' ORDER BY d.delivered_at",
             {"id": incident_id},
         )
+    secrets = redactor_for(config)
+    inc, sent = secrets(inc), secrets(sent)
     m = milestones(inc)
     out: list[str] = []
     w = out.append
-    w(f"# Post-mortem: {inc['title']} (incident #{inc['id']})")
+    w(f"# Post-mortem: {_cell(inc['title'])} (incident #{inc['id']})")
     w("")
-    w(f"_Draft generated from the incident record. Severity {inc['severity']}, "
-      f"state {inc['state']}._")
+    w(f"_Draft generated from the incident record. Severity {_cell(inc['severity'])}, "
+      f"state {_cell(inc['state'])}._")
     w("")
     w("## Summary")
     w("")
-    w(f"- **Severity:** {inc['severity']} ({inc['severity_reason']})")
-    w(f"- **State:** {inc['state']}")
-    w(f"- **Incident commander:** {inc.get('assignee') or '—'}")
-    w(f"- **Alertmanager group:** `{inc['group_key']}` (receiver `{inc['receiver']}`)")
+    w(f"- **Severity:** {_cell(inc['severity'])} ({_cell(inc['severity_reason'])})")
+    w(f"- **State:** {_cell(inc['state'])}")
+    w(f"- **Incident commander:** {_cell(inc.get('assignee') or '—')}")
+    w(f"- **Alertmanager group:** {md_code(inc['group_key']) or '—'} "
+      f"(receiver {md_code(inc['receiver']) or '—'})")
     w(f"- **Acknowledge-by deadline (SLA):** {_t(inc['ack_due_at'])}"
       + (" — **breached**" if inc.get("sla_breached_at") else ""))
     w("")
@@ -91,13 +104,13 @@ def render(store: Store, config: Config, incident_id: int) -> str | None:
             instances.add(labels["instance"])
         for key in ("service", "job", "container", "namespace"):
             if labels.get(key):
-                services.add(f"{key}={labels[key]}")
+                services.add(f"{key}={_cell(labels[key])}")
     w("**Affected alerts:** " + (", ".join(f"{_cell(n)} ×{c}" for n, c in sorted(names.items()))
                                  or "—"))
     w("")
     w("**Instances:** " + (", ".join(sorted(_cell(i) for i in instances)) or "—"))
     w("")
-    w("**Services:** " + (", ".join(sorted(_cell(s) for s in services)) or "—"))
+    w("**Services:** " + (", ".join(sorted(services)) or "—"))
     w("")
     w("## Timeline")
     w("")
@@ -105,9 +118,9 @@ def render(store: Store, config: Config, incident_id: int) -> str | None:
     w("| --- | --- | --- | --- |")
     rows = [(e["at"], e["actor"], e["kind"], e["message"]) for e in inc["timeline"]]
     rows += [(n["delivered_at"], "system", "notification",
-              f"{n['kind']} sent to {n['channel']}") for n in sent]
+              f"{n['kind']} sent to {n['channel']}") for n in sent]  # cells escape below
     for at, actor, kind, message in sorted(rows, key=lambda r: r[0]):
-        w(f"| {_t(at)} | {_cell(actor)} | {_cell(kind)} | {_cell(message)} |")
+        w(f"| {_t(at)} | {_cell(actor)} | {_kind(kind)} | {_cell(message)} |")
     w("")
     w("## Remediation")
     w("")
@@ -116,22 +129,24 @@ def render(store: Store, config: Config, incident_id: int) -> str | None:
     for j in inc["jobs"]:
         plan = (j.get("plan") or {}).get("summary", "")
         result = (j.get("result") or {}).get("summary", "")
-        w(f"- Job #{j['id']} `{j['playbook']}` (rule {_cell(j['rule'])}): **{j['state']}**."
+        w(f"- Job #{j['id']} {md_code(j['playbook'])} (rule {_cell(j['rule'])}): "
+          f"**{_cell(j['state'])}**."
           + (f" Plan: {_cell(plan)}." if plan else "")
           + (f" Result: {_cell(result)}." if result else "")
           + (f" Reason: {_cell(j['reason'])}." if j.get("reason") else ""))
     for a in inc["approvals"]:
         past = {"approve": "approved", "deny": "denied"}
-        votes = "; ".join(f"{v['approver']} {past.get(v['decision'], v['decision'])} at "
+        votes = "; ".join(f"{_cell(v['approver'])} "
+                          f"{_cell(past.get(v['decision'], v['decision']))} at "
                           f"{_t(v['at'])}" for v in a["votes"]) or "no votes"
-        w(f"- Approval for job #{a['job_id']}: {a['state']} ({votes}).")
+        w(f"- Approval for job #{a['job_id']}: {_cell(a['state'])} ({votes}).")
     w("")
     w("## Diagnostics")
     w("")
     if not inc["evidence"]:
         w("No diagnostics were recorded.")
     for e in inc["evidence"]:
-        w(f"- {_t(e['started_at'])} **{_cell(e['check_name'])}** ({e['kind']}, "
+        w(f"- {_t(e['started_at'])} **{_cell(e['check_name'])}** ({_cell(e['kind'])}, "
           f"{'ok' if e['ok'] else 'failed'}): {_cell(e['summary'])}")
     w("")
     notes = [e for e in inc["timeline"] if e["kind"] == "note"]

@@ -29,7 +29,11 @@ class NotificationChannel(Section):
     url: SecretRef
     events: list[str] = Field(default_factory=_notify_kinds, min_length=1)
     severities: list[Severity] = Field(default_factory=lambda: list(Severity), min_length=1)
-    format: Literal["text", "markdown"] = "text"
+    format: Literal["text", "markdown", "slack", "html"] = Field(
+        default="text",
+        description="the body's markup: text, markdown (CommonMark), slack (mrkdwn) or html; "
+        "alert text is escaped for it, so only remediator's own links are links",
+    )
 
     @field_validator("url")
     @classmethod
