@@ -40,17 +40,19 @@ class AuditKey:
     """The chain's HMAC key. Never printed, never stored in the database; ``id`` (a short
     HMAC of a fixed string) tells which key signed an entry without revealing it."""
 
-    __slots__ = ("_secret", "id")
+    __slots__ = ("_base", "id")
 
     def __init__(self, secret: bytes | str) -> None:
         raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
         if len(raw) < 16:
             raise ValueError("the audit key must be at least 16 bytes")
-        self._secret = raw
-        self.id = hmac.new(raw, _KEY_ID_DOMAIN, hashlib.sha256).hexdigest()[:16]
+        self._base = hmac.new(raw, digestmod=hashlib.sha256)  # keyed pads computed once
+        self.id = self.mac(_KEY_ID_DOMAIN)[:16]
 
     def mac(self, data: bytes) -> str:
-        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
+        h = self._base.copy()
+        h.update(data)
+        return h.hexdigest()
 
     def __repr__(self) -> str:
         return f"AuditKey(id={self.id})"

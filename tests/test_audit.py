@@ -97,7 +97,7 @@ def owner_sql(store_url: str, statements: list[Statement], *, keep_triggers: boo
         pg.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
         for sql, params in statements:
             if params:
-                pg.execute(re.sub(r"(?<![\w:]):(\w+)", r"%(\1)s", sql).encode(), params)  # type: ignore[call-overload]
+                pg.execute(re.sub(r"(?<![\w:]):(\w+)", r"%(\1)s", sql).encode(), params)
             else:
                 pg.execute(sql.encode())
         if keep_triggers:

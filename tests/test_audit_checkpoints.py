@@ -23,8 +23,8 @@ import yaml
 from receiver.audit import open_checkpoint
 from receiver.audit_checkpoints import audit_key, read_checkpoints, store_options
 from receiver.config import load_config
-from receiver.store import open_store
 from receiver.store import audit as audit_store
+from receiver.store import open_store
 from tests.support import free_port, wait_until
 
 SINK_TOKEN = "sink-token-0123456789abcdef"
