@@ -525,3 +525,21 @@ def test_key_file_mode_is_kept_private(tmp_path: Path, store_url: str) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "data" / "audit_key").stat().st_mode) == 0o600
+
+
+def test_audit_page_names_a_dropped_trigger(keyed: Store, store_url: str, clock: Clock,
+                                            web_config: Config) -> None:
+    """The audit page's banner shows the problem verify found, without a bogus entry number
+    when the chain itself is intact."""
+    from tests.conftest import PASSWORD
+
+    client = create_app(web_config, store=keyed, clock=clock).test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    client.post("/login", data={"username": "alice", "password": PASSWORD,
+                                "csrf_token": token.group(1)})
+    assert "Hash chain intact" in client.get("/audit").get_data(as_text=True)
+    owner_sql(store_url, [], keep_triggers=False)
+    text = client.get("/audit").get_data(as_text=True)
+    assert "Hash chain BROKEN: trigger audit_log_no_" in text and "entry None" not in text
