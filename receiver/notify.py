@@ -251,9 +251,16 @@ class AppriseSender:
         capture = _ThreadLog()
         apprise_log = logging.getLogger("apprise")
         apprise_log.addHandler(capture)
+        title, body = message.title, message.body
+        body_format = FORMATS[message.body_format].apprise_format
+        if message.body_format == "text":
+            # apprise's chat plugins read markup even in plain text (Slack's makes a link of
+            # "<url|text>" and a mention of "<!channel>"): hand it HTML, which apprise
+            # converts for each service, so that plain text stays plain text everywhere.
+            title, body = markup.html_text(title), markup.html_text(body).replace("\n", "<br>\n")
+            body_format = "html"
         try:
-            ok = client.notify(title=message.title, body=message.body,
-                               body_format=FORMATS[message.body_format].apprise_format,
+            ok = client.notify(title=title, body=body, body_format=body_format,
                                notify_type=message.notify_type)
         except Exception as exc:  # noqa: BLE001 - a plugin bug is one failed delivery, not a crash
             raise DeliveryFailed(scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
