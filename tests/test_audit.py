@@ -21,6 +21,8 @@ import psycopg
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from receiver.app import create_app
 from receiver.audit import GENESIS, AuditKey, chain_hash
@@ -543,3 +545,49 @@ def test_audit_page_names_a_dropped_trigger(keyed: Store, store_url: str, clock:
     owner_sql(store_url, [], keep_triggers=False)
     text = client.get("/audit").get_data(as_text=True)
     assert "Hash chain BROKEN: trigger audit_log_no_" in text and "entry None" not in text
+
+
+_text = st.text(max_size=40)
+_entries = st.lists(
+    st.fixed_dictionaries({
+        "actor": _text, "action": _text, "subject": _text,
+        "incident_id": st.none() | st.integers(min_value=1, max_value=2**53),
+        "details": st.dictionaries(_text, _text | st.integers() | st.none(), max_size=4),
+    }),
+    min_size=1, max_size=8)
+
+
+def _sealed(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    prev, out = GENESIS, []
+    for i, e in enumerate(raw, start=1):
+        entry = {**e, "seq": i, "at": datetime(2026, 3, 2, 10, 0, i % 60, tzinfo=UTC),
+                 "origin": {}, "alg": "hmac-sha256", "key_id": KEY.id, "id": i,
+                 "prev_hash": prev}
+        entry["hash"] = prev = chain_hash(prev, entry, KEY)
+        out.append(entry)
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=_entries, data=st.data())
+def test_any_changed_field_of_any_entry_is_caught(raw: list[dict[str, Any]],
+                                                  data: st.DataObject) -> None:
+    """Whatever alert-derived text the entries hold (unicode, separators, JSON-looking
+    strings), the sealed chain verifies, and changing any one field of any one entry makes
+    verification fail at that entry."""
+    from receiver.audit import verify_chain
+
+    chain = _sealed(raw)
+    assert verify_chain(chain, KEY).ok
+    i = data.draw(st.integers(min_value=0, max_value=len(chain) - 1))
+    field = data.draw(st.sampled_from(["actor", "action", "subject", "incident_id",
+                                       "details"]))
+    new = data.draw({"incident_id": st.none() | st.integers(min_value=1, max_value=2**53),
+                     "details": st.dictionaries(_text, _text, max_size=3)}.get(field, _text))
+    assume(new != chain[i][field] and not (field == "details" and not new and
+                                           not chain[i][field]))
+    chain[i] = {**chain[i], field: new}
+    r = verify_chain(chain, KEY)
+    assert not r.ok and r.first_bad_seq == i + 1 and "HMAC does not match" in r.problem
