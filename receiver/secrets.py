@@ -174,7 +174,13 @@ class Redactor:
     def text(self, value: str) -> str:
         if self._pattern is None:
             return value
-        return self._pattern.sub(REDACTED, value)
+        # Again while a secret is left: one whose text overlaps the marker could be formed
+        # anew by a replacement next to it.
+        for _ in range(8):
+            value = self._pattern.sub(REDACTED, value)
+            if self._pattern.search(value) is None:
+                break
+        return value
 
     def found(self, value: str) -> bool:
         return self._pattern is not None and self._pattern.search(value) is not None
