@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +25,8 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from receiver.store.reports import SeveritySummary
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -82,23 +82,22 @@ class Metrics:
         return text, CONTENT_TYPE_LATEST
 
 
-DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 72 * 3600)
+DURATION_BUCKETS: tuple[float, ...] = (
+    60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 72 * 3600)
 
 
 class IncidentCollector(Collector):
-    """Incident metrics by severity, computed from the store on each scrape."""
+    """Incident metrics by severity, aggregated by the store on each scrape (one query, so
+    a scrape costs the same in every gunicorn worker and stays cheap at many incidents)."""
 
-    def __init__(self, load: Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]],
-                 now: Callable[[], datetime], noise_window: timedelta) -> None:
+    def __init__(self, load: Callable[[tuple[float, ...]], tuple[
+                     dict[str, SeveritySummary], dict[str, dict[str, int]]]]) -> None:
         self.load = load
-        self.now = now
-        self.noise_window = noise_window
 
     def collect(self) -> Iterator[Metric]:
         from receiver import report
 
-        incidents, jobs = self.load()
-        now = self.now()
+        summaries, outcomes = self.load(DURATION_BUCKETS)
         count = CounterMetricFamily("remediator_incidents", "Incidents by severity.",
                                     labels=["severity"])
         active = GaugeMetricFamily("remediator_incidents_active",
@@ -119,26 +118,24 @@ class IncidentCollector(Collector):
             for name in ("acknowledge", "mitigate", "resolve")
         }
         for sev in report.SEVERITIES:
-            rows = [r for r in incidents if r["severity"] == sev]
-            count.add_metric([sev], len(rows))
-            active.add_metric([sev], sum(1 for r in rows if r["state"] in
-                                         ("open", "acknowledged", "mitigating", "mitigated")))
-            breaches.add_metric([sev], sum(1 for r in rows if report.breached(r, now)))
-            false.add_metric([sev], sum(1 for r in rows if r["false_alarm_at"] is not None))
-            noise.add_metric([sev], sum(1 for r in rows
-                                        if report.is_noise(r, self.noise_window)))
-            durs = [report.durations(r) for r in rows]
+            s = summaries.get(sev)
+            count.add_metric([sev], s.incidents if s else 0)
+            active.add_metric([sev], s.active if s else 0)
+            breaches.add_metric([sev], s.sla_breaches if s else 0)
+            false.add_metric([sev], s.false_alarms if s else 0)
+            noise.add_metric([sev], s.noise if s else 0)
             for name, fam in hists.items():
-                values: list[float] = [v for d in durs if (v := d[name]) is not None]
-                buckets = [(str(float(b)), float(sum(1 for v in values if v <= b)))
-                           for b in DURATION_BUCKETS]
-                buckets.append(("+Inf", float(len(values))))
-                fam.add_metric([sev], buckets, sum_value=float(sum(values)))
+                d = s.durations[name] if s else None
+                counts = d.buckets if d else (0,) * len(DURATION_BUCKETS)
+                buckets = [(str(float(b)), float(c)) for b, c in zip(DURATION_BUCKETS, counts,
+                                                                      strict=True)]
+                buckets.append(("+Inf", float(d.count if d else 0)))
+                fam.add_metric([sev], buckets, sum_value=d.total if d else 0.0)
         yield from (count, active, breaches, false, noise, *hists.values())
         rate = GaugeMetricFamily("remediator_remediation_success_ratio",
                                  "succeeded / concluded jobs, by playbook.", labels=["playbook"])
-        built = report.build([], jobs, since=None, now=now, noise_window=self.noise_window)
-        for name, p in sorted(built.playbooks.items()):
-            if p["success_rate"] is not None:
-                rate.add_metric([name], p["success_rate"])
+        for name, p in sorted(outcomes.items()):
+            concluded = p["succeeded"] + p["failed"] + p["escalated"]
+            if concluded:
+                rate.add_metric([name], p["succeeded"] / concluded)
         yield rate

@@ -45,6 +45,10 @@ class ServerConfig(Section):
     secure_cookies: bool = Field(
         default=True, description="mark the session cookie Secure (HTTPS only)"
     )
+    metrics_token: SecretRef | None = Field(
+        default=None,
+        description="when set, GET /metrics needs 'Authorization: Bearer <token>'",
+    )
 
 
 class BasicAuth(Section):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hmac
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from receiver.errors import StoreError
 from receiver.metrics import IncidentCollector
@@ -30,15 +30,33 @@ def readyz() -> Response:
     return jsonify({"status": "ok", "store": services().store.dialect})
 
 
+def _metrics_allowed() -> bool:
+    token = services().config.server.metrics_token
+    if token is None:
+        return True
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode(), token.reveal().encode())
+
+
 @bp.get("/metrics")
 def metrics() -> Response:
     svc = services()
+    if not _metrics_allowed():
+        resp = jsonify({"error": "unauthorized", "detail": "/metrics needs the metrics token"})
+        resp.status_code = 401
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="remediator-metrics"'
+        return resp
 
-    def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def load(bounds: tuple[float, ...]) -> tuple[dict[str, reports.SeveritySummary],
+                                                 dict[str, dict[str, int]]]:
         with svc.store.db.transaction(write=False) as tx:
-            return reports.incident_facts(tx, None), reports.job_facts(tx, None)
+            summary = reports.incident_summary(tx, now=svc.intake.clock(),
+                                               noise_window=svc.config.sla.noise_window,
+                                               bounds=bounds)
+            return summary, reports.playbook_outcomes(tx)
 
-    collector = IncidentCollector(load, svc.intake.clock, svc.config.sla.noise_window)
+    collector = IncidentCollector(load)
     try:
         data, content_type = svc.metrics.exposition(collector)
     except StoreError:
