@@ -591,3 +591,48 @@ def test_any_changed_field_of_any_entry_is_caught(raw: list[dict[str, Any]],
     chain[i] = {**chain[i], field: new}
     r = verify_chain(chain, KEY)
     assert not r.ok and r.first_bad_seq == i + 1 and "HMAC does not match" in r.problem
+
+
+def test_upgrade_keeps_old_entries_verifiable(tmp_path: Path, clock: Clock) -> None:
+    """A database from before migration 0006, holding sha256-chained entries written with
+    the old columns, migrates; the old entries verify as sha256 and keyed ones follow."""
+    from datetime import UTC, datetime
+
+    from receiver.store.migrations import _statements, available
+
+    name = new_pg_database(None)
+    try:
+        for url in (f"sqlite:///{tmp_path}/old.db", pg_url(name)):
+            s = open_store(url)
+            with s.db.migration_lock() as tx:
+                tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER"
+                           " PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+                for mig in available(s.dialect):
+                    if mig.version < 6:
+                        for statement in _statements(mig.sql):
+                            tx.execute(statement)
+                        tx.execute("INSERT INTO schema_migrations (version, name, applied_at)"
+                                   " VALUES (:v, :n, 'x')", {"v": mig.version, "n": mig.name})
+            prev = GENESIS
+            with s.db.transaction() as tx:
+                for seq in (1, 2):
+                    e = {"seq": seq, "at": datetime(2026, 1, 1, 0, 0, seq, tzinfo=UTC),
+                         "actor": "user:old", "action": "old.action", "subject": "s",
+                         "incident_id": None, "details": {"n": seq}, "origin": {}}
+                    h = chain_hash(prev, e)
+                    tx.execute("INSERT INTO audit_log (seq, at, actor, action, subject,"
+                               " incident_id, details, origin, prev_hash, hash) VALUES (:seq,"
+                               " :at, :actor, :action, :subject, :incident_id, :details,"
+                               " :origin, :prev, :hash)",
+                               {**e, "details": tx.json(e["details"]), "origin": tx.json({}),
+                                "prev": prev, "hash": h})
+                    prev = h
+            assert [m for m in s.migrate() if m.startswith("0006")] == ["0006_audit_key"]
+            s.close()
+            keyed = open_store(url, audit_key=KEY, checkpoint_dir=tmp_path / "cp")
+            fill(keyed, clock, 2)
+            r = keyed.verify_audit()
+            keyed.close()
+            assert r.ok and (r.legacy, r.keyed) == (2, 2), (url, r.problems)
+    finally:
+        drop_pg_database(name)
