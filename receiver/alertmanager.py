@@ -1,62 +1,53 @@
 """Pydantic models of the Alertmanager webhook payload (version 4, Alertmanager 0.25-0.34).
 
 The webhook body is parsed once, here, at the edge. Unknown extra fields are accepted and
-ignored so that a newer Alertmanager does not break intake. Strings may not contain NUL
-(PostgreSQL text cannot hold it, and no real label does), label sets are bounded, and
-every timestamp must carry a zone. Alertmanager's zero time (``0001-01-01T00:00:00Z``),
-the ``endsAt`` of a firing alert, becomes ``None``.
+ignored so that a newer Alertmanager does not break intake. Everything Alertmanager may
+send is accepted: label names are any non-empty string (UTF-8 names since Alertmanager
+0.27 / Prometheus 3), and neither the number of labels nor the length of a name or value is
+bounded here, as Prometheus bounds neither by default (``label_limit`` and
+``label_value_length_limit`` are 0). The webhook's body cap is the only size limit; what
+is too long to keep whole is cut when stored (``receiver.store.ingest``), after the
+fingerprint has been computed from the full values. NUL, which PostgreSQL text cannot
+hold, becomes U+FFFD, also after the fingerprint. Every timestamp must carry a zone.
+Alertmanager's zero time (``0001-01-01T00:00:00Z``), the ``endsAt`` of a firing alert,
+becomes ``None``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
-MAX_LABELS = 256
-"""Labels (and annotations) per set. Real alerts carry tens; 20,000 is an attack."""
-
-MAX_NAME_LEN = 1024
-MAX_VALUE_LEN = 65536
+NUL_REPLACEMENT = "\ufffd"
 
 
 def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("NUL characters are not allowed")
-    return value
+    return value.replace("\x00", NUL_REPLACEMENT) if "\x00" in value else value
+
+
+def _clean_set(labels: dict[str, str]) -> dict[str, str]:
+    if not any("\x00" in k or "\x00" in v for k, v in labels.items()):
+        return labels
+    return {_no_nul(k): _no_nul(v) for k, v in labels.items()}
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-LabelName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN), AfterValidator(_no_nul)]
-LabelValue = Annotated[str, Field(max_length=MAX_VALUE_LEN), AfterValidator(_no_nul)]
-
-
-def _bounded(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > MAX_LABELS:
-        raise ValueError(f"too many entries: {len(value)} (at most {MAX_LABELS})")
-    return value
-
-
-def _count_first(value: object) -> object:
-    # Refuse an oversized mapping before validating each of its entries.
-    if isinstance(value, dict) and len(value) > MAX_LABELS:
-        raise ValueError(f"too many entries: {len(value)} (at most {MAX_LABELS})")
-    return value
-
-
-LabelSet = Annotated[dict[LabelName, LabelValue], BeforeValidator(_count_first)]
+LabelName = Annotated[str, Field(min_length=1)]
+LabelSet = dict[LabelName, str]
+"""Labels or annotations as Alertmanager sends them (NUL kept until the fingerprint)."""
+CleanLabelSet = Annotated[dict[LabelName, str], AfterValidator(_clean_set)]
 
 
 def _zero_time_is_none(value: datetime | None) -> datetime | None:
@@ -65,7 +56,16 @@ def _zero_time_is_none(value: datetime | None) -> datetime | None:
     return value
 
 
-OptionalTime = Annotated[AwareDatetime | None, AfterValidator(_zero_time_is_none)]
+def _utc(value: datetime) -> datetime:
+    # PostgreSQL takes zone offsets up to 15:59 only, and SQLite compares times as text.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("time out of range") from exc
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+OptionalTime = Annotated[UtcTime | None, AfterValidator(_zero_time_is_none)]
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 
@@ -92,16 +92,19 @@ class _Model(BaseModel):
 class Alert(_Model):
     status: Literal["firing", "resolved"]
     labels: LabelSet
-    annotations: LabelSet = Field(default_factory=dict)
-    starts_at: AwareDatetime = Field(alias="startsAt")
+    annotations: CleanLabelSet = Field(default_factory=dict)
+    starts_at: UtcTime = Field(alias="startsAt")
     ends_at: OptionalTime = Field(default=None, alias="endsAt")
-    generator_url: Text = Field(default="", alias="generatorURL", max_length=8192)
+    generator_url: Text = Field(default="", alias="generatorURL")
     fingerprint: str = ""
 
     @model_validator(mode="after")
     def _fill_fingerprint(self) -> Alert:
+        # Alertmanager's own fingerprint when it sent one, else the same FNV-1a over the
+        # full label values; only then is NUL replaced.
         if not _FINGERPRINT.match(self.fingerprint):
             object.__setattr__(self, "fingerprint", label_fingerprint(self.labels))
+        object.__setattr__(self, "labels", _clean_set(self.labels))
         return self
 
     @property
@@ -111,17 +114,17 @@ class Alert(_Model):
 
 class Notification(_Model):
     version: Literal["4"]
-    group_key: Text = Field(alias="groupKey", min_length=1, max_length=16384)
+    group_key: Text = Field(alias="groupKey", min_length=1)
     truncated_alerts: int = Field(default=0, alias="truncatedAlerts", ge=0)
     status: Literal["firing", "resolved"]
-    receiver: Text = Field(max_length=1024)
-    group_labels: LabelSet = Field(default_factory=dict, alias="groupLabels")
-    common_labels: LabelSet = Field(default_factory=dict, alias="commonLabels")
-    common_annotations: LabelSet = Field(default_factory=dict, alias="commonAnnotations")
-    external_url: Text = Field(default="", alias="externalURL", max_length=8192)
-    notification_reason: Text | None = Field(default=None, max_length=1024)
-    route_labels: LabelSet | None = Field(default=None, alias="routeLabels")
-    alerts: list[Alert] = Field(min_length=1, max_length=10000)
+    receiver: Text
+    group_labels: CleanLabelSet = Field(default_factory=dict, alias="groupLabels")
+    common_labels: CleanLabelSet = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: CleanLabelSet = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: Text = Field(default="", alias="externalURL")
+    notification_reason: Text | None = None
+    route_labels: CleanLabelSet | None = Field(default=None, alias="routeLabels")
+    alerts: list[Alert] = Field(min_length=1)
 
     @field_validator("alerts")
     @classmethod

@@ -146,12 +146,12 @@ HOSTILE = {
     "bad_timestamp": (_with_alert(starts_at="yesterday"), "invalid_payload", "alerts.0.startsAt"),
     "timestamp_without_zone": (_with_alert(starts_at="2026-01-01T12:00:00"), "invalid_payload", "alerts.0.startsAt"),
     "deep_nesting": (_nested(50_000), "invalid_json", "(body)"),
-    "escaped_nul": (_with_alert(labels={"x": "a\u0000b"}), "invalid_payload", "alerts.0.labels.x"),
     "raw_nul": (json.dumps(make_notification()).encode().replace(b'"firing"', b'"fir\x00ing"', 1), "invalid_json", "(body)"),
     "invalid_utf8": (json.dumps(make_notification()).encode().replace(b"remediator", b"rem\xff\xfe", 1), "invalid_json", "(body)"),
-    "many_labels": (_with_alert(labels={f"l{i}": "v" for i in range(20_000)}), "invalid_payload", "alerts.0.labels"),
     "no_alerts": (json.dumps(make_notification([])).encode(), "invalid_payload", "alerts"),
 }
+# An escaped NUL in a label and 20,000 labels within the body cap are well-formed
+# notifications Alertmanager can send: they are stored (tests/test_webhook_limits.py).
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
