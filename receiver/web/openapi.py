@@ -249,8 +249,9 @@ def query_parameters(model: type[QueryModel]) -> list[dict[str, Any]]:
     params = []
     for name, field in model.model_fields.items():
         schema = _without_null(props[name])
+        # An empty value is the same as leaving the parameter out (as filter forms send).
         param: dict[str, Any] = {"name": name, "in": "query", "required": False,
-                                 "schema": schema}
+                                 "allowEmptyValue": True, "schema": schema}
         if field.description:
             param["description"] = field.description
             schema.pop("description", None)

@@ -50,6 +50,7 @@ MAX_INCIDENTS_PAGE = 500
 MAX_AUDIT_PAGE = 100_000
 MAX_ERRORS_SHOWN = 20
 MAX_FILTER_LEN = 500
+MAX_TIME_LEN = 64
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -98,6 +99,8 @@ def parse_time(value: Any) -> datetime:
     """An RFC 3339 / ISO 8601 time; a time without a zone is taken as UTC."""
     if isinstance(value, datetime):
         parsed = value
+    elif isinstance(value, str) and len(value) > MAX_TIME_LEN:
+        raise ValueError(f"at most {MAX_TIME_LEN} characters")
     elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -134,6 +137,8 @@ def _time_or_window(value: Any) -> datetime | timedelta:
         return value
     if not isinstance(value, str):
         raise ValueError("an RFC3339 time or a duration like 24h")
+    if len(value) > MAX_TIME_LEN:
+        raise ValueError(f"at most {MAX_TIME_LEN} characters")
     try:
         return parse_time(value)
     except ValueError:
@@ -151,7 +156,7 @@ _DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
 Time = Annotated[
     datetime,
     PlainValidator(parse_time),
-    WithJsonSchema({"type": "string", "format": "date-time",
+    WithJsonSchema({"type": "string", "format": "date-time", "maxLength": MAX_TIME_LEN,
                     "description": "RFC 3339; a time without a zone is UTC"}),
 ]
 TimeOrWindow = Annotated[
@@ -160,8 +165,9 @@ TimeOrWindow = Annotated[
     WithJsonSchema({
         "description": "an RFC 3339 time, or a window back from now such as 24h or 7d "
                        f"(at most {MAX_WINDOW.days} days)",
-        "anyOf": [{"type": "string", "format": "date-time"},
-                  {"type": "string", "pattern": _DURATION_PATTERN, "maxLength": 40}],
+        "anyOf": [{"type": "string", "format": "date-time", "maxLength": MAX_TIME_LEN},
+                  {"type": "string", "pattern": _DURATION_PATTERN,
+                   "maxLength": MAX_TIME_LEN}],
     }),
 ]
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from receiver.alertmanager import Notification
 from receiver.errors import StoreError
 from receiver.web.errors import ApiError
+from receiver.web.requests import field_error, field_errors
 from receiver.web.services import services
 
 bp = Blueprint("webhook", __name__)
@@ -28,13 +29,7 @@ MAX_ERRORS_SHOWN = 20
 def _validation_detail(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     code = "invalid_json" if any(e["type"] == "json_invalid" for e in errors) else "invalid_payload"
-    detail = []
-    for err in errors[:MAX_ERRORS_SHOWN]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(body)"
-        detail.append({"loc": loc, "msg": err["msg"]})
-    if len(errors) > MAX_ERRORS_SHOWN:
-        detail.append({"loc": "(body)", "msg": f"{len(errors) - MAX_ERRORS_SHOWN} more errors"})
-    return code, detail
+    return code, field_errors(exc)  # [{"field", "message"}] as every endpoint answers
 
 
 @bp.post("/api/v1/alerts")
@@ -71,9 +66,9 @@ def _receive(svc: Any) -> Response:
     if len(body) > cap:
         raise ApiError(413, "payload_too_large", f"the body exceeds {cap} bytes")
     if not body.strip():
-        raise ApiError(400, "invalid_json", [{"loc": "(body)", "msg": "empty body"}])
+        raise ApiError(400, "invalid_json", [field_error("(body)", "empty body")])
     try:
-        notification = Notification.model_validate_json(body)
+        notification = Notification.model_validate_json(body, strict=True)  # JSON types as sent
     except ValidationError as exc:
         code, detail = _validation_detail(exc)
         raise ApiError(400, code, detail) from exc
