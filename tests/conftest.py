@@ -20,7 +20,9 @@ from receiver.store import Store, open_store
 PG_DSN = os.environ.get("REMEDIATOR_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:54329/postgres")
 TEMPLATE_DB = f"remediator_tmpl_{os.getpid()}"  # one per pytest process: runs may overlap
 ROOT = Path(__file__).resolve().parent.parent
-ALERT_RULES = Path(os.environ.get("REMEDIATOR_ALERT_RULES", ROOT.parent / "shared" / "alert-rules"))
+# Alerting-rule files the payload tests are built from: the repository's own by default;
+# REMEDIATOR_ALERT_RULES names another folder (a larger public corpus, for instance).
+ALERT_RULES = Path(os.environ.get("REMEDIATOR_ALERT_RULES", ROOT / "tests" / "data" / "alert-rules"))
 
 
 class Clock:

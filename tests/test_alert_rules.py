@@ -1,8 +1,10 @@
-"""Every real alerting rule in shared/alert-rules, fired as a payload, is accepted and classified."""
+"""Every alerting rule under ALERT_RULES (tests/data/alert-rules, or REMEDIATOR_ALERT_RULES),
+fired as a payload, is accepted and classified."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,12 @@ def all_rules() -> list[tuple[str, dict[str, Any]]]:
     return [(f.name, r) for f in files for r in rules_in(f)]
 
 
+# The repository's files hold 32 rules; a folder given in REMEDIATOR_ALERT_RULES (the public
+# corpus of 367 rules, say) must not be silently empty or cut short either.
+MIN_RULES = int(os.environ.get("REMEDIATOR_ALERT_RULES_MIN", "360" if
+                               "REMEDIATOR_ALERT_RULES" in os.environ else "32"))
+
+
 def payload_for(rule: dict[str, Any]) -> dict[str, Any]:
     labels = {k: str(v) for k, v in (rule.get("labels") or {}).items()}
     labels.setdefault("instance", "host-1:9100")
@@ -64,9 +72,9 @@ def classify(intake: Intake, rule: dict[str, Any]) -> Severity:
 
 
 def test_every_real_rule_is_accepted_and_classified(example_intake: Intake) -> None:
-    """All 367 rules become valid payloads, and each gets a severity from the example config."""
+    """Every rule becomes a valid payload, and each gets a severity from the example config."""
     rules = all_rules()
-    assert len(rules) >= 360
+    assert len(rules) >= MIN_RULES
     seen = {classify(example_intake, r) for _, r in rules}
     assert seen <= set(Severity) and len(seen) >= 3
 
