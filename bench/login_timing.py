@@ -2,12 +2,13 @@
 
     python bench/login_timing.py [--attempts 50] [--method scrypt|pbkdf2:sha256:600000]
 
-Builds the app in-process (Flask test client, SQLite store in a temp dir) with one user whose
-password hash uses ``--method`` (default: what ``remediator hash-password`` writes), then
-posts the login form ``--attempts`` times with a wrong password for that user and as many
-times for unknown user names, interleaved, each from its own client address so that the
-login limits (set high here) never answer 429 instead of checking. Prints the median and
-p90 of each, and the difference of the medians, as JSON.
+Builds the app in-process (Flask test client, SQLite store in a temp dir) with ``--attempts``
+users whose password hash uses ``--method`` (default: what ``remediator hash-password``
+writes), then posts the login form once with a wrong password for each of them and once for
+as many unknown user names, interleaved, each from its own client address: every name is at
+its first failure (the same store work and audit entry whether known or not) and the login
+limits never answer 429 instead of checking. Prints the median and p90 of each, and the
+difference of the medians, as JSON.
 
 An attacker measuring over the network sees the same difference plus noise: a median over
 enough tries tells a known name from an unknown one when the difference is well above the
@@ -37,7 +38,7 @@ from receiver.errors import ConfigError  # noqa: E402
 from receiver.store import open_store  # noqa: E402
 
 
-def build(tmp: Path, method: str | None) -> Any:
+def build(tmp: Path, method: str | None, users: int) -> Any:
     os.environ.setdefault("BENCH_LOGIN_WEBHOOK_TOKEN", "bench-webhook-token-0123456789")
     pw = generate_password_hash("the real password", **({"method": method} if method else {}))
     data: dict[str, Any] = {
@@ -45,8 +46,9 @@ def build(tmp: Path, method: str | None) -> Any:
         "store": {"url": f"sqlite:///{tmp}/bench.db"},
         "auth": {"bearer_token": "env:BENCH_LOGIN_WEBHOOK_TOKEN"},
         "server": {"secure_cookies": False},
-        "people": {"users": {"alice": {"password_hash": pw}},
-                   "login_limits": {"user_failures": 100000, "address_failures": 100000}},
+        "people": {"users": {f"user{i}": {"password_hash": pw} for i in range(users + 1)},
+                   "login_limits": {"user_failures": 100000, "address_failures": 100000,
+                                    "audited_failures": 100000}},
     }
     try:
         config = parse_config(data)
@@ -78,13 +80,14 @@ def main() -> None:
     ap.add_argument("--method", default=None, help="werkzeug hash method of the known user")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        app, method = build(Path(d), args.method)
+        app, method = build(Path(d), args.method, args.attempts)
         client = app.test_client()
-        attempt(client, "alice", "10.0.0.1")  # warm up (imports, first queries)
+        attempt(client, f"user{args.attempts}", "10.0.0.1")  # warm up (imports, first queries)
+        attempt(client, "nobody", "10.0.0.2")
         known: list[float] = []
         unknown: list[float] = []
         for i in range(args.attempts):
-            known.append(attempt(client, "alice", f"10.1.{i // 250}.{i % 250 + 1}"))
+            known.append(attempt(client, f"user{i}", f"10.1.{i // 250}.{i % 250 + 1}"))
             unknown.append(attempt(client, f"nobody{i}", f"10.2.{i // 250}.{i % 250 + 1}"))
 
     def summary(xs: list[float]) -> dict[str, float]:

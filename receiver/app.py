@@ -76,7 +76,9 @@ def _when(value: datetime | None) -> str:
 def _security_headers(resp: Response) -> Response:
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("X-Frame-Options", "DENY")
-    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" with our
+    # own form posts, and the origin check needs the real one. Other sites get no referrer.
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
     resp.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none';"

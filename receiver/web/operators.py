@@ -11,8 +11,8 @@ Resolution order, first match wins:
 A browser sends the proxy's identity and the session cookie on its own, also when another
 site makes it post a form. So every state-changing request authenticated by either must
 (a) not say it comes from another site (``Origin`` other than ``server.public_url`` or the
-request's own host, or ``Sec-Fetch-Site`` other than ``same-origin``/``none``: 403
-``cross_site_request``) and (b) carry the CSRF token (form field ``csrf_token`` on pages,
+request's own host, ``null`` unless ``Sec-Fetch-Site: same-origin``, or ``Sec-Fetch-Site``
+other than ``same-origin``/``none``: 403 ``cross_site_request``) and (b) carry the CSRF token (form field ``csrf_token`` on pages,
 header ``X-CSRF-Token`` on the API: 400 ``csrf_failed``). Bearer tokens are never sent by a
 browser on its own and need neither.
 
@@ -428,8 +428,9 @@ def check_same_origin() -> None:
                        f"refused: the browser says this request comes from another site "
                        f"(Sec-Fetch-Site: {fetch_site[:20]})")
     sent = request.headers.get("Origin")
-    if sent is None:
-        return
+    if sent is None or (sent.strip() == "null" and fetch_site == "same-origin"):
+        return  # no Origin (older clients), or hidden by a referrer policy: the browser
+        # itself vouches for a same-origin request with Sec-Fetch-Site
     allowed = {_origin_of(services().config.server.public_url),
                _origin_of(f"{request.scheme}://{request.host}")} - {None}
     if _origin_of(sent, exact=True) not in allowed:

@@ -158,6 +158,8 @@ def _people() -> dict[str, Any]:
             "bob-ops": {"token": "env:RMBROWSER_BOB_TOKEN", "user": "bob", "scope": "operator"},
             "reader": {"token": "env:RMBROWSER_READ_TOKEN", "user": "carol", "scope": "read"},
         },
+        # A browser context that sends X-Forwarded-User stands for a user behind the proxy.
+        "trusted_proxy": {"header": "X-Forwarded-User", "addresses": ["127.0.0.1/32"]},
     }
 
 
