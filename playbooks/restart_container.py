@@ -25,7 +25,7 @@ from playbooks.base import (
     Verification,
     dry_run_result,
 )
-from receiver.errors import PlaybookError, TargetNotAllowed
+from receiver.errors import AdapterError, PlaybookError, TargetNotAllowed
 from receiver.targets import ContainerName, LabelSelector, show
 
 if TYPE_CHECKING:
@@ -73,9 +73,18 @@ class RestartContainer(Playbook[RestartContainerParams]):
             return
         if not allow.containers.labels:
             allow.check_container(params.name)
-        # Only the container's labels can decide now: look it up (read-only).
+        # Only the container's labels can decide now: look it up (read-only). Docker also
+        # resolves ids and id prefixes; an ambiguous prefix is refused, not a crash.
         with ctx.adapters.docker(allow.docker) as docker:
-            found = docker.container(params.name)
+            try:
+                found = docker.container(params.name)
+            except AdapterError:
+                raise
+            except PlaybookError as exc:
+                raise TargetNotAllowed(
+                    f"container {show(params.name)} is not in targets.containers names or "
+                    f"patterns, and looking it up failed: {exc}"
+                ) from exc
         if found is None:
             raise TargetNotAllowed(
                 f"container {show(params.name)} is not in targets.containers names or patterns, "

@@ -660,6 +660,30 @@ def test_restart_by_id_or_id_prefix_of_a_forbidden_container_is_refused(
         assert planned(job) == []
 
 
+def test_an_ambiguous_id_prefix_from_a_label_is_refused(
+    hostile_containers: Containers, docker_client: docker.DockerClient
+) -> None:
+    """A label holding an id prefix that several containers share (Docker answers 500) is
+    refused by the allowlist check, not a crash of the job (found by hypothesis)."""
+    made: list[Any] = []
+    try:
+        ids = {c.id for c in docker_client.containers.list(all=True)}
+        shared = None
+        while shared is None and len(made) < 60:
+            made.append(docker_client.containers.create(
+                IMAGE, ["sleep", "1"], labels={OWNER_LABEL: RUN_ID}))
+            ids.add(made[-1].id)
+            firsts = [i[0] for i in ids]
+            shared = next((ch for ch in firsts if firsts.count(ch) > 1), None)
+        assert shared is not None
+        job = job_for("restart_container", {"name": "{{ labels.container }}"},
+                      {"container": shared}, hostile_containers.targets)
+        assert job is None
+    finally:
+        for c in made:
+            c.remove(force=True)
+
+
 @LIVE
 @given(hostile(f"ok-{RUN_ID}", f"no-{RUN_ID}", "ok-", "*", "", "db"))
 @example(f"ok-{RUN_ID}")
