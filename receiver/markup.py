@@ -58,8 +58,8 @@ def md_code(value: Any) -> str:
     closes the span early. Not for table cells, where a ``|`` would still split the cell:
     use :func:`md_text` there."""
     text = one_line(value)
-    if not text:
-        return ""
+    if not text.strip(" "):
+        return md_text(text)  # a code span of spaces only would lose its padding
     longest = max((len(m.group()) for m in _BACKTICKS.finditer(text)), default=0)
     fence = "`" * (longest + 1)
     return f"{fence} {text} {fence}"

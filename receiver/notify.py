@@ -179,8 +179,8 @@ def render(config: Config, ctx: Row, *, body_format: BodyFormat = "text",
     lines += ["", f"Notification id: {int(ctx['id'])}"]
     body = fmt.newline.join(lines)
     # apprise puts the title into the body, unescaped, for services without a title of
-    # their own: write it in the body's format (Slack's plugin escapes titles itself).
-    title = plain_title if body_format in ("text", "slack") else text(plain_title)
+    # their own: it is escaped like the body.
+    title = text(plain_title)
     return Message(title=str(redact_value(title)), body=str(redact_value(body)),
                    body_format=body_format, notify_type=NOTIFY_TYPES.get(kind, "info"))
 
