@@ -136,6 +136,13 @@ class Playbook(Generic[P]):
         """Why this call has the risk it has, when that is not the playbook's default."""
         return None
 
+    def approval_required(self, params: P, ctx: PlaybookContext) -> str | None:
+        """Why this call needs a person's approval whatever the rule's approval mode
+        (``approval: auto`` included), or None when the rule's policy decides."""
+        if self.always_requires_approval:
+            return "always, for this playbook"
+        return None
+
     def targets(self, params: P) -> list[str]:
         raise NotImplementedError
 

@@ -103,6 +103,19 @@ class FlushCache(Playbook[FlushCacheParams]):
             )
         return None
 
+    def approval_required(self, params: FlushCacheParams, ctx: PlaybookContext) -> str | None:
+        """A pattern written in the rule itself whose literal prefix is outside the target's
+        key_prefixes needs a person, even under ``approval: auto`` (one from alert data is
+        refused by check_allowed instead)."""
+        if params.mode != "pattern" or ctx.filled_by_alert("pattern"):
+            return super().approval_required(params, ctx)
+        target = ctx.targets.redis.get(params.target)
+        if (target is not None and target.key_prefixes is not None
+                and target.prefix_for(params.key_pattern()) is None):
+            return (f"pattern {show(params.pattern)} is not under "
+                    f"targets.redis.{params.target}.key_prefixes")
+        return super().approval_required(params, ctx)
+
     def _key_prefixes(self, params: FlushCacheParams, target: RedisTarget) -> list[str] | None:
         """The key prefixes each key is checked against before UNLINK (besides the literal
         prefix): the target's, when one of them covers the pattern."""

@@ -77,7 +77,7 @@ def evaluate(
     config: Config,
     targets: list[str],
     high_risk: bool,
-    always_approve: bool,
+    always_approve: str | None,
     now: datetime,
 ) -> Decision:
     controls = job_store.controls(tx)
@@ -149,7 +149,7 @@ def evaluate(
                         f"circuit breaker open for rule {rule.name}: {b['reason']}")
     severity = Severity(job["severity"])
     if always_approve:
-        return Decision("approval", "approval_policy", "this playbook always needs approval")
+        return Decision("approval", "approval_policy", f"needs approval: {always_approve}")
     if rule.approval.required_for(severity, high_risk=high_risk):
         mode = rule.approval.mode_for(severity)
         why = "high-risk action" if mode == "risk" else f"rule requires approval at {severity}"

@@ -261,7 +261,7 @@ class Worker:
             return
         targets = playbook.targets(params)
         risk = playbook.risk_for(params, ctx)
-        always = bool(getattr(playbook, "always_requires_approval", False))
+        always = playbook.approval_required(params, ctx)
 
         now = self.clock()
         with self.store.db.transaction() as tx:

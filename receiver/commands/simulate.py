@@ -54,8 +54,9 @@ def check_rule_params(config: Config, playbook_name: str, params_raw: dict[str, 
     risk = playbook.risk_for(params, ctx)
     text = f"allowed; targets {', '.join(playbook.targets(params))}; risk {risk.value}"
     note = playbook.risk_note(params, ctx)
-    if playbook.always_requires_approval:
-        text += "; needs approval (always, for this playbook)"
+    forced = playbook.approval_required(params, ctx)
+    if forced:
+        text += f"; needs approval ({forced})"
     elif approval == "required":
         text += "; needs approval (the rule requires it)"
     elif risk is Risk.HIGH and approval == "risk":

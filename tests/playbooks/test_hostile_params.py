@@ -779,3 +779,40 @@ def test_restore_by_an_exact_backup_name_from_a_label_works(hostile_backups: Bac
                   {"b": sibling}, hostile_backups.targets)
     assert job is not None
     assert job.playbook.plan(job.params, job.ctx).detail["backup"] is None
+
+
+def test_literal_pattern_outside_key_prefixes_needs_approval_even_under_auto(
+    hostile_redis: redis.Redis, store: Any, clock: Any
+) -> None:
+    """A pattern written in the rule but outside the target's key_prefixes waits for a person
+    even when the rule says `approval: auto`; one under a key prefix runs unattended."""
+    from receiver.alertmanager import Notification
+    from receiver.engine import Intake
+    from receiver.worker import Worker
+    from tests.conftest import make_config
+    from tests.factories import make_alert, make_notification
+
+    cache = {"url": f"env:{REDIS_URL_ENV}", "dbs": [HOSTILE_DB], "key_prefixes": R_ALLOWED}
+    rules = [
+        {"name": "flush-outside", "match": {"alertname": "TmpStale"}, "playbook": "flush_cache",
+         "params": {"target": "cache", "pattern": f"{P}:other:*"},
+         "approval": {"mode": "auto"}, "guards": {"cooldown": "0s"}},
+        {"name": "flush-inside", "match": {"alertname": "SessStale"}, "playbook": "flush_cache",
+         "params": {"target": "cache", "pattern": f"{P}:session:*"},
+         "approval": {"mode": "auto"}, "guards": {"cooldown": "0s"}},
+    ]
+    config = make_config(rules=rules, targets={"redis": {"cache": cache}})
+    intake = Intake(config, store, clock)
+    worker = Worker(config, store, clock=clock, worker_id="w-auto", sleep=lambda _s: None)
+    refill(hostile_redis)
+    for name in ("TmpStale", "SessStale"):
+        body = make_notification([make_alert(alertname=name, labels={"instance": name})])
+        raw = json.dumps(body)
+        intake.accept(Notification.model_validate_json(raw), raw)
+        assert worker.run_once()
+    with store.db.transaction(write=False) as tx:
+        rows = {r["rule"]: dict(r) for r in tx.fetchall("SELECT rule, state, reason FROM jobs", {})}
+    assert rows["flush-outside"]["state"] == "awaiting_approval"
+    assert "key_prefixes" in rows["flush-outside"]["reason"]
+    assert hostile_redis.exists(f"{P}:other:0")
+    assert rows["flush-inside"]["state"] == "succeeded"
