@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from receiver.web.requests import AuditQuery, IncidentsQuery
 from tests.conftest import OP, READ, TOKEN
 from tests.factories import make_alert, make_notification
 
@@ -66,7 +68,8 @@ def test_bad_query_parameters_get_400(client: Any) -> None:
     for query, loc in [("state=bogus", "state"), ("severity=P9", "severity"),
                        ("limit=0", "limit"), ("limit=abc", "limit"), ("since=yesterday", "since")]:
         r = client.get(f"/api/v1/incidents?{query}", headers=OP)
-        assert r.status_code == 400 and r.json["detail"][0]["loc"] == loc, query
+        assert r.status_code == 400 and r.json["error"] == "invalid_query", query
+        assert r.json["detail"][0]["field"] == r.json["detail"][0]["loc"] == loc, query
 
 
 def test_detail_has_alerts_timestamps_and_deadline(client: Any) -> None:
@@ -89,3 +92,63 @@ def test_health_and_readiness(client: Any) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz").json
     assert ready["status"] == "ok" and ready["store"] in {"sqlite", "postgres"}
+
+
+def test_since_window_counts_back_from_the_service_clock(client: Any, clock: Any) -> None:
+    """since=1h is an hour before the service's clock; an empty since is no filter."""
+    open_incidents(client, 2)
+    assert len(client.get("/api/v1/incidents?since=1h", headers=OP).json["incidents"]) == 2
+    clock.advance(hours=2)
+    assert client.get("/api/v1/incidents?since=1h", headers=OP).json["incidents"] == []
+    assert len(client.get("/api/v1/incidents?since=&state=", headers=OP).json["incidents"]) == 2
+
+
+def test_openapi_document_is_served_without_credentials(client: Any) -> None:
+    """GET /api/v1/openapi.json is an OpenAPI 3.1 document with the auth schemes and errors."""
+    r = client.get("/api/v1/openapi.json", headers={"Authorization": ""})
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    doc = r.json
+    assert doc["openapi"].startswith("3.1")
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["webhookBearer"]["scheme"] == schemes["apiToken"]["scheme"] == "bearer"
+    alerts = doc["paths"]["/api/v1/alerts"]["post"]
+    assert {"webhookBearer": []} in alerts["security"]
+    assert alerts["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Notification"}
+    action = doc["paths"]["/api/v1/incidents/{incident_id}/actions"]["post"]
+    assert {"400", "401", "403", "404", "409", "413", "415", "503"} <= set(action["responses"])
+    assert action["responses"]["409"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+    assert {"apiToken": []} in action["security"]
+
+
+def test_openapi_parameters_come_from_the_query_models(client: Any) -> None:
+    """Every field of the query models is a documented parameter with its bounds."""
+    doc = client.get("/api/v1/openapi.json").json
+    for path, model in (("/api/v1/incidents", IncidentsQuery), ("/api/v1/audit", AuditQuery)):
+        params = {p["name"]: p for p in doc["paths"][path]["get"]["parameters"]}
+        assert set(params) == set(model.model_fields)
+    incidents = {p["name"]: p for p in doc["paths"]["/api/v1/incidents"]["get"]["parameters"]}
+    assert incidents["before"]["schema"]["maximum"] == 2**63 - 1
+    assert incidents["limit"]["schema"]["maximum"] == 500
+    assert incidents["state"]["explode"] is False
+
+
+def _openapi_paths(rule: str) -> list[str]:
+    """/api/v1/jobs/<id:job_id>/<any(approve, deny):decision> -> its OpenAPI paths."""
+    m = re.search(r"<any\(([^)]*)\):\w+>", rule)
+    rules = [rule[:m.start()] + c.strip() + rule[m.end():] for c in m.group(1).split(",")] \
+        if m else [rule]
+    return [re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", r"{\1}", r) for r in rules]
+
+
+def test_openapi_document_covers_every_json_api_route(client: Any) -> None:
+    """Each /api/v1 route and method of the app is in the document, and nothing else is."""
+    doc = client.get("/api/v1/openapi.json").json
+    routed = set()
+    for rule in client.application.url_map.iter_rules():
+        if rule.rule.startswith("/api/v1/"):
+            for path in _openapi_paths(rule.rule):
+                routed |= {(path, m.lower()) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {(path, m) for path, ops in doc["paths"].items() for m in ops}
+    assert routed == documented

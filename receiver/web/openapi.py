@@ -123,6 +123,12 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "postmortem": {"type": ["string", "null"]},
         },
     },
+    "CsrfToken": {
+        "type": "object", "required": ["csrf_token"],
+        "properties": {"csrf_token": {"type": ["string", "null"]},
+                       "user": {"type": ["string", "null"]},
+                       "via": {"type": ["string", "null"]}},
+    },
     "Requested": {
         "type": "object", "required": ["status"],
         "properties": {"status": {"const": "requested"}},
@@ -217,6 +223,11 @@ def _responses(ok: dict[str, Any], errors: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"200": ok}
     for code in errors:
         entry: dict[str, Any] = {"description": ERRORS[code], "content": _json(_ref("Error"))}
+        if code == "400":
+            # The HTTP server refuses a request line or headers past its limits (4094 bytes
+            # a line) itself, before the application, with a short HTML page.
+            entry["description"] += "; text/html when the request line or headers are too long"
+            entry["content"]["text/html"] = {"schema": {"type": "string"}}
         if code == "401":
             entry["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
         if code == "503":
@@ -299,6 +310,13 @@ def document() -> dict[str, Any]:
             "responses": _responses(_ok("stored (also for a duplicate delivery)",
                                         _ref("Accepted")),
                                     ("400", "401", "413", "415", "503")),
+        }},
+        "/api/v1/csrf-token": {"get": {
+            "operationId": "csrfToken", "tags": ["session"],
+            "summary": "the X-CSRF-Token for API writes by a session or proxy user",
+            "security": OPERATOR_AUTH,
+            "responses": _responses(_ok("the token (null for an API token)", _ref("CsrfToken")),
+                                    ("401", "503")),
         }},
         "/api/v1/incidents": {"get": {
             "operationId": "listIncidents", "tags": ["incidents"],
