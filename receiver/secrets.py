@@ -6,12 +6,12 @@ into logs or the audit log by accident; call :meth:`Secret.reveal` where it is n
 A :class:`Redactor`, built once from the loaded config (:func:`redactor_for`), replaces every
 configured secret value wherever it appears as a substring, together with the forms it takes
 on the way out (percent-encoded, JSON- and HTML-escaped, base64, the password inside a DSN or
-URL, the base64 ``user:password`` of basic auth, the token parts of a notification URL,
-and the keys generated under ``data_dir``). Each
-sink applies it in one place: evidence (``diagnostics.redaction.sanitize``), timeline events
-(``store.events.record``), audit details (``store.audit.append``), logs (the structlog
-processor of ``logs.configure_logging``), JSON bodies and pages (``app.create_app``),
-notifications and post-mortems (their renderers).
+URL, the base64 ``user:password`` of basic auth, the token parts of a notification URL, and
+the keys generated under ``data_dir``). Each sink applies it in one place: evidence
+(``diagnostics.redaction.sanitize``), timeline events (``store.events.record``), audit
+details (``store.audit.append``), logs (the structlog processor of
+``logs.configure_logging``), JSON bodies and pages (``app.create_app``), notifications and
+post-mortems (their renderers).
 
 Values shorter than :data:`MIN_SECRET_LENGTH` would blank out ordinary words wherever they
 occur, so a secret reference resolving to a shorter value is refused when the config loads;
