@@ -7,7 +7,7 @@ import json
 import re
 import string
 from typing import Any, get_args
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -223,7 +223,7 @@ TEXTISH = st.one_of(
     st.sampled_from(["open,P1", ",,,", "P0,P1,P2,P3", "resolved", "csv", "jsonl"]),
 )
 NAMES = ["state", "severity", "since", "until", "limit", "before", "after", "incident",
-         "actor", "action", "format", "next", "x"]
+         "actor", "action", "format", "next", "x", "_external", "_scheme", "_anchor", "_method"]
 QUERIES = st.lists(
     st.tuples(st.sampled_from(NAMES), st.one_of(NUMBERISH, TIMEISH, TEXTISH)), max_size=6)
 RAW = st.text(alphabet=string.printable + "%\x00é", max_size=60)
@@ -242,12 +242,14 @@ def _check(r: Any, path: str) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(pairs=QUERIES, raw=RAW)
 @example(pairs=[("after", "1e23")], raw="")
+@example(pairs=[("limit", "1"), ("_method", "POST")], raw="limit=1&_scheme=javascript")
 @example(pairs=[("since", "9999999999999d")], raw="")
 @example(pairs=[("until", "0001-01-01T00:00:00+14:00")], raw="")
 @example(pairs=[], raw="before=%ff%fe&since=%00")
-def test_generated_query_strings_never_give_a_5xx(client: Any, pairs: list[tuple[str, str]],
-                                                  raw: str) -> None:
+def test_generated_query_strings_never_give_a_5xx(with_incident: Any,
+                                                  pairs: list[tuple[str, str]], raw: str) -> None:
     """Any query string on the list endpoints is a 200 or a 4xx naming known parameters."""
+    client = with_incident
     query = urlencode(pairs)
     for path in LIST_PATHS:
         _check(client.get(f"{path}?{query}", headers=OP), path)
@@ -258,7 +260,29 @@ def test_generated_query_strings_never_give_a_5xx(client: Any, pairs: list[tuple
 
 @pytest.fixture
 def page_client(client: Any) -> Any:
+    open_incident(client)
     return logged_in(client)
+
+
+@pytest.fixture
+def with_incident(client: Any) -> Any:
+    """A client whose store has an incident (and audit entries): limit=1 fills a page."""
+    open_incident(client)
+    return client
+
+
+@pytest.mark.parametrize("extra", ["_scheme=javascript", "_external=1", "_anchor=x",
+                                   "_method=POST", "_external=1&_scheme=javascript&x=1"])
+def test_next_links_carry_only_known_parameters(client: Any, extra: str) -> None:
+    """A full page's next link keeps the filters and the cursor, never url_for's own
+    arguments from the query string (which answered 500 or changed the link's scheme)."""
+    open_incident(client)
+    for path, cursor in (("/api/v1/incidents", "before"), ("/api/v1/audit", "after")):
+        r = client.get(f"{path}?limit=1&{extra}", headers=OP)
+        assert r.status_code == 200, r.data
+        nxt = urlsplit(r.json["next"])
+        assert (nxt.scheme, nxt.netloc, nxt.path, nxt.fragment) == ("", "", path, "")
+        assert set(parse_qs(nxt.query)) == {"limit", cursor}
 
 
 @settings(max_examples=40, deadline=None,
@@ -291,3 +315,37 @@ def test_generated_bodies_never_give_a_5xx(client: Any, body: Any) -> None:
                  "/api/v1/controls/resume"):
         r = client.post(path, data=data, content_type="application/json", headers=OP)
         assert r.status_code < 500, (path, data, r.data[:300])
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "\x00", "é" * 200, "x" * 5000])
+def test_login_and_approval_links_take_any_text(client: Any, name: str) -> None:
+    """Login fields, the next parameter and approval-link tokens with NUL or long text are a
+    4xx, never a store error."""
+    page = client.get("/login?next=" + quote(name)).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    r = client.post("/login?next=" + quote(name),
+                    data={"username": name, "password": name, "csrf_token": token.group(1)})
+    assert 400 <= r.status_code < 500, r.status_code
+    logged_in(client)
+    for path in (f"/approvals/{quote(name, safe='')}", f"/approvals/{quote(name)}.x.y"):
+        r = client.get(path)
+        assert 400 <= r.status_code < 500, (path, r.status_code)
+        r = client.post(path, data={"csrf_token": page_csrf(client, "/incidents"),
+                                    "decision": "approve"})
+        assert 400 <= r.status_code < 500, (path, r.status_code)
+
+
+def test_audit_page_next_link_ignores_unknown_parameters(client: Any) -> None:
+    """The audit page's next link is built from its filters only (``_method`` answered 500)."""
+    inc = open_incident(client)
+    for i in range(50):
+        assert client.post(f"/api/v1/incidents/{inc}/actions", headers=OP,
+                           json={"action": "note", "text": f"n{i}"}).status_code == 200
+    logged_in(client)
+    r = client.get("/audit?_method=POST&_scheme=javascript&actor=user:alice")
+    assert r.status_code == 200
+    links = re.findall(r'href="(/audit\?[^"]+)"', r.get_data(as_text=True))
+    assert links, "a full page has a next link"
+    query = parse_qs(urlsplit(links[-1].replace("&amp;", "&")).query)
+    assert set(query) == {"actor", "after"} and query["actor"] == ["user:alice"]

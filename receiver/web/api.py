@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request
 
 from receiver.web.errors import ApiError
 from receiver.web.operators import (
@@ -20,6 +20,7 @@ from receiver.web.requests import (
     IncidentActionBody,
     IncidentsQuery,
     field_error,
+    page_link,
     parse_body,
     parse_query,
 )
@@ -56,9 +57,7 @@ def list_incidents() -> Response:
     rows = services().store.list_incidents(f)
     body: dict[str, Any] = {"incidents": rows}
     if len(rows) == f.limit:
-        args: dict[str, Any] = request.args.to_dict(flat=False)
-        args["before"] = [str(rows[-1]["id"])]
-        body["next"] = url_for(".list_incidents", **args)
+        body["next"] = page_link(".list_incidents", IncidentsQuery, before=rows[-1]["id"])
     return jsonify(body)
 
 
@@ -159,9 +158,7 @@ def audit() -> Response:
         return Response(to_csv(rows), mimetype="text/csv")
     body: dict[str, Any] = {"entries": rows}
     if len(rows) == f.limit:
-        args: dict[str, Any] = request.args.to_dict()
-        args["after"] = str(rows[-1]["seq"])
-        body["next"] = url_for(".audit", **args)
+        body["next"] = page_link(".audit", AuditQuery, after=rows[-1]["seq"])
     return jsonify(body)
 
 

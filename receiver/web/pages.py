@@ -42,6 +42,7 @@ from receiver.web.requests import (
     DecisionForm,
     IncidentActionForm,
     IncidentsPageQuery,
+    page_link,
     parse_form,
     parse_query,
 )
@@ -332,7 +333,6 @@ def audit() -> Response:
     entries = store.audit(f)
     next_url = None
     if len(entries) == PAGE:
-        args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "after"}
-        next_url = url_for("pages.audit", after=entries[-1]["seq"], **args)
+        next_url = page_link("pages.audit", AuditQuery, after=entries[-1]["seq"])
     return render("audit.html", entries=entries, f=f, since_raw=since_raw,
                   until_raw=until_raw, next_url=next_url, chain=store.verify_audit())

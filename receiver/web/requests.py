@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlencode
 
-from flask import current_app, request
+from flask import current_app, request, url_for
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -347,6 +348,15 @@ def parse_query(model: type[M]) -> M:
         detail = [field_error(d["field"].split(".")[0], d["message"])
                   for d in field_errors(exc, where="(query)")]
         raise ApiError(400, "invalid_query", detail) from exc
+
+
+def page_link(endpoint: str, model: type[QueryModel], **cursor: Any) -> str:
+    """The URL of the next page: the request's own values of ``model``'s parameters (and no
+    other, so no query parameter reaches ``url_for``'s own arguments) with ``cursor`` set."""
+    args = [(name, value) for name in model.model_fields if name not in cursor
+            for value in request.args.getlist(name)]
+    args += [(name, str(value)) for name, value in cursor.items()]
+    return f"{url_for(endpoint)}?{urlencode(args)}"
 
 
 def _is_json(mimetype: str) -> bool:
