@@ -349,3 +349,29 @@ def test_audit_page_next_link_ignores_unknown_parameters(client: Any) -> None:
     assert links, "a full page has a next link"
     query = parse_qs(urlsplit(links[-1].replace("&amp;", "&")).query)
     assert set(query) == {"actor", "after"} and query["actor"] == ["user:alice"]
+
+
+def test_webhook_times_with_any_zone_offset_are_stored_in_utc(client: Any) -> None:
+    """A startsAt with a +17:50 offset (PostgreSQL refuses offsets past 15:59) is stored as
+    the same instant in UTC. Found by the schema fuzzer."""
+    alert = make_alert(startsAt="1372-05-29T14:04:46.042999+17:50")
+    r = client.post("/api/v1/alerts", json=make_notification([alert]))
+    assert r.status_code == 200, r.data
+    stored = client.get(f"/api/v1/incidents/{r.json['incident_id']}", headers=OP).json
+    assert stored["alerts"][0]["starts_at"] == "1372-05-28T20:14:46.042999+00:00"
+    r = client.post("/api/v1/alerts", json=make_notification(
+        [make_alert(startsAt="0001-01-01T00:00:00+01:00")]))
+    assert r.status_code == 400 and "alerts.0.startsAt" in fields(r)
+
+
+@pytest.mark.parametrize(("over", "field"), [
+    ({"endsAt": 0}, "alerts.0.endsAt"),
+    ({"startsAt": 1700000000}, "alerts.0.startsAt"),
+])
+def test_webhook_takes_json_types_as_sent(client: Any, over: dict[str, Any], field: str) -> None:
+    """Numbers where Alertmanager sends RFC 3339 strings are refused, not read as epochs.
+    Found by the schema fuzzer."""
+    r = client.post("/api/v1/alerts", json=make_notification([make_alert(**over)]))
+    assert r.status_code == 400 and field in fields(r)
+    r = client.post("/api/v1/alerts", json={**make_notification(), "truncatedAlerts": "5"})
+    assert r.status_code == 400 and "truncatedAlerts" in fields(r)
