@@ -1,0 +1,2 @@
+-- PostgreSQL makes every PRIMARY KEY column NOT NULL already; the same migration on SQLite
+-- rebuilds the tables keyed by text (controls, target_locks, sessions) to match.
