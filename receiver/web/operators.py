@@ -12,9 +12,9 @@ A browser sends the proxy's identity and the session cookie on its own, also whe
 site makes it post a form. So every state-changing request authenticated by either must
 (a) not say it comes from another site (``Origin`` other than ``server.public_url`` or the
 request's own host, ``null`` unless ``Sec-Fetch-Site: same-origin``, or ``Sec-Fetch-Site``
-other than ``same-origin``/``none``: 403 ``cross_site_request``) and (b) carry the CSRF token (form field ``csrf_token`` on pages,
-header ``X-CSRF-Token`` on the API: 400 ``csrf_failed``). Bearer tokens are never sent by a
-browser on its own and need neither.
+other than ``same-origin``/``none``: 403 ``cross_site_request``) and (b) carry the CSRF
+token (form field ``csrf_token`` on pages, header ``X-CSRF-Token`` on the API: 400
+``csrf_failed``). Bearer tokens are never sent by a browser on its own and need neither.
 
 The CSRF token is signed and timestamped (itsdangerous) over what the request is bound to:
 the session id for a login session (so it changes at every login and dies at logout), the
