@@ -35,7 +35,7 @@ def secret_key(config: Config) -> str:
     if config.server.secret_key is not None:
         return config.server.secret_key.reveal()
     path = Path(config.data_dir) / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -6,9 +6,11 @@ before prometheus_client is first imported.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -51,9 +53,14 @@ def serve(
 
         click.echo(f"WARNING: {INSECURE_NO_AUTH_WARNING}", err=True)
 
+    _check_data_dir(config.data_dir)
     metrics_dir = config.data_dir / "prometheus-multiproc"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        _exit_if_no_space(config.data_dir, exc)
+        raise
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
     from receiver.logs import configure_logging
@@ -70,6 +77,7 @@ def serve(
             store.migrate()
             _record_config(store, config_path, "serve")
         except StoreError as exc:
+            _exit_if_no_space(config.data_dir, exc)
             click.echo(f"migration failed: {exc}", err=True)
             sys.exit(1)
         finally:
@@ -148,6 +156,47 @@ def worker(config_path: str, threads: int, exit_with_parent: bool) -> None:
     finally:
         checkpoint_quietly(store, config, reason="stop", role=f"worker {w.id}")
         store.close()
+
+
+MIN_FREE_BYTES = 1024 * 1024
+"""Free space the data directory needs for serve to start (the SQLite store, its WAL, the
+secret key, audit checkpoints and the metrics files of each gunicorn worker live there)."""
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """Create the data directory (0700) and refuse to start when it has no room."""
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        free = shutil.disk_usage(data_dir).free
+    except OSError as exc:
+        _exit_if_no_space(data_dir, exc)
+        raise
+    if free < MIN_FREE_BYTES:
+        _no_space(data_dir, free)
+
+
+def _exit_if_no_space(data_dir: Path, exc: BaseException) -> None:
+    """Exit with the no-space message if ``exc`` came from a full data directory."""
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError:
+        free = None
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if full or (free is not None and free < MIN_FREE_BYTES):
+        _no_space(data_dir, free)
+
+
+def _no_space(data_dir: Path, free: int | None) -> None:
+    left = "no" if not free else f"only {free} bytes of"
+    click.echo(
+        f"no space left in DATA_DIR ({data_dir}): {left} free space, and remediator needs at"
+        f" least {MIN_FREE_BYTES // 1024} KiB there to start.\n"
+        "Free space on that filesystem (old logs, files of other programs) or point data_dir"
+        " at a larger one, then start again. The SQLite store, its WAL, the secret key and"
+        " the audit checkpoints live there; do not delete them to make room.",
+        err=True,
+    )
+    sys.exit(1)
 
 
 def _record_config(store: Any, config_path: str, process: str) -> None:

@@ -1,4 +1,5 @@
-"""Operational endpoints: liveness, readiness (store reachable) and Prometheus metrics."""
+"""Operational endpoints: liveness, readiness (store reachable and able to commit) and
+Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -21,13 +22,23 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
+    """Ready when the store answers and can commit: reachable, a one-row write commits
+    and, on SQLite, the data directory has free space (cached for 1.5 s per process)."""
+    store = services().store
     try:
-        services().store.ping()
+        store.ping()
     except StoreError as exc:
         resp = jsonify({"status": "unavailable", "store": "unreachable", "detail": str(exc)[:200]})
         resp.status_code = 503
         return resp
-    return jsonify({"status": "ok", "store": services().store.dialect})
+    try:
+        store.db.probe_commit()
+    except StoreError as exc:
+        resp = jsonify({"status": "unavailable", "store": "cannot_commit",
+                        "detail": str(exc)[:200]})
+        resp.status_code = 503
+        return resp
+    return jsonify({"status": "ok", "store": store.dialect})
 
 
 def _metrics_allowed() -> bool:
