@@ -257,7 +257,9 @@ class AppriseSender:
             # apprise's chat plugins read markup even in plain text (Slack's makes a link of
             # "<url|text>" and a mention of "<!channel>"): hand it HTML, which apprise
             # converts for each service, so that plain text stays plain text everywhere.
-            title, body = markup.html_text(title), markup.html_text(body).replace("\n", "<br>\n")
+            # (Only "<br>": with a newline after it, apprise's HTML-to-text conversion for
+            # text services starts every line with a space.)
+            title, body = markup.html_text(title), markup.html_text(body).replace("\n", "<br>")
             body_format = "html"
         try:
             ok = client.notify(title=title, body=body, body_format=body_format,

@@ -27,6 +27,7 @@ from receiver.config import NotificationRetry
 from receiver.errors import ConfigError
 from receiver.markup import md_text
 from receiver.notify import (
+    AppriseSender,
     DeliveryFailed,
     Message,
     backoff,
@@ -495,3 +496,18 @@ def test_real_apprise_slack_and_teams_formats_reach_loopback(
     for body in (slack_body, teams_body):
         text = texts(json.loads(body)).replace("\\", "")  # apprise may escape for markdown
         assert "[P1] opened: " in text and f"{LINK}/incidents/{incident}" in text
+
+
+def test_plain_text_reaches_a_text_service_line_for_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text channel's body reaches a real apprise json:// endpoint with its lines as
+    written (no leading space from apprise's HTML-to-text step), markup-looking alert text
+    kept literal."""
+    port = free_port()
+    notifications = make_config(notifications=channels_config(
+        monkeypatch, {"hook": {"url": f"json://127.0.0.1:{port}/h"}})).notifications
+    body = "Alert <b>x</b> & <http://e|Approve>\n- alice: http://127.0.0.1/approvals/t?a=1&b=2\nend"
+    with Endpoint(port) as endpoint:
+        AppriseSender(timeout=5)("hook", notifications.channels["hook"],
+                                 Message(title="[P1] t", body=body))
+        [raw] = endpoint.bodies()
+    assert json.loads(raw)["message"].splitlines() == body.splitlines()
