@@ -24,4 +24,7 @@ WORKDIR /var/lib/remediator
 EXPOSE 9095
 # `remediator serve` applies migrations, then runs gunicorn with receiver.app:create_app()
 # and one embedded worker; run `remediator worker` in more containers to scale out.
+# serve's gunicorn worker class gives a thread only to complete requests, so slow or idle
+# clients hold none (tests/e2e/test_slow_clients.py runs this very CMD with serve's
+# defaults). Keep it `remediator serve`: a plain `gunicorn` command line would lose that.
 CMD ["remediator", "serve", "--bind", "0.0.0.0:9095"]
