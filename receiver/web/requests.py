@@ -19,7 +19,6 @@ The OpenAPI document (receiver/web/openapi.py) is generated from these same mode
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlencode
@@ -37,7 +36,7 @@ from pydantic import (
 )
 from werkzeug.routing import IntegerConverter, Map
 
-from receiver.durations import _PART, _UNITS
+from receiver.durations import parse_duration
 from receiver.incidents import STATES
 from receiver.lifecycle import ACTIONS, MAX_TEXT
 from receiver.store import AuditFilter, IncidentFilter
@@ -119,18 +118,16 @@ def parse_time(value: Any) -> datetime:
 
 def parse_window(value: str) -> timedelta:
     """A duration such as ``90s``, ``15m``, ``1h30m`` or ``2d``, at most :data:`MAX_WINDOW`."""
-    text = value.strip()
-    pos, total = 0, 0.0
-    for m in _PART.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not text or pos != len(text):
-        raise ValueError("not a duration such as 90s, 15m, 24h or 7d")
-    if not math.isfinite(total) or total > MAX_WINDOW.total_seconds():
-        raise ValueError(f"a duration of at most {MAX_WINDOW.days} days")
-    return timedelta(seconds=total)
+    too_long = ValueError(f"a duration of at most {MAX_WINDOW.days} days")
+    try:
+        window = parse_duration(value.strip() or "-")
+    except OverflowError:
+        raise too_long from None
+    except ValueError:
+        raise ValueError("not a duration such as 90s, 15m, 24h or 7d") from None
+    if window > MAX_WINDOW:
+        raise too_long
+    return window
 
 
 def _time_or_window(value: Any) -> datetime | timedelta:
