@@ -11,6 +11,9 @@ from receiver.http_worker import worker_class
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
+    # gunicorn calls this from its SIGCHLD handler, which runs again, re-entrantly, when two
+    # workers exit at once: nothing here may run an import (run_gunicorn has imported this
+    # module, so the statement below only looks it up).
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
@@ -40,6 +43,11 @@ class _Gunicorn(BaseApplication):
 def run_gunicorn(
     config: Config, *, bind: str, workers: int, threads: int, insecure_no_auth: bool
 ) -> None:
+    # In the master, before any worker is forked (and after serve set
+    # PROMETHEUS_MULTIPROC_DIR): an import interrupted by a second SIGCHLD in _child_exit
+    # fails ("partially initialized module") and the master exits with status 1.
+    import prometheus_client.multiprocess  # noqa: F401
+
     options = {
         "bind": bind,
         "workers": workers,
