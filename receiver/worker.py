@@ -177,6 +177,7 @@ class Worker:
             except psycopg.Error as exc:
                 log.warning("worker_listen_error", error=str(exc))
                 stop.wait(2)
+        self._wake.set()  # stopping: the claim loops end now, not after their poll wait
 
     def _watch_sqlite(self, stop: threading.Event) -> None:
         """On SQLite, wake the claim loop when any connection commits (``PRAGMA
@@ -213,6 +214,7 @@ class Worker:
                 stop.wait(2)
         if probe is not None:
             probe.close()
+        self._wake.set()  # stopping: the claim loops end now, not after their poll wait
 
     # -- one step -----------------------------------------------------------------------
     def sweep(self) -> list[int]:
@@ -408,20 +410,23 @@ class Worker:
     # -- helpers ------------------------------------------------------------------------
     def _lock_targets(self, job: Row, rule: RemediationRule, targets: list[str]) -> bool:
         """Lock every target for this job. If another job holds one, put this job back in
-        the queue for a short, jittered moment (said once on the timeline). Under the lock,
+        the queue until that lock is released (said once on the timeline). Under the lock,
         the cooldown is checked again, so two jobs cannot both pass it and act in turn."""
         now = self.clock()
         with self.store.db.transaction() as tx:
             busy = job_store.acquire_locks(tx, job["id"], targets, now=now,
                                            until=now + self.lease)
             if busy:
-                delay = LOCK_RETRY * (1 + random.random())  # noqa: S311 - jitter, not security
-                if not job_store.move(tx, job["id"], "queued", now=now, owner=self.id,
-                                      not_before=now + delay, attempts=job["attempts"] - 1):
+                # Woken when the holder releases the lock (job_store.release_locks); the timed
+                # retry is only a fallback, like the poll interval everywhere else.
+                fallback = max(LOCK_RETRY, self.config.remediation.poll_interval)
+                delay = fallback * (1 + random.random())  # noqa: S311 - jitter, not security
+                moved, holder, new = job_store.wait_for_target(
+                    tx, job["id"], busy[0], owner=self.id, now=now, retry_at=now + delay,
+                    attempts=job["attempts"] - 1)
+                if moved is None:
                     return False  # the lease was lost meanwhile: the job is not ours to move
-                if job["not_before"] is None:  # said once, not at every retry
-                    holder = tx.fetchone("SELECT job_id FROM target_locks WHERE target = :t",
-                                         {"t": busy[0]})
+                if new:  # said once, not at every retry
                     self._event(tx, job, "job_waiting", "system",
                                 f"job #{job['id']} waits: {busy[0]} is held by job "
                                 f"#{holder['job_id'] if holder else '?'}", {"targets": busy})

@@ -144,7 +144,7 @@ def start(tx: Tx, job_id: int, owner: str, *, now: datetime, until: datetime,
     live lease. Renews the lease to ``until`` and sets ``fields``, in one conditional UPDATE;
     None when the lease was lost (swept, re-queued, maybe claimed by another worker): the
     caller must not act."""
-    sets = ["lease_expires_at = :until", "updated_at = :now"]
+    sets = ["lease_expires_at = :until", "updated_at = :now", "waiting_for = NULL"]
     params: dict[str, Any] = {"id": job_id, "owner": owner, "now": now, "until": until}
     for name, value in fields.items():
         sets.append(f"{name} = :f_{name}")
@@ -215,7 +215,44 @@ def acquire_locks(
 
 
 def release_locks(tx: Tx, job_id: int) -> None:
-    tx.execute("DELETE FROM target_locks WHERE job_id = :id", {"id": job_id})
+    """Free the job's targets, and make the queued jobs waiting for one of them (see
+    :func:`wait_for_target`) runnable at once. On PostgreSQL a NOTIFY at commit wakes the
+    workers; SQLite's workers see the commit itself (``Worker._watch_sqlite``).
+
+    The locks are deleted first: a job that found one of them held and is still committing
+    its wait holds that lock row (ON CONFLICT locks it), so on PostgreSQL the DELETE waits
+    for it, and the UPDATE after it then sees the wait."""
+    freed = tx.fetchall("DELETE FROM target_locks WHERE job_id = :id RETURNING target",
+                        {"id": job_id})
+    if not freed:
+        return
+    marks = ", ".join(f":t{i}" for i in range(len(freed)))
+    woken = tx.fetchall(
+        "UPDATE jobs SET not_before = NULL WHERE state = 'queued'"  # noqa: S608 - placeholders only
+        f" AND waiting_for IN ({marks}) AND not_before IS NOT NULL RETURNING id",
+        {f"t{i}": row["target"] for i, row in enumerate(freed)},
+    )
+    if woken and tx.dialect == "postgres":
+        tx.execute("SELECT pg_notify('remediator_jobs', '')")  # delivered at commit
+
+
+def wait_for_target(tx: Tx, job_id: int, target: str, *, owner: str, now: datetime,
+                    retry_at: datetime, attempts: int) -> tuple[Row | None, Row | None, bool]:
+    """Put the owner's running job back in the queue to wait for ``target``, locked by
+    another job: :func:`release_locks` makes it runnable the moment that lock is released;
+    ``retry_at`` (capped at the lock's expiry, when a holder that died loses it) is only the
+    fallback. Returns the job (None when the lease was lost meanwhile), the lock's row
+    (None if it is gone already) and whether the job was not already waiting for this target
+    (a wait is said once on the timeline, not at every retry)."""
+    held = tx.fetchone("SELECT job_id, expires_at FROM target_locks WHERE target = :t",
+                       {"t": target})
+    before = tx.fetchone("SELECT waiting_for FROM jobs WHERE id = :id", {"id": job_id})
+    if held is not None:
+        retry_at = min(retry_at, max(held["expires_at"], now))
+    row = move(tx, job_id, "queued", now=now, owner=owner, not_before=retry_at,
+               attempts=attempts, waiting_for=target)
+    new = row is not None and (before is None or before["waiting_for"] != target)
+    return row, held, new
 
 
 def record_targets(tx: Tx, job_id: int, rule: str, targets: list[str], now: datetime) -> None:

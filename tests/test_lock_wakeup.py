@@ -1,0 +1,134 @@
+"""A job waiting for a target lock runs as soon as the lock is released, on both backends.
+
+The clock is not moved between the release and the next claim: the waiting job must be
+runnable at once, not at its timed retry. The retry stays a fallback, and only a wait for the
+released target is cut short (not another target's, nor a retry's backoff).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from receiver.store import Store
+from receiver.store import jobs as job_store
+from tests.conftest import Clock
+from tests.engine_kit import Kit, rule
+from tests.factories import make_alert, make_notification
+
+
+def fire(kit: Kit, container: str, group: str) -> int:
+    labels = {"container": container, "instance": container}
+    r = kit.fire(make_notification([make_alert(labels=labels)], group_key=group))
+    return int(r.incident_id)
+
+
+def holding(kit: Kit) -> threading.Thread:
+    """Job #1 running in a thread, its playbook blocked until ``kit.playbook.block`` is set."""
+    kit.playbook.block = threading.Event()
+    t = threading.Thread(target=kit.worker.run_once)
+    t.start()
+    assert kit.playbook.started.wait(10)
+    return t
+
+
+def two_jobs_on_one_target(store: Store, clock: Clock) -> Kit:
+    kit = Kit(store, clock, [rule(guards={"cooldown": "0s"}),
+                             rule("poke-2", guards={"cooldown": "0s"})])
+    fire(kit, "web1", "g-web1")  # one alert, two rules: two jobs on fake:web1
+    return kit
+
+
+def test_release_makes_the_waiting_job_runnable_at_once(store: Store, clock: Clock) -> None:
+    kit = two_jobs_on_one_target(store, clock)
+    t = holding(kit)
+    other = kit.new_worker("w2")
+    assert other.run_once()  # claims job #2, finds fake:web1 held, puts it back to wait
+    waiter = kit.jobs()[1]["id"]
+    row = kit.job(waiter)
+    assert row["state"] == "queued" and row["not_before"] > clock()
+    assert not other.run_once()  # nothing runnable while the lock is held
+
+    kit.playbook.block.set()  # type: ignore[union-attr]
+    t.join()
+    assert kit.job(1)["state"] == "succeeded"
+    assert kit.job(waiter)["not_before"] is None  # released in job #1's last commit
+    assert other.run_once()  # same instant: no retry delay
+    assert [j["state"] for j in kit.jobs()] == ["succeeded", "succeeded"]
+
+
+def test_release_wakes_only_waits_for_the_released_target(store: Store, clock: Clock) -> None:
+    kit = Kit(store, clock, [rule(guards={"cooldown": "0s"}),
+                             rule("poke-2", guards={"cooldown": "0s"})])
+    fire(kit, "web1", "g-web1")
+    t = holding(kit)  # job #1 holds fake:web1
+    other = kit.new_worker("w2")
+    assert other.run_once()  # job #2 waits for fake:web1
+    # A job queued for its retry after a backoff, and one waiting for another target.
+    with store.db.transaction() as tx:
+        tx.execute("UPDATE jobs SET not_before = :t WHERE id = 2",
+                   {"t": clock() + timedelta(hours=1)})
+        backoff = tx.fetchone("SELECT not_before FROM jobs WHERE id = 2")
+        tx.execute("INSERT INTO target_locks (target, job_id, expires_at) VALUES"
+                   " ('fake:other', 99, :t)", {"t": clock() + timedelta(hours=1)})
+    fire(kit, "other", "g-other")  # jobs #3 and #4 on fake:other
+    assert other.run_once()  # job #3 waits for fake:other (held by "job #99")
+    with store.db.transaction() as tx:
+        tx.execute("UPDATE jobs SET waiting_for = NULL WHERE id = 2")  # now a plain retry
+        rows = {r["id"]: r for r in tx.fetchall(
+            "SELECT id, state, not_before, waiting_for FROM jobs ORDER BY id")}
+    assert rows[3]["state"] == "queued" and rows[3]["waiting_for"] == "fake:other"
+
+    kit.playbook.block.set()  # type: ignore[union-attr]
+    t.join()  # job #1 releases fake:web1
+    assert kit.job(2)["not_before"] == backoff["not_before"]  # type: ignore[index]
+    assert kit.job(3)["not_before"] is not None and kit.job(3)["not_before"] > clock()
+
+    with store.db.transaction() as tx:
+        job_store.release_locks(tx, 99)
+    assert kit.job(3)["not_before"] is None
+
+
+def test_a_wait_never_outlasts_the_held_lock(store: Store, clock: Clock) -> None:
+    """The timed retry is at the latest when the holder's lock expires (a holder that died
+    loses its lock then), and a wait for the same target is on the timeline once."""
+    kit = two_jobs_on_one_target(store, clock)
+    t = holding(kit)
+    with store.db.transaction() as tx:
+        tx.execute("UPDATE target_locks SET expires_at = :t",
+                   {"t": clock() + timedelta(milliseconds=300)})
+    other = kit.new_worker("w2")
+    assert other.run_once()
+    assert kit.job(2)["not_before"] == clock() + timedelta(milliseconds=300)
+    clock.advance(milliseconds=100)
+    with store.db.transaction() as tx:
+        tx.execute("UPDATE jobs SET not_before = NULL WHERE id = 2")
+        tx.execute("UPDATE target_locks SET expires_at = :t",
+                   {"t": clock() + timedelta(seconds=30)})
+    assert other.run_once()  # claimed again: still held
+    inc = store.get_incident(1)
+    assert inc is not None
+    assert [e["kind"] for e in inc["timeline"]].count("job_waiting") == 1
+    kit.playbook.block.set()  # type: ignore[union-attr]
+    t.join()
+    kit.drain()
+    assert [j["state"] for j in kit.jobs()] == ["succeeded", "succeeded"]
+
+
+def test_postgres_release_notifies_the_workers(store: Store, clock: Clock) -> None:
+    """On PostgreSQL, releasing a lock that a job waits for sends the workers' NOTIFY (other
+    worker processes LISTEN for it); SQLite's workers watch the commit itself."""
+    if store.dialect != "postgres":
+        pytest.skip("PostgreSQL only")
+    kit = two_jobs_on_one_target(store, clock)
+    t = holding(kit)
+    assert kit.new_worker("w2").run_once()  # job #2 waits
+    with psycopg.connect(store.db.url, autocommit=True) as conn:  # type: ignore[attr-defined]
+        conn.execute("LISTEN remediator_jobs")
+        kit.playbook.block.set()  # type: ignore[union-attr]
+        t.join()
+        got = list(conn.notifies(timeout=5, stop_after=1))
+    assert [n.channel for n in got] == ["remediator_jobs"]
