@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from receiver.app import create_app
+from receiver.config.server import ServerConfig
 from receiver.store import Store, open_store
 from tests.conftest import TOKEN, make_config
 from tests.factories import make_alert, make_notification
 from tests.pgserver import PgServer
 
+CAP = ServerConfig.model_fields["max_body_bytes"].default  # the default body cap
 
 def stored(store: Store) -> dict[str, int]:
     with store.db.transaction(write=False) as tx:
@@ -99,7 +101,7 @@ def test_non_json_content_type_gets_415(client: Any, store: Store) -> None:
 
 def test_body_over_the_cap_gets_413_before_reading(client: Any, store: Store) -> None:
     """A declared length over the cap is refused with 413."""
-    big = json.dumps(make_notification([make_alert(annotations={"x": "a" * 2_000_000})])).encode()
+    big = json.dumps(make_notification([make_alert(annotations={"x": "a" * (CAP + 1000)})])).encode()
     r = post_raw(client, big)
     assert r.status_code == 413 and r.json["error"] == "payload_too_large"
     assert stored(store) == NOTHING
@@ -107,7 +109,7 @@ def test_body_over_the_cap_gets_413_before_reading(client: Any, store: Store) ->
 
 def test_chunked_body_over_the_cap_gets_413(client: Any, store: Store) -> None:
     """A body streamed without Content-Length is cut off at the cap with 413."""
-    big = json.dumps(make_notification([make_alert(annotations={"x": "a" * 2_000_000})])).encode()
+    big = json.dumps(make_notification([make_alert(annotations={"x": "a" * (CAP + 1000)})])).encode()
 
     r = client.post("/api/v1/alerts", input_stream=io.BytesIO(big), content_type="application/json",
                     headers={"Transfer-Encoding": "chunked"},

@@ -17,7 +17,10 @@ class ServerConfig(Section):
     workers: int = Field(default=2, ge=1, le=64)
     threads: int = Field(default=4, ge=1, le=64)
     timeout: int = Field(default=30, ge=1, le=600)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Alertmanager sends whatever its templates produce and never retries a 413: the default
+    # leaves room for a group of alerts carrying long log excerpts (Alertmanager repeats a
+    # lone alert's annotations in commonAnnotations, doubling them).
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     header_timeout: Duration = Field(
         default=timedelta(seconds=10),
         description="a client has this long from a request's first byte to send its headers; "
