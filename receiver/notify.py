@@ -31,9 +31,10 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
-from receiver import markup, tokens
+from receiver import event_kinds, markup, tokens
 from receiver.config import Config, NotificationChannel, NotificationRetry, NotificationsConfig
-from receiver.errors import RemediatorError, StoreError
+from receiver.errors import DeliveryFailed, StoreError
+from receiver.event_kinds import NotifyType, label_of, notify_type
 from receiver.logs import redact_value
 from receiver.secrets import redactor_for
 from receiver.store import Store
@@ -47,17 +48,10 @@ log = structlog.get_logger(__name__)
 EXPAND_BATCH = 500
 ERROR_LIMIT = 1000
 
-NotifyType = Literal["info", "success", "warning", "failure"]
+# Each notified kind's apprise type, read from the one table of event kinds.
 NOTIFY_TYPES: dict[str, NotifyType] = {
-    "opened": "warning", "reopened": "warning", "severity_changed": "warning",
-    "job_awaiting_approval": "warning", "reminder": "warning", "job_started": "info",
-    "resolved": "success", "job_succeeded": "success", "job_failed": "failure",
-    "verification_failed": "failure", "escalated": "failure", "sla_breached": "failure",
+    kind.value: spec.notify for kind, spec in event_kinds.TABLE.items() if spec.notify
 }
-
-
-class DeliveryFailed(RemediatorError):
-    """A channel did not take a message. The text names why and holds no secret."""
 
 
 BodyFormat = Literal["text", "markdown", "slack", "html"]
@@ -151,7 +145,7 @@ def render(config: Config, ctx: Row, *, body_format: BodyFormat = "text",
     ctx = redactor_for(config)(ctx)
     text, label = fmt.text, fmt.label
     kind = str(ctx["kind"])
-    plain_title = f"[{ctx['severity']}] {kind.replace('_', ' ')}: {ctx['title']}"
+    plain_title = f"[{ctx['severity']}] {label_of(kind)}: {ctx['title']}"
     link = incident_url(config, int(ctx["incident_id"]))
     ack = (f"acknowledged {_when(ctx['acknowledged_at'])}" if ctx.get("acknowledged_at")
            else f"acknowledge by {_when(ctx['ack_due_at'])}")
@@ -182,7 +176,7 @@ def render(config: Config, ctx: Row, *, body_format: BodyFormat = "text",
     # their own: it is escaped like the body.
     title = text(plain_title)
     return Message(title=str(redact_value(title)), body=str(redact_value(body)),
-                   body_format=body_format, notify_type=NOTIFY_TYPES.get(kind, "info"))
+                   body_format=body_format, notify_type=notify_type(kind))
 
 
 def secret_parts(url: str) -> list[str]:

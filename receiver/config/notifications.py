@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from receiver.config.section import Section
 from receiver.durations import Duration
+from receiver.event_kinds import notified_kinds
 from receiver.secrets import SecretRef
 from receiver.severity import Severity
 
@@ -17,9 +18,7 @@ ChannelName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 
 
 def _notify_kinds() -> list[str]:
-    from receiver.store.events import NOTIFY  # deferred: the store pulls in its drivers
-
-    return sorted(NOTIFY)
+    return notified_kinds()
 
 
 class NotificationChannel(Section):

@@ -5,35 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from receiver import event_kinds as kinds
+from receiver.event_kinds import EventKind
 from receiver.store import audit
 from receiver.store.db import Tx
 
-# Timeline kinds that are state changes or decisions, and so also go to the audit log.
-AUDITED = frozenset(
-    {
-        "opened", "reopened", "resolved", "severity_changed", "state_changed",
-        "job_enqueued", "job_claimed", "job_blocked", "job_refused", "job_awaiting_approval",
-        "job_approved", "job_denied", "job_expired", "job_started", "job_succeeded",
-        "job_failed", "job_dry_run", "job_interrupted", "job_requeued", "job_escalated",
-        "job_retry_scheduled", "verification_passed", "verification_failed",
-        "circuit_opened", "escalated", "job_waiting", "acknowledged", "assigned", "note",
-        "sla_breached",
-        "reminder", "diagnostics_requested", "postmortem_saved",
-    }
-)
-
-
-# Kinds worth telling people about: each also lands in the notifications outbox, in the
-# same transaction; the worker expands it to the configured channels and sends it.
-NOTIFY = frozenset(
-    {
-        "opened", "reopened", "resolved", "severity_changed", "job_awaiting_approval",
-        "job_started", "job_succeeded", "job_failed", "verification_failed", "escalated",
-        "sla_breached", "reminder",
-    }
-)
-# Kinds that start automatic diagnostics for the incident.
-DIAGNOSE = frozenset({"opened", "reopened"})
+# What each kind causes besides its timeline row: one table, in receiver.event_kinds.
+AUDITED = kinds.AUDITED
+NOTIFY = kinds.NOTIFIED
+DIAGNOSE = kinds.DIAGNOSED
 
 
 def record(
@@ -41,13 +21,17 @@ def record(
     *,
     incident_id: int,
     at: datetime,
-    kind: str,
+    kind: EventKind | str,
     actor: str,
     message: str,
     detail: dict[str, Any] | None = None,
     job_id: int | None = None,
     origin: dict[str, Any] | None = None,
 ) -> None:
+    """Write one timeline event, and what its kind causes (see :mod:`receiver.event_kinds`):
+    an outbox row, a diagnostics request, an audit entry. ValueError for an unknown kind."""
+    parsed = EventKind.parse(kind)
+    spec, kind = parsed.spec, parsed.value
     # The one place timeline text is written: configured secrets never reach it, nor the
     # outbox and audit entry made from it.
     message = tx.redactor.text(message)
@@ -58,20 +42,20 @@ def record(
         {"inc": incident_id, "at": at, "kind": kind, "actor": actor, "msg": message,
          "detail": tx.json(detail), "job": job_id},
     )
-    if kind in NOTIFY:
+    if spec.notified:
         tx.execute(
             "INSERT INTO outbox (kind, incident_id, job_id, message, detail, created_at)"
             " VALUES (:kind, :inc, :job, :msg, :detail, :at)",
             {"kind": kind, "inc": incident_id, "job": job_id, "msg": message,
              "detail": tx.json(detail), "at": at},
         )
-    if kind in DIAGNOSE:
+    if spec.diagnose:
         tx.execute(
             "INSERT INTO diagnostic_requests (incident_id, reason, requested_by, state,"
             " requested_at) VALUES (:inc, :reason, :actor, 'pending', :at)",
             {"inc": incident_id, "reason": f"incident {kind}", "actor": actor, "at": at},
         )
-    if kind in AUDITED:
+    if spec.audited:
         subject = f"job:{job_id}" if job_id is not None else f"incident:{incident_id}"
         audit.append(
             tx,

@@ -15,12 +15,12 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
+from receiver.incidents import ACTIVE_STATES
 from receiver.severity import Severity
 from receiver.store import events
 from receiver.store.db import Row, Tx
 from receiver.store.records import AlertRecord, IngestBatch, IngestResult
 
-ACTIVE_STATES = ("open", "acknowledged", "mitigating", "mitigated")
 _CHUNK = 400
 T = TypeVar("T")
 

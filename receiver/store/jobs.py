@@ -13,7 +13,9 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
+from receiver import job_states
 from receiver.errors import InvalidTransition
+from receiver.job_states import FINAL, JOB_TRANSITIONS
 from receiver.store.db import Row, Tx
 
 JOB_COLUMNS = (
@@ -23,31 +25,12 @@ JOB_COLUMNS = (
     " created_at, updated_at"
 )
 
-# The job state table: state -> states it may move to. ``running -> queued`` is the lease
-# owner putting its own job back (a retry after backoff, a wait for a locked target); nobody
-# else can make it, since a move from ``running`` needs the lease owner.
-JOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"running"}),
-    "running": frozenset(
-        {"succeeded", "failed", "blocked", "refused", "awaiting_approval", "dry_run",
-         "queued", "interrupted", "escalated"}
-    ),
-    "awaiting_approval": frozenset({"queued", "denied", "expired"}),
-    "interrupted": frozenset({"queued", "escalated"}),
-    "failed": frozenset(),
-    "succeeded": frozenset(),
-    "blocked": frozenset(),
-    "refused": frozenset(),
-    "denied": frozenset(),
-    "expired": frozenset(),
-    "dry_run": frozenset(),
-    "escalated": frozenset(),
-}
-FINAL = frozenset(s for s, nxt in JOB_TRANSITIONS.items() if not nxt)
+# The job state table lives in receiver.job_states; this module applies it.
 
+CHANNEL = "remediator_jobs"
+"""What the workers listen on (:meth:`receiver.store.db.Database.listen`) to claim a job
+as soon as one may be runnable."""
 
-def _sources(target: str) -> list[str]:
-    return [s for s, nxt in JOB_TRANSITIONS.items() if target in nxt]
 
 
 def get(tx: Tx, job_id: int) -> Row | None:
@@ -56,12 +39,8 @@ def get(tx: Tx, job_id: int) -> Row | None:
 
 def claim(tx: Tx, *, worker: str, now: datetime, lease: timedelta) -> Row | None:
     """Take the oldest runnable job and lease it to ``worker``."""
-    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
-    pick = tx.fetchone(
-        "SELECT id FROM jobs WHERE state = 'queued'"  # noqa: S608 - fixed fragment
-        f" AND (not_before IS NULL OR not_before <= :now) ORDER BY id LIMIT 1{lock}",
-        {"now": now},
-    )
+    pick = tx.lock_row("jobs", "state = 'queued' AND (not_before IS NULL OR not_before <= :now)",
+                       {"now": now}, order_by="id", limit=1, skip_locked=True)
     if pick is None:
         return None
     return tx.fetchone(
@@ -97,7 +76,7 @@ def move(
     Python values). Returns the updated row, or None if the job was not in a state it may
     move from (another actor got there first): callers check it.
     """
-    sources = list(_sources(to) if from_states is None else from_states)
+    sources = list(job_states.sources(to) if from_states is None else from_states)
     bad = [s for s in sources if to not in JOB_TRANSITIONS.get(s, frozenset())]
     if bad:
         raise InvalidTransition(f"a job cannot go from {', '.join(sorted(bad))} to {to}")
@@ -131,11 +110,8 @@ def lock(tx: Tx, job_id: int) -> Row | None:
     """Read a job under its row lock (PostgreSQL ``FOR NO KEY UPDATE``; SQLite's BEGIN
     IMMEDIATE serialises writers already), so that its state cannot change until this
     transaction ends. Take the incident's lock first (lock order: incident, job, approval)."""
-    lock_clause = " FOR NO KEY UPDATE" if tx.dialect == "postgres" else ""
-    return tx.fetchone(
-        f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :id{lock_clause}",  # noqa: S608 - constant columns
-        {"id": job_id},
-    )
+    return tx.lock_row("jobs", "id = :id", {"id": job_id}, columns=JOB_COLUMNS,
+                       strength="no key update")
 
 
 def start(tx: Tx, job_id: int, owner: str, *, now: datetime, until: datetime,
@@ -216,8 +192,8 @@ def acquire_locks(
 
 def release_locks(tx: Tx, job_id: int) -> None:
     """Free the job's targets, and make the queued jobs waiting for one of them (see
-    :func:`wait_for_target`) runnable at once. On PostgreSQL a NOTIFY at commit wakes the
-    workers; SQLite's workers see the commit itself (``Worker._watch_sqlite``).
+    :func:`wait_for_target`) runnable at once, and wake the workers at commit
+    (:func:`wake_workers`).
 
     The locks are deleted first: a job that found one of them held and is still committing
     its wait holds that lock row (ON CONFLICT locks it), so on PostgreSQL the DELETE waits
@@ -232,8 +208,14 @@ def release_locks(tx: Tx, job_id: int) -> None:
         f" AND waiting_for IN ({marks}) AND not_before IS NOT NULL RETURNING id",
         {f"t{i}": row["target"] for i, row in enumerate(freed)},
     )
-    if woken and tx.dialect == "postgres":
-        tx.execute("SELECT pg_notify('remediator_jobs', '')")  # delivered at commit
+    if woken:
+        wake_workers(tx)
+
+
+def wake_workers(tx: Tx) -> None:
+    """Wake the workers' claim loops when ``tx`` commits: it queued a job or made one
+    runnable (see :meth:`Tx.notify`; the workers listen on :data:`CHANNEL`)."""
+    tx.notify(CHANNEL)
 
 
 def wait_for_target(tx: Tx, job_id: int, target: str, *, owner: str, now: datetime,

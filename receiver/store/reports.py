@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from receiver.incidents import ACTIVE_STATES
 from receiver.store.db import Row, Tx
 
 
@@ -50,7 +51,6 @@ _SECONDS = {
 }
 MILESTONES = {"acknowledge": "i.acknowledged_at", "mitigate": "i.mitigated_at",
               "resolve": "i.resolved_at"}
-ACTIVE_STATES = ("open", "acknowledged", "mitigating", "mitigated")
 
 
 @dataclass(frozen=True)
