@@ -7,6 +7,8 @@ A playbook is a class with:
   (after ``{{ labels.x }}`` substitution) are validated by it;
 - ``idempotent``: whether an interrupted run may be re-run safely;
 - ``risk``: ``low`` or ``high`` (high risk asks for approval by default);
+- ``always_requires_approval``: no rule may run it unattended; ``default_approvers``: how
+  many people approve a job when the rule does not say (two for restore_database);
   ``risk_for(params, ctx)`` refines it per call (flush_cache by a pattern under the
   target's ``key_prefixes`` is low, FLUSHALL high) and ``risk_note`` says why;
 - ``template_escapes``: per param name, how a label or annotation value is escaped when it
@@ -122,6 +124,9 @@ class Playbook(Generic[P]):
     risk: ClassVar[Risk] = Risk.HIGH
     always_requires_approval: ClassVar[bool] = False
     """True for playbooks no rule may run unattended (restore_database)."""
+    default_approvers: ClassVar[int] = 1
+    """How many people must approve a job of this playbook when its rule does not say
+    (``approval.approvers``); restore_database's two-person rule is 2."""
     template_escapes: ClassVar[Mapping[str, Callable[[str], str]]] = {}
     """Per param name, the escaping applied to each label/annotation value substituted in it."""
 

@@ -62,6 +62,7 @@ class RestoreDatabase(Playbook[RestoreDatabaseParams]):
     idempotent = False
     risk = Risk.HIGH
     always_requires_approval = True
+    default_approvers = 2  # the two-person rule, unless the rule names a count
 
     def targets(self, params: RestoreDatabaseParams) -> list[str]:
         return [f"backups:{params.location}"]

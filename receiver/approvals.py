@@ -19,33 +19,40 @@ is checked; a decision moves a job only from ``awaiting_approval``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from receiver.config import Config
-from receiver.errors import RemediatorError
+from receiver.errors import DecisionError
 from receiver.store import Store, events
 from receiver.store import approvals as approval_store
 from receiver.store import incidents as incident_store
 from receiver.store import jobs as job_store
 from receiver.store.db import Row, Tx
 
-
-class DecisionError(RemediatorError):
-    """A decision that is refused; ``code`` is machine-readable, the message human."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+if TYPE_CHECKING:
+    from playbooks.base import Playbook
 
 
-def required_approvers(config: Config, job: Row) -> tuple[int, list[str]]:
+def required_approvers(
+    config: Config, job: Row, registry: Mapping[str, Playbook[Any]] | None = None
+) -> tuple[int, list[str]]:
+    """How many distinct approvers a job needs, and from which groups: the rule's
+    ``approval.approvers`` when it names a count, else its playbook's ``default_approvers``
+    (two for restore_database), looked up in ``registry`` (default: the built-in ones)."""
     rule = config.rule(job["rule"])
     if rule is None:
         return 1, []
     n = rule.approval.approvers
-    if job["playbook"] == "restore_database" and "approvers" not in rule.approval.model_fields_set:
-        n = max(n, 2)  # the two-person rule is the default for restores
+    if "approvers" not in rule.approval.model_fields_set:
+        if registry is None:
+            from playbooks import REGISTRY  # deferred: playbooks import the adapters
+
+            registry = REGISTRY
+        playbook = registry.get(job["playbook"])
+        if playbook is not None:
+            n = max(n, playbook.default_approvers)
     return n, list(rule.approval.groups)
 
 

@@ -1,7 +1,10 @@
 """A fake playbook for testing the engine's pure logic (guards, states, retries, leases).
 
-It stands in for a real playbook under a real playbook's name; the real playbooks are
-tested against real Docker, PostgreSQL and Redis in tests/playbooks and tests/integration.
+The kit's config is validated against the kit's own registry, which holds only the fake.
+By default the fake goes by ``restart_container`` (the figures of tests/test_postmortem_metrics
+name it so); ``Kit(..., playbook=FakeAction())`` registers one under a name of its own. The
+real playbooks are tested against real Docker, PostgreSQL and Redis in tests/playbooks and
+tests/integration.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from pydantic import Field
 
 from playbooks.base import Plan, Playbook, PlaybookContext, Risk, RunResult, StrictParams
 from receiver.alertmanager import Notification
+from receiver.config import parse_config
 from receiver.engine import Intake
 from receiver.errors import PlaybookError, TargetNotAllowed
 from receiver.store import Store
 from receiver.worker import Worker
-from tests.conftest import Clock, make_config
+from tests.conftest import Clock
+
+TEST_CONFIG: dict[str, Any] = {"data_dir": "/tmp/remediator-test-data"}  # as make_config
 
 
 class FakeParams(StrictParams):
@@ -63,6 +69,13 @@ class FakePlaybook(Playbook[FakeParams]):
         return RunResult(True, f"poked {params.target}", {"target": params.target})
 
 
+@dataclass
+class FakeAction(FakePlaybook):
+    """The same fake under a name no built-in playbook has."""
+
+    name = "fake_action"
+
+
 def rule(name: str = "poke", **over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": name,
@@ -75,16 +88,19 @@ def rule(name: str = "poke", **over: Any) -> dict[str, Any]:
 
 
 class Kit:
-    def __init__(self, store: Store, clock: Clock, rules: list[dict[str, Any]], **cfg: Any):
+    def __init__(self, store: Store, clock: Clock, rules: list[dict[str, Any]], *,
+                 playbook: FakePlaybook | None = None, **cfg: Any):
         self.store, self.clock = store, clock
-        self.config = make_config(rules=rules, **cfg)
+        self.playbook = playbook if playbook is not None else FakePlaybook()
+        self.registry: dict[str, Playbook[Any]] = {self.playbook.name: self.playbook}
+        self.config = parse_config({**TEST_CONFIG, "rules": rules, **cfg},
+                                   registry=self.registry)
         self.intake = Intake(self.config, store, clock)
-        self.playbook = FakePlaybook()
         self.worker = self.new_worker("w1")
 
     def new_worker(self, wid: str) -> Worker:
         return Worker(self.config, self.store, clock=self.clock, worker_id=wid,
-                      registry={"restart_container": self.playbook}, sleep=lambda _s: None)
+                      registry=self.registry, sleep=lambda _s: None)
 
     def fire(self, body: dict[str, Any]) -> Any:
         raw = json.dumps(body)

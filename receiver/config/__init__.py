@@ -10,8 +10,9 @@ sections (``server``, ``incidents``, ``windows``, ``remediation``, ``people``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -44,6 +45,9 @@ from receiver.errors import ConfigError
 from receiver.rules import RemediationRule
 from receiver.severity import SeverityConfig
 from receiver.targets import TargetsConfig
+
+if TYPE_CHECKING:
+    from playbooks.base import Playbook
 
 __all__ = [
     "ApiToken",
@@ -150,7 +154,11 @@ def problems_of(exc: ValidationError) -> list[tuple[str, str]]:
     return list(seen.items())
 
 
-def parse_config(data: Any, source: str = "<config>") -> Config:
+def parse_config(
+    data: Any, source: str = "<config>", *, registry: Mapping[str, Playbook[Any]] | None = None
+) -> Config:
+    """Validate a config mapping. Rules must name a playbook of ``registry`` (default: the
+    built-in playbooks, :func:`playbooks.load_registry`)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -159,20 +167,24 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, problems_of(exc)) from exc
-    _check_rule_playbooks(config, source)
+    _check_rule_playbooks(config, source, registry)
     hosts = http_host_problems(config.rules, config.diagnostics, config.targets.http)
     if hosts:
         raise ConfigError(source, hosts)
     return config
 
 
-def _check_rule_playbooks(config: Config, source: str) -> None:
-    """Each rule must name a known playbook, and a next_rule must name another rule."""
+def _check_rule_playbooks(
+    config: Config, source: str, registry: Mapping[str, Playbook[Any]] | None
+) -> None:
+    """Each rule must name a playbook of ``registry``, and a next_rule must name another
+    rule."""
     if not config.rules:
         return
-    from playbooks import load_registry  # deferred: playbooks import adapters
+    if registry is None:
+        from playbooks import load_registry  # deferred: playbooks import adapters
 
-    registry = load_registry()
+        registry = load_registry()
     names = {r.name for r in config.rules}
     problems: list[tuple[str, str]] = []
     for i, rule in enumerate(config.rules):
@@ -188,7 +200,10 @@ def _check_rule_playbooks(config: Config, source: str) -> None:
         raise ConfigError(source, problems)
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(
+    path: str | Path, *, registry: Mapping[str, Playbook[Any]] | None = None
+) -> Config:
+    """Read and validate a YAML config file (see :func:`parse_config` for ``registry``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -200,7 +215,7 @@ def load_config(path: str | Path) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise ConfigError(str(path), [(where, f"invalid YAML: {exc}")]) from exc
-    config = parse_config(data, str(path))
+    config = parse_config(data, str(path), registry=registry)
     if not config.data_dir.is_absolute():
         config = config.model_copy(update={"data_dir": (path.parent / config.data_dir).resolve()})
     return config
