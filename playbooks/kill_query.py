@@ -44,7 +44,8 @@ from playbooks.base import (
 from receiver.targets import WILDCARD, DatabaseName, PostgresTarget, RoleName, TargetName
 
 if TYPE_CHECKING:
-    from receiver.adapters.postgres import Backend, PostgresAdapter
+    from receiver.adapters import PostgresApi
+    from receiver.adapters.postgres import Backend
 
 QUERY_TEXT_LIMIT = 200
 _POLL_S = 0.2
@@ -277,7 +278,7 @@ class KillQuery(Playbook[KillQueryParams]):
 
 
 def _wait_until_gone(
-    pg: PostgresAdapter, backends: list[Backend], timeout_s: float
+    pg: PostgresApi, backends: list[Backend], timeout_s: float
 ) -> list[Backend]:
     """Poll until none of ``backends`` still runs its query; return those that still do."""
     deadline = time.monotonic() + timeout_s

@@ -29,7 +29,8 @@ from receiver.errors import AdapterError, PlaybookError, TargetNotAllowed
 from receiver.targets import ContainerName, LabelSelector, show
 
 if TYPE_CHECKING:
-    from receiver.adapters.docker import ContainerState, DockerAdapter
+    from receiver.adapters import DockerApi
+    from receiver.adapters.docker import ContainerState
 
 
 class RestartContainerParams(StrictParams):
@@ -93,7 +94,7 @@ class RestartContainer(Playbook[RestartContainerParams]):
         allow.check_container(found.name, found.labels)
 
     def _resolve(
-        self, params: RestartContainerParams, ctx: PlaybookContext, docker: DockerAdapter
+        self, params: RestartContainerParams, ctx: PlaybookContext, docker: DockerApi
     ) -> list[ContainerState]:
         if params.name is not None:
             found = docker.container(params.name)

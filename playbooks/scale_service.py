@@ -36,7 +36,8 @@ from receiver.errors import PlaybookError
 from receiver.targets import ComposeProject, ReplicaBounds, ServiceName
 
 if TYPE_CHECKING:
-    from receiver.adapters.docker import ContainerState, DockerAdapter
+    from receiver.adapters import DockerApi
+    from receiver.adapters.docker import ContainerState
 
 
 class ScaleServiceParams(StrictParams):
@@ -114,7 +115,7 @@ class ScaleService(Playbook[ScaleServiceParams]):
             bounds.check(params.replicas, self._what(params))
 
     def _current(
-        self, params: ScaleServiceParams, docker: DockerAdapter
+        self, params: ScaleServiceParams, docker: DockerApi
     ) -> tuple[int, list[ContainerState]]:
         if params.kind == "swarm":
             service = docker.service(params.service)
@@ -182,7 +183,7 @@ class ScaleService(Playbook[ScaleServiceParams]):
     def _scale_compose(
         self,
         params: ScaleServiceParams,
-        docker: DockerAdapter,
+        docker: DockerApi,
         replicas: list[ContainerState],
         desired: int,
         detail: dict[str, Any],

@@ -34,7 +34,8 @@ from receiver.errors import PlaybookError
 from receiver.targets import BackupLocation, PostgresTarget, TargetsConfig
 
 if TYPE_CHECKING:
-    from receiver.adapters.postgres import PgTools, ToolResult
+    from receiver.adapters import PgToolsApi
+    from receiver.adapters.postgres import ToolResult
 
 BackupKind = Literal["scheduled", "manual", "safety"]
 BackupFormat = Literal["custom", "sql.gz"]
@@ -341,7 +342,7 @@ def _read_manifest(manifest: Path) -> Backup:
     )
 
 
-def _content_problems(backup: Backup, tools: PgTools, timeout_s: float) -> list[str]:
+def _content_problems(backup: Backup, tools: PgToolsApi, timeout_s: float) -> list[str]:
     if backup.format == "custom":
         listed = tools.list_archive(backup.path, timeout_s=timeout_s)
         if listed.returncode != 0:

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from receiver.adapters.http import HttpAdapter
-from receiver.adapters.prometheus import PrometheusAdapter
+from receiver.adapters import AdapterFactory
 from receiver.errors import AdapterError, TargetNotAllowed
 from receiver.promql import render_query
 from receiver.rules import HttpCheck, PromQLCheck, ResolvedCheck, Verification
@@ -61,12 +60,14 @@ def http_check(
     sleep: Callable[[float], None],
     *,
     hosts: HostAllowlist,
+    adapters: AdapterFactory | None = None,
 ) -> CheckResult:
     try:
         url = build_url(spec.url, labels, {}, hosts)
     except (TargetNotAllowed, ValueError) as exc:  # TemplateError is a ValueError
         return _refused("http", str(exc), {"url_template": spec.url})
-    adapter = HttpAdapter(spec.timeout.total_seconds(), hosts=hosts)
+    adapter = (adapters or AdapterFactory()).http(timeout_s=spec.timeout.total_seconds(),
+                                                  hosts=hosts)
 
     def attempt() -> tuple[bool, str, dict[str, Any]]:
         r = adapter.get(url)
@@ -92,6 +93,7 @@ def promql_check(
     sleep: Callable[[float], None],
     *,
     hosts: HostAllowlist,
+    adapters: AdapterFactory | None = None,
 ) -> CheckResult:
     try:
         base = build_url(spec.url, labels, {}, hosts)
@@ -99,7 +101,8 @@ def promql_check(
     except (TargetNotAllowed, ValueError) as exc:  # TemplateError is a ValueError
         return _refused("promql", str(exc), {"url_template": spec.url,
                                              "query_template": spec.query})
-    adapter = PrometheusAdapter(base, spec.timeout.total_seconds(), hosts=hosts)
+    adapter = (adapters or AdapterFactory()).prometheus(
+        base, timeout_s=spec.timeout.total_seconds(), hosts=hosts)
 
     def attempt() -> tuple[bool, str, dict[str, Any]]:
         try:
@@ -145,14 +148,15 @@ def run_checks(
     sleep: Callable[[float], None] = time.sleep,
     *,
     hosts: HostAllowlist,
+    adapters: AdapterFactory | None = None,
 ) -> list[CheckResult]:
     """Every configured check of ``spec``; ``hosts`` is ``targets.http``, the hosts that the
-    HTTP and PromQL checks may call."""
+    HTTP and PromQL checks may call; ``adapters`` builds their clients."""
     out = []
     if spec.http is not None:
-        out.append(http_check(spec.http, labels, sleep, hosts=hosts))
+        out.append(http_check(spec.http, labels, sleep, hosts=hosts, adapters=adapters))
     if spec.promql is not None:
-        out.append(promql_check(spec.promql, labels, sleep, hosts=hosts))
+        out.append(promql_check(spec.promql, labels, sleep, hosts=hosts, adapters=adapters))
     if spec.alert_resolved is not None:
         out.append(resolved_check(spec.alert_resolved, is_resolved, sleep))
     return out

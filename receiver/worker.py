@@ -402,7 +402,7 @@ class Worker:
         if ok:
             labels = self._alert_labels(job)
             for c in run_checks(rule.verify, labels, lambda: self._resolved(job), self.sleep,
-                                hosts=self.config.targets.http):
+                                hosts=self.config.targets.http, adapters=self.adapters):
                 checks.append(c.as_dict())
                 ok = ok and c.ok
         self._finish(job, rule, result, checks, ok)

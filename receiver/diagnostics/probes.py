@@ -13,8 +13,6 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from receiver.adapters import AdapterFactory
-from receiver.adapters.http import HttpAdapter
-from receiver.adapters.prometheus import PrometheusAdapter
 from receiver.config import DockerProbe, HttpProbe, PostgresProbe, PrometheusProbe, RedisProbe
 from receiver.diagnostics.findings import Finding, Outcome
 from receiver.errors import PlaybookError
@@ -61,7 +59,7 @@ def target_of(probe: BaseModel, default: str) -> str:
 
 def _http(probe: BaseModel, timeout_s: float, env: ProbeEnv) -> Finding:
     assert isinstance(probe, HttpProbe)  # noqa: S101 - dispatched by kind
-    result = HttpAdapter(timeout_s=timeout_s, hosts=env.targets.http).get(probe.url)
+    result = env.adapters.http(timeout_s=timeout_s, hosts=env.targets.http).get(probe.url)
     detail: dict[str, Any] = {
         "url": probe.url,
         "status": result.status,
@@ -199,7 +197,7 @@ def _redis(probe: BaseModel, timeout_s: float, env: ProbeEnv) -> Finding:
 
 def _prometheus(probe: BaseModel, timeout_s: float, env: ProbeEnv) -> Finding:
     assert isinstance(probe, PrometheusProbe)  # noqa: S101 - dispatched by kind
-    prom = PrometheusAdapter(probe.url, timeout_s=timeout_s, hosts=env.targets.http)
+    prom = env.adapters.prometheus(probe.url, timeout_s=timeout_s, hosts=env.targets.http)
     snapshots: dict[str, Any] = {}
     parts: list[str] = []
     failures = 0
