@@ -34,6 +34,7 @@ import structlog
 
 from receiver.audit import AuditKey, Checkpoint, open_checkpoint, sign_checkpoint
 from receiver.config import Config, SyslogSink, WebhookSink
+from receiver.errors import AuditKeyMissing
 
 if TYPE_CHECKING:
     from receiver.store import Store
@@ -42,10 +43,6 @@ log = structlog.get_logger(__name__)
 
 KEY_FILE = "audit_key"
 MAX_CHECKPOINT_BYTES = 64 * 1024
-
-
-class AuditKeyMissing(RuntimeError):
-    """No audit key is configured and none exists in the data dir (verify never creates one)."""
 
 
 # -- the key ------------------------------------------------------------------------------

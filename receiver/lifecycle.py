@@ -11,21 +11,14 @@ from typing import Any
 
 from receiver.config import Config
 from receiver.engine import SlaClock
-from receiver.errors import InvalidTransition, RemediatorError
-from receiver.incidents import ACTIVE, can_transition
+from receiver.errors import ActionError, InvalidTransition
+from receiver.incidents import ACTIVE, check_transition
 from receiver.severity import Severity
 from receiver.store import Store, events
 from receiver.store import incidents as incident_store
 from receiver.store.db import Row, Tx
 
 MAX_TEXT = 20_000
-
-
-class ActionError(RemediatorError):
-    def __init__(self, code: str, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
 
 
 def _load(tx: Tx, incident_id: int) -> Row:
@@ -41,9 +34,7 @@ def _move(tx: Tx, inc: Row, to: str, *, actor: str, reason: str, now: datetime,
           origin: dict[str, Any] | None) -> None:
     if inc["state"] == to:
         return  # a repeated action is a no-op
-    if not can_transition(inc["state"], to):
-        raise ActionError("invalid_transition",
-                          f"an incident cannot go from {inc['state']} to {to}")
+    check_transition(inc["state"], to)  # InvalidTransition (an ActionError, 409) if forbidden
     if not incident_store.transition(tx, inc["id"], to, now=now, actor=actor, reason=reason,
                                      origin=origin):
         raise ActionError("conflict", "the incident changed meanwhile; reload and retry")

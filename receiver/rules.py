@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from receiver.durations import Duration
+from receiver.errors import TemplateError
 from receiver.matchers import CompiledMatch, MatchSpec
 from receiver.severity import Severity
 
@@ -23,10 +24,6 @@ _ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 RULE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 PLACEHOLDER = _TEMPLATE
 """One ``{{ labels.x }}`` / ``{{ annotations.x }}`` reference (groups: source, name)."""
-
-
-class TemplateError(ValueError):
-    """A rule param refers to a label or annotation the alert does not carry."""
 
 
 def check_template(text: str) -> None:

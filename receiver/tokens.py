@@ -19,15 +19,9 @@ from typing import Any
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from receiver.config import Config
-from receiver.errors import RemediatorError
+from receiver.errors import TokenError
 
 APPROVAL_SALT = "remediator.approval-link.v1"
-
-
-class TokenError(RemediatorError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def secret_key(config: Config) -> str:

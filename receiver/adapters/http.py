@@ -18,7 +18,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from receiver.errors import AdapterError, TargetNotAllowed
+from receiver.errors import AdapterError, RedirectRefused, TargetNotAllowed
 from receiver.urls import HostAllowlist, check_url, next_hop
 
 MAX_BODY = 4096
@@ -47,15 +47,6 @@ class Response:
     headers: Message
     body: bytes
     redirects: tuple[str, ...]
-
-
-class RedirectRefused(TargetNotAllowed):
-    """A redirect led outside the allowlist; carries the redirect's status and the hops."""
-
-    def __init__(self, reason: str, status: int, redirects: tuple[str, ...]) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.redirects = redirects
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -134,7 +125,7 @@ class HttpAdapter:
         try:
             resp = fetch(url, self.hosts, timeout_s=self.timeout_s, max_body=MAX_BODY)
         except RedirectRefused as exc:
-            return HttpResult(url, exc.status, ms(), "", refused=str(exc),
+            return HttpResult(url, exc.redirect_status, ms(), "", refused=str(exc),
                               redirects=exc.redirects)
         except TargetNotAllowed as exc:
             return HttpResult(url, None, ms(), "", refused=str(exc))

@@ -31,7 +31,7 @@ import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from receiver.errors import StoreError, StoreUnavailable
+from receiver.errors import StoreConflict, StoreError, StoreUnavailable
 from receiver.secrets import NO_SECRETS, Redactor
 
 log = structlog.get_logger(__name__)
@@ -404,11 +404,6 @@ class SqliteChangeProbe:
 
     def close(self) -> None:
         self._conn.close()
-
-
-class StoreConflict(StoreUnavailable):
-    """The database gave up on this transaction to let a concurrent one finish (deadlock
-    victim, serialization failure): running it again is expected to succeed."""
 
 
 class _PgTx(Tx):

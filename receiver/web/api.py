@@ -91,12 +91,9 @@ def incident_action(incident_id: int) -> Response:
         if req is None:
             raise ApiError(404, "not_found", f"no incident {incident_id}")
         return jsonify({"status": "requested"})
-    try:
-        row = lifecycle.act(svc.store, svc.config, incident_id, action, user=_operator_name(),
-                            now=svc.intake.clock(), text=body.text, value=body.value,
-                            origin=origin())
-    except lifecycle.ActionError as exc:
-        raise ApiError(exc.status, exc.code, str(exc)) from exc
+    row = lifecycle.act(svc.store, svc.config, incident_id, action, user=_operator_name(),
+                        now=svc.intake.clock(), text=body.text, value=body.value,
+                        origin=origin())  # a refusal: web/errors.py answers it
     return jsonify(row)
 
 
@@ -113,20 +110,15 @@ def postmortem_md(incident_id: int) -> Response:
 
 @bp.post("/jobs/<id:job_id>/<any(approve, deny):decision>")
 def decide_job(job_id: int, decision: str) -> Response:
-    from receiver.approvals import DecisionError
     from receiver.approvals import decide_job as decide
 
     svc = services()
     reason = parse_body(DecisionBody).reason
     if decision == "deny" and not reason.strip():
         raise ApiError(400, "invalid_payload", [field_error("reason", "a reason is required")])
-    try:
-        row = decide(svc.store, svc.config, job_id, approve=decision == "approve",
-                     user=_operator_name(), reason=reason, now=svc.intake.clock(),
-                     origin={**origin(), "via": "api"})
-    except DecisionError as exc:
-        status = {"not_found": 404, "not_allowed": 403}.get(exc.code, 409)
-        raise ApiError(status, exc.code, str(exc)) from exc
+    row = decide(svc.store, svc.config, job_id, approve=decision == "approve",
+                 user=_operator_name(), reason=reason, now=svc.intake.clock(),
+                 origin={**origin(), "via": "api"})  # a refusal: web/errors.py answers it
     return jsonify({"job_id": job_id, "state": row["state"]})
 
 

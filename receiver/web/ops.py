@@ -7,7 +7,7 @@ import hmac
 
 from flask import Blueprint, Response, jsonify, request
 
-from receiver.errors import StoreError
+from receiver.errors import ApiError, StoreError
 from receiver.metrics import IncidentCollector
 from receiver.store import reports
 from receiver.web.services import services
@@ -54,10 +54,8 @@ def _metrics_allowed() -> bool:
 def metrics() -> Response:
     svc = services()
     if not _metrics_allowed():
-        resp = jsonify({"error": "unauthorized", "detail": "/metrics needs the metrics token"})
-        resp.status_code = 401
-        resp.headers["WWW-Authenticate"] = 'Bearer realm="remediator-metrics"'
-        return resp
+        raise ApiError(401, "unauthorized", "/metrics needs the metrics token",
+                       {"WWW-Authenticate": 'Bearer realm="remediator-metrics"'})
 
     def load(bounds: tuple[float, ...]) -> tuple[dict[str, reports.SeveritySummary],
                                                  dict[str, dict[str, int]]]:

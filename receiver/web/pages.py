@@ -42,6 +42,7 @@ from receiver.web.requests import (
     DecisionForm,
     IncidentActionForm,
     IncidentsPageQuery,
+    LoginForm,
     page_link,
     parse_form,
     parse_query,
@@ -94,8 +95,8 @@ def login() -> Any:
     if request.method == "GET":
         return render("login.html", next=nxt, error=None)
     check_csrf()
-    user = request.form.get("username", "")[:100]
-    result = log_in(user, request.form.get("password", ""))
+    form = parse_form(LoginForm)
+    result = log_in(form.username, form.password)
     if result.retry_after is not None:
         minutes = max(1, (result.retry_after + 59) // 60)
         resp = render("login.html", status=429, next=nxt,
@@ -262,7 +263,7 @@ def _token_problem(exc: TokenError) -> Response:
         audit_store.append(tx, at=_now(), actor="anonymous", action="approval.refused",
                            subject="approval-link", origin=origin(),
                            details={"code": exc.code, "message": str(exc)})
-    return render("message.html", status=403 if exc.code == "invalid_token" else 410,
+    return render("message.html", status=exc.status,
                   title="Approval link refused", message=str(exc), level="error")
 
 

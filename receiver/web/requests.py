@@ -51,6 +51,7 @@ MAX_AUDIT_PAGE = 100_000
 MAX_ERRORS_SHOWN = 20
 MAX_FILTER_LEN = 500
 MAX_TIME_LEN = 64
+MAX_LOGIN_NAME = 100
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -297,6 +298,14 @@ class ControlsForm(FormModel):
 class DecisionForm(FormModel):
     decision: Text = Field("", max_length=50)
     reason: Text = Field("", max_length=MAX_TEXT)
+
+
+class LoginForm(FormModel):
+    """POST /login. Any text is taken (a wrong one is a 401, not a 400); the name is cut to
+    :data:`MAX_LOGIN_NAME` characters."""
+
+    username: Annotated[str, AfterValidator(lambda v: v[:MAX_LOGIN_NAME])] = ""
+    password: str = ""
 
 
 # -- parsing ---------------------------------------------------------------------------------
