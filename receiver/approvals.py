@@ -150,8 +150,7 @@ def _decide(tx: Tx, config: Config, job_id: int, approve: bool, user: str, reaso
     if len(approves) < approval["required"]:
         return job
     row = _close(tx, job, approval, "approved", user=user, reason=reason, now=now)
-    if tx.dialect == "postgres":
-        tx.execute("SELECT pg_notify('remediator_jobs', '')")
+    job_store.wake_workers(tx)
     return row
 
 

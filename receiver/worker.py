@@ -19,7 +19,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
 import structlog
 from pydantic import ValidationError
 
@@ -36,14 +35,12 @@ from receiver.secrets import redactor_for
 from receiver.store import Store, events
 from receiver.store import incidents as incident_store
 from receiver.store import jobs as job_store
-from receiver.store.db import Row, Tx
+from receiver.store.db import Listener, Row, Tx
 from receiver.verification import run_checks
 
 log = structlog.get_logger(__name__)
 
 LOCK_RETRY = timedelta(milliseconds=250)
-SQLITE_WATCH = 0.015
-"""Seconds between two checks of SQLite's data_version (see Worker._watch_sqlite)."""
 
 
 def _msg(exc: BaseException, limit: int = 500) -> str:
@@ -160,60 +157,26 @@ class Worker:
 
     def _listen(self, stop: threading.Event) -> None:
         """Wake the claim loop as soon as a job may be runnable, so that it starts in
-        milliseconds: LISTEN on PostgreSQL, a watch of commits on SQLite."""
-        if self.store.dialect == "sqlite":
-            self._watch_sqlite(stop)
-            return
-        if self.store.dialect != "postgres":
-            return
-        url = self.store.db.url  # type: ignore[attr-defined]
+        milliseconds: the store's listener on the jobs channel (LISTEN on PostgreSQL; on
+        SQLite any commit, seen within ~15 ms, see :class:`receiver.store.db.SqliteListener`),
+        woken by the commit that queued a job or freed the target it waits for
+        (:func:`receiver.store.jobs.wake_workers`). The poll interval stays the fallback."""
+        listener: Listener | None = None
         while not stop.is_set():
             try:
-                with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
-                    conn.execute("LISTEN remediator_jobs")
-                    while not stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self._wake.set()
-            except psycopg.Error as exc:
-                log.warning("worker_listen_error", error=str(exc))
-                stop.wait(2)
-        self._wake.set()  # stopping: the claim loops end now, not after their poll wait
-
-    def _watch_sqlite(self, stop: threading.Event) -> None:
-        """On SQLite, wake the claim loop when any connection commits (``PRAGMA
-        data_version`` on a connection of its own, every SQLITE_WATCH).
-
-        Why this and not a signal from the web workers: enqueues commit in gunicorn workers,
-        in other ``remediator worker`` processes and in CLI commands (approve, resume), each
-        a process of its own; data_version sees every one of them, with nothing to set up
-        and nothing to lose if a process dies. A check reads SQLite's shared-memory WAL
-        index (no disk I/O, no lock that a writer waits for), so polling it every 15 ms
-        costs well under 1 % of a core while idle, and a job is claimed within ~15 ms of the
-        commit that queued it, or of the one that freed the target it waits for
-        (:func:`receiver.store.jobs.release_locks`). Commits that queued nothing (the
-        worker's own lease renewals, chores) wake the loop for one claim that finds nothing
-        and writes nothing, so they do not feed back. The poll interval stays the fallback.
-        """
-        probe = None
-        seen = 0
-        while not stop.is_set():
-            try:
-                if probe is None:
-                    probe = self.store.db.change_probe()  # type: ignore[attr-defined]
-                    seen = probe.version()
-                while not stop.wait(SQLITE_WATCH):
-                    version = probe.version()
-                    if version != seen:
-                        seen = version
+                if listener is None:
+                    listener = self.store.db.listen(job_store.CHANNEL)
+                while not stop.is_set():
+                    if listener.wait(listener.tick):
                         self._wake.set()
             except StoreError as exc:
                 log.warning("worker_listen_error", error=str(exc))
-                if probe is not None:
-                    probe.close()
-                    probe = None
+                if listener is not None:
+                    listener.close()
+                    listener = None
                 stop.wait(2)
-        if probe is not None:
-            probe.close()
+        if listener is not None:
+            listener.close()
         self._wake.set()  # stopping: the claim loops end now, not after their poll wait
 
     # -- one step -----------------------------------------------------------------------
@@ -543,8 +506,7 @@ class Worker:
                                 f"job #{follow['id']} queued after job #{job['id']} failed:"
                                 f" rule {nxt.name} -> {nxt.playbook}",
                                 {"parent_job_id": job["id"]})
-                    if tx.dialect == "postgres":
-                        tx.execute("SELECT pg_notify('remediator_jobs', '')")
+                    job_store.wake_workers(tx)
                     return
             self._escalate(tx, job, f"remediation failed: {why}")
 

@@ -35,11 +35,7 @@ def lock_for_job(tx: Tx, job_id: int) -> Row | None:
     """A job's approval read under its row lock (PostgreSQL ``FOR UPDATE``; SQLite's BEGIN
     IMMEDIATE serialises writers already): a concurrent decision waits here, then sees the
     state this one leaves. Lock order: incident, job, then approval."""
-    lock_clause = " FOR UPDATE" if tx.dialect == "postgres" else ""
-    return tx.fetchone(
-        f"SELECT {COLUMNS} FROM approvals WHERE job_id = :j{lock_clause}",  # noqa: S608 - constant columns
-        {"j": job_id},
-    )
+    return tx.lock_row("approvals", "job_id = :j", {"j": job_id}, columns=COLUMNS)
 
 
 def get(tx: Tx, approval_id: int) -> Row | None:

@@ -12,6 +12,7 @@ from typing import Any
 from receiver.audit import GENESIS, KEYED, LEGACY, chain_hash
 from receiver.logs import redact_mapping
 from receiver.store.db import Row, Tx
+from receiver.store.dialects import PerDialect
 
 AUDIT_LOCK_ID = 0x61756474  # "audt"
 
@@ -56,8 +57,7 @@ def _flush(tx: Tx) -> None:
     pending: list[dict[str, Any]] = tx.scratch.pop("audit", [])
     if not pending:
         return
-    if tx.dialect == "postgres":
-        tx.execute("SELECT pg_advisory_xact_lock(:id)", {"id": AUDIT_LOCK_ID})
+    tx.advisory_lock(AUDIT_LOCK_ID)
     last = tx.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
     seq = last["seq"] if last else 0
     prev = last["hash"] if last else GENESIS
@@ -164,9 +164,7 @@ _TG_BEFORE = 2
 def trigger_problems(tx: Tx) -> list[str]:
     """What is missing from the append-only guard, read from the catalog (``pg_trigger`` /
     ``sqlite_master``): a dropped, disabled or defanged trigger is named, one per line."""
-    if tx.dialect == "postgres":
-        return _pg_trigger_problems(tx)
-    return _sqlite_trigger_problems(tx)
+    return _TRIGGER_PROBLEMS.of(tx)(tx)
 
 
 def _pg_trigger_problems(tx: Tx) -> list[str]:
@@ -206,6 +204,9 @@ def _sqlite_trigger_problems(tx: Tx) -> list[str]:
         if m and not re.search(r"\bWHEN\b", r["sql"], re.IGNORECASE):
             guarded.add(m.group(1).upper())
     return _missing(_SQLITE_GUARDS, guarded, [])
+
+
+_TRIGGER_PROBLEMS = PerDialect(postgres=_pg_trigger_problems, sqlite=_sqlite_trigger_problems)
 
 
 def _missing(guards: dict[str, str], guarded: set[str], known: list[str]) -> list[str]:

@@ -22,12 +22,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import psycopg.errors
 import psycopg_pool
 import structlog
+from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -80,6 +81,89 @@ class Tx(ABC):
     def json(self, value: Any) -> Any:
         """A JSON value as this backend takes it as a parameter."""
 
+    # -- capabilities: what each backend does its own way, named once -------------------
+    # Every backend implements each one explicitly (they are abstract): a new backend
+    # cannot inherit another's locking or signalling by accident.
+
+    @abstractmethod
+    def lock_rows(
+        self,
+        table: str,
+        where: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        columns: str = "id",
+        order_by: str | None = None,
+        limit: int | None = None,
+        skip_locked: bool = False,
+        strength: LockStrength = "update",
+        of: str | None = None,
+    ) -> list[Row]:
+        """``SELECT columns FROM table WHERE where [ORDER BY] [LIMIT]``, the rows locked
+        until this transaction ends, so that no concurrent writer changes them meanwhile.
+
+        ``skip_locked``: rows another transaction holds are left out instead of waited
+        for (the claim of a queue). ``strength="no key update"`` does not block inserts of
+        rows that reference the locked ones. ``of`` names the alias whose rows are locked
+        when ``table`` is a join. PostgreSQL: ``FOR UPDATE`` / ``FOR NO KEY UPDATE``
+        [``OF``] [``SKIP LOCKED``]. SQLite: a plain SELECT, since a write transaction
+        (``BEGIN IMMEDIATE``) already excludes every other writer."""
+
+    def lock_row(self, table: str, where: str, params: Mapping[str, Any] | None = None,
+                 **options: Any) -> Row | None:
+        """:meth:`lock_rows`, for the one row ``where`` selects (None when there is none)."""
+        rows = self.lock_rows(table, where, params, **options)
+        return rows[0] if rows else None
+
+    @abstractmethod
+    def advisory_lock(self, key: int | str) -> None:
+        """Take the lock named ``key`` until this transaction ends, waiting while another
+        transaction holds it: callers that must take turns on something that is not one
+        row (an incident key before its row exists, the audit chain's tail). PostgreSQL:
+        ``pg_advisory_xact_lock`` (a text key hashed with ``hashtextextended``). SQLite:
+        nothing to do, a write transaction already excludes every other writer."""
+
+    @abstractmethod
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Signal the :meth:`Database.listen` listeners of ``channel`` when, and only if,
+        this transaction commits. PostgreSQL: ``pg_notify`` (sent at commit, one per
+        channel and payload). SQLite: nothing to send, its listeners hear every commit that
+        changed the database, so a notifying transaction must also write (every caller
+        does: the notification says that it queued or freed something)."""
+
+    @staticmethod
+    def _select(table: str, where: str, columns: str, order_by: str | None,
+                limit: int | None) -> str:
+        sql = f"SELECT {columns} FROM {table} WHERE {where}"  # noqa: S608 - store-internal fragments
+        if order_by:
+            sql += f" ORDER BY {order_by}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return sql
+
+
+LockStrength = Literal["update", "no key update"]
+"""Row lock strength for :meth:`Tx.lock_rows` (PostgreSQL's ``FOR UPDATE`` and
+``FOR NO KEY UPDATE``)."""
+
+
+class Listener(ABC):
+    """A connection of its own that hears :meth:`Tx.notify` signals after their
+    transaction commits. Used from one thread; the caller closes it."""
+
+    tick: float
+    """The timeout a loop that must also notice a stop flag gives :meth:`wait`: as long as
+    one wait may block for (a wake-up) without costing CPU."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True as soon as a signal has arrived since the
+        last call, False when none did. Raises StoreUnavailable when the connection is
+        lost (open a new listener)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
 
 class Database(ABC):
     dialect: str
@@ -97,6 +181,11 @@ class Database(ABC):
     @contextmanager
     def migration_lock(self) -> Iterator[Tx]:
         """A transaction holding a lock that only one migrating process gets at a time."""
+
+    @abstractmethod
+    def listen(self, channel: str) -> Listener:
+        """A :class:`Listener` for ``channel``'s :meth:`Tx.notify` signals, on a connection
+        of its own (raises StoreUnavailable when the store cannot be reached)."""
 
     def maintain(self) -> int:
         """Periodic upkeep, run from the workers' chores (SQLite: the WAL checkpoint)."""
@@ -222,6 +311,29 @@ class _SqliteTx(Tx):
 
     def json(self, value: Any) -> Any:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def lock_rows(
+        self,
+        table: str,
+        where: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        columns: str = "id",
+        order_by: str | None = None,
+        limit: int | None = None,
+        skip_locked: bool = False,
+        strength: LockStrength = "update",
+        of: str | None = None,
+    ) -> list[Row]:
+        # BEGIN IMMEDIATE holds the database's write lock: no other writer runs until this
+        # transaction ends, so the rows read here are already safe from change.
+        return self.fetchall(self._select(table, where, columns, order_by, limit), params)
+
+    def advisory_lock(self, key: int | str) -> None:
+        """Nothing to take: the write lock of BEGIN IMMEDIATE already serialises writers."""
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Nothing to send: a :class:`SqliteListener` hears the commit itself."""
 
 
 class SqliteDatabase(Database):
@@ -369,6 +481,11 @@ class SqliteDatabase(Database):
         (see :class:`SqliteChangeProbe`); the caller closes it."""
         return SqliteChangeProbe(self.path)
 
+    def listen(self, channel: str) -> Listener:
+        """SQLite has no channels: the listener hears every commit that changed the
+        database (see :class:`SqliteListener`), whatever ``channel`` is."""
+        return SqliteListener(self.change_probe())
+
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
@@ -406,6 +523,50 @@ class SqliteChangeProbe:
         self._conn.close()
 
 
+class SqliteListener(Listener):
+    """A listener on SQLite: a signal is any commit that changed the database, by any
+    connection of any process, read as a change of :class:`SqliteChangeProbe`'s value
+    every ``tick`` seconds.
+
+    Why this and not a signal sent by the notifying process: the transactions that notify
+    commit in gunicorn workers, in other ``remediator worker`` processes and in CLI
+    commands, each a process of its own; data_version sees every one of them, with nothing
+    to set up and nothing to lose if a process dies. A check reads SQLite's shared-memory
+    WAL index (no disk I/O, no lock that a writer waits for), so checking every 15 ms costs
+    well under 1 % of a core while idle. Commits that notified nothing wake the listener
+    too: its owner then finds nothing to do and writes nothing, so they do not feed back.
+    """
+
+    tick = 0.015
+
+    def __init__(self, probe: SqliteChangeProbe) -> None:
+        self._probe = probe
+        try:
+            self._seen = probe.version()
+        except StoreUnavailable:
+            probe.close()
+            raise
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            # time.sleep, not Event.wait: at this rate the latter costs twice the CPU.
+            time.sleep(max(min(self.tick, deadline - time.monotonic()), 0.0))
+            version = self._probe.version()
+            if version != self._seen:
+                self._seen = version
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    def close(self) -> None:
+        self._probe.close()
+
+
+_PG_LOCK_STRENGTH: dict[str, str] = {"update": " FOR UPDATE",
+                                     "no key update": " FOR NO KEY UPDATE"}
+
+
 class _PgTx(Tx):
     dialect = "postgres"
 
@@ -430,6 +591,72 @@ class _PgTx(Tx):
 
     def json(self, value: Any) -> Any:
         return Jsonb(value)
+
+    def lock_rows(
+        self,
+        table: str,
+        where: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        columns: str = "id",
+        order_by: str | None = None,
+        limit: int | None = None,
+        skip_locked: bool = False,
+        strength: LockStrength = "update",
+        of: str | None = None,
+    ) -> list[Row]:
+        clause = _PG_LOCK_STRENGTH[strength]
+        if of is not None:
+            clause += f" OF {of}"
+        if skip_locked:
+            clause += " SKIP LOCKED"
+        return self.fetchall(self._select(table, where, columns, order_by, limit) + clause,
+                             params)
+
+    def advisory_lock(self, key: int | str) -> None:
+        if isinstance(key, str):
+            self.execute("SELECT pg_advisory_xact_lock(hashtextextended(:key, 7))",
+                         {"key": key})
+        else:
+            self.execute("SELECT pg_advisory_xact_lock(:id)", {"id": key})
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        # PostgreSQL delivers one of identical notifications of a transaction anyway: the
+        # repeats are not even sent.
+        sent: set[tuple[str, str]] = self.scratch.setdefault("notified", set())
+        if (channel, payload) in sent:
+            return
+        sent.add((channel, payload))
+        self.execute("SELECT pg_notify(:channel, :payload)",
+                     {"channel": channel, "payload": payload})
+
+
+class _PgListener(Listener):
+    """``LISTEN channel`` on an autocommit connection of its own (a pooled connection
+    would stop hearing once returned to the pool)."""
+
+    tick = 1.0
+
+    def __init__(self, url: str, channel: str, timeout: float) -> None:
+        try:
+            self._conn = psycopg.connect(url, autocommit=True,
+                                         connect_timeout=max(1, int(timeout)))
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+        try:
+            self._conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise StoreUnavailable(f"PostgreSQL LISTEN failed: {exc}") from exc
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            return bool(list(self._conn.notifies(timeout=timeout, stop_after=1)))
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"PostgreSQL listener lost: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 _UNAVAILABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.InterfaceError)
@@ -479,8 +706,11 @@ class PostgresDatabase(Database):
     @contextmanager
     def migration_lock(self) -> Iterator[Tx]:
         with self.transaction() as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(:id)", {"id": self.MIGRATION_LOCK_ID})
+            tx.advisory_lock(self.MIGRATION_LOCK_ID)
             yield tx
+
+    def listen(self, channel: str) -> Listener:
+        return _PgListener(self.url, channel, self.timeout)
 
     def close(self) -> None:
         self.pool.close()

@@ -26,11 +26,8 @@ _CLAIMABLE = "(state = 'pending' OR (state = 'running' AND lease_expires_at < :n
 
 def claim(tx: Tx, *, worker: str, now: datetime, lease: timedelta) -> Row | None:
     """Lease the oldest claimable request to ``worker``; None when there is none."""
-    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
-    pick = tx.fetchone(
-        f"SELECT id FROM diagnostic_requests WHERE {_CLAIMABLE} ORDER BY id LIMIT 1{lock}",  # noqa: S608 - fixed fragments
-        {"now": now},
-    )
+    pick = tx.lock_row("diagnostic_requests", _CLAIMABLE, {"now": now}, order_by="id", limit=1,
+                       skip_locked=True)
     if pick is None:
         return None
     return tx.fetchone(

@@ -110,9 +110,7 @@ def lock(tx: Tx, incident_id: int) -> None:
     """Take the incident's row lock first, in any transaction that may change it and also
     touches its jobs: one lock order (incident, then jobs) for intake, workers and people,
     so that they cannot deadlock. (SQLite serialises writers already.)"""
-    if tx.dialect == "postgres":
-        tx.execute("SELECT id FROM incidents WHERE id = :id FOR NO KEY UPDATE",
-                   {"id": incident_id})
+    tx.lock_rows("incidents", "id = :id", {"id": incident_id}, strength="no key update")
 
 
 _STAMP = {

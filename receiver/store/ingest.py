@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 from receiver.incidents import ACTIVE_STATES
 from receiver.severity import Severity
 from receiver.store import events
+from receiver.store import jobs as job_store
 from receiver.store.db import Row, Tx
+from receiver.store.dialects import PerDialect
 from receiver.store.records import AlertRecord, IngestBatch, IngestResult
 
 _CHUNK = 400
@@ -121,12 +123,9 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
     # always the first lock taken, so the row locks after it cannot deadlock); SQLite's
     # BEGIN IMMEDIATE already serialises writers. New episodes then join the group's
     # active incident as they are inserted, in one statement.
-    if tx.dialect == "postgres":
-        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(:key, 7))",
-                   {"key": batch.incident.key})
-    lock = " FOR NO KEY UPDATE" if tx.dialect == "postgres" else ""
-    found = tx.fetchone(f"SELECT id FROM incidents WHERE open_key = :key{lock}",  # noqa: S608 - constant suffix
-                        {"key": batch.incident.key})
+    tx.advisory_lock(batch.incident.key)
+    found = tx.lock_row("incidents", "open_key = :key", {"key": batch.incident.key},
+                        strength="no key update")
     active: int | None = found["id"] if found else None
     rows = _upsert_alerts(tx, batch.alerts, now, txid, attach_to=active)
     by_identity = {(a.fingerprint, a.starts_at): a for a in batch.alerts}
@@ -192,8 +191,8 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
 
     if batch.jobs and incident_id is not None:
         result.jobs_enqueued = _enqueue_jobs(tx, batch, incident_id, now)
-        if result.jobs_enqueued and tx.dialect == "postgres":
-            tx.execute("SELECT pg_notify('remediator_jobs', '')")  # delivered at commit
+        if result.jobs_enqueued:
+            job_store.wake_workers(tx)
     return result
 
 
@@ -302,8 +301,13 @@ def _upsert_alerts(
     """Upsert episodes by (fingerprint, starts_at). A resolved episode never goes back to
     firing: a late firing copy only moves last_seen_at. New episodes join ``attach_to``
     (the group's active incident); an episode keeps the incident it already has."""
-    if tx.dialect == "postgres":
-        return _upsert_alerts_pg(tx, alerts, now, txid, attach_to)
+    return _UPSERT_ALERTS.of(tx)(tx, alerts, now, txid, attach_to)
+
+
+def _upsert_alerts_sqlite(
+    tx: Tx, alerts: list[AlertRecord], now: datetime, txid: str, attach_to: int | None
+) -> list[Row]:
+    """The upsert in chunks of multi-row VALUES (SQLite has no arrays to unnest)."""
     out: list[Row] = []
     for chunk in _chunks(alerts, _CHUNK):
         values, params = [], {"now": now, "tx": txid, "inc": attach_to}
@@ -335,6 +339,9 @@ def _upsert_alerts(
             """  # noqa: S608 - only placeholders are interpolated
         out.extend(tx.fetchall(sql, params))
     return out
+
+
+_UPSERT_ALERTS = PerDialect(postgres=_upsert_alerts_pg, sqlite=_upsert_alerts_sqlite)
 
 
 def _open_or_join(
@@ -496,19 +503,9 @@ def _enqueue_jobs(tx: Tx, batch: IngestBatch, incident_id: int, now: datetime) -
             alert_id = alert["id"]
         else:
             dedupe, alert_id = f"incident:{incident_id}", None
-        row = tx.fetchone(
-            """
-            INSERT INTO jobs (incident_id, alert_id, rule, playbook, dedupe_key, params, state,
-                              severity, created_at, updated_at)
-            VALUES (:inc, :alert, :rule, :playbook, :dedupe, :params, 'queued', :sev,
-                    :now, :now)
-            ON CONFLICT (rule, dedupe_key) DO NOTHING
-            RETURNING id
-            """,
-            {"inc": incident_id, "alert": alert_id, "rule": job.rule, "playbook": job.playbook,
-             "dedupe": dedupe, "params": tx.json(job.params),
-             "sev": batch.incident.severity.value, "now": now},
-        )
+        row = job_store.insert(tx, incident_id=incident_id, alert_id=alert_id, rule=job.rule,
+                               playbook=job.playbook, dedupe_key=dedupe, params=job.params,
+                               severity=batch.incident.severity.value, now=now)
         if row is not None:
             count += 1
             _event(tx, incident_id, now, "job_enqueued", "system",

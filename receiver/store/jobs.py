@@ -32,7 +32,6 @@ CHANNEL = "remediator_jobs"
 as soon as one may be runnable."""
 
 
-
 def get(tx: Tx, job_id: int) -> Row | None:
     return tx.fetchone(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :id", {"id": job_id})  # noqa: S608 - constant columns
 
@@ -292,16 +291,29 @@ def enqueue_followup(
     tx: Tx, parent: Row, *, rule: str, playbook: str, params: dict[str, Any], now: datetime
 ) -> Row | None:
     """A job chained from ``parent`` (on_failure next rule); unique per parent and rule."""
+    return insert(tx, incident_id=parent["incident_id"], alert_id=parent["alert_id"], rule=rule,
+                  playbook=playbook, dedupe_key=f"after-job:{parent['id']}", params=params,
+                  severity=parent["severity"], now=now, parent_job_id=parent["id"],
+                  chain_depth=parent["chain_depth"] + 1)
+
+
+def insert(
+    tx: Tx, *, incident_id: int, alert_id: int | None, rule: str, playbook: str,
+    dedupe_key: str, params: dict[str, Any], severity: str, now: datetime,
+    parent_job_id: int | None = None, chain_depth: int = 0,
+) -> Row | None:
+    """Queue a job; None when the rule already has one with this ``dedupe_key`` ((rule,
+    dedupe_key) is unique: an alert episode, an incident or a parent job gets one job per
+    rule). The caller wakes the workers (:func:`wake_workers`) once it has queued all."""
     return tx.fetchone(
         f"""INSERT INTO jobs (incident_id, alert_id, rule, playbook, dedupe_key, params, state,
                              severity, parent_job_id, chain_depth, created_at, updated_at)
            VALUES (:inc, :alert, :rule, :playbook, :dedupe, :params, 'queued', :sev, :parent,
                    :depth, :now, :now)
            ON CONFLICT (rule, dedupe_key) DO NOTHING RETURNING {JOB_COLUMNS}""",  # noqa: S608 - constant columns
-        {"inc": parent["incident_id"], "alert": parent["alert_id"], "rule": rule,
-         "playbook": playbook, "dedupe": f"after-job:{parent['id']}", "params": tx.json(params),
-         "sev": parent["severity"], "parent": parent["id"], "depth": parent["chain_depth"] + 1,
-         "now": now},
+        {"inc": incident_id, "alert": alert_id, "rule": rule, "playbook": playbook,
+         "dedupe": dedupe_key, "params": tx.json(params), "sev": severity,
+         "parent": parent_job_id, "depth": chain_depth, "now": now},
     )
 
 

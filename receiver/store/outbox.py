@@ -30,13 +30,10 @@ _CLAIM = f"""UPDATE outbox_deliveries
 
 def unexpanded(tx: Tx, *, limit: int) -> list[Row]:
     """Outbox rows not yet fanned out, oldest first, with their incident's severity."""
-    lock = " FOR UPDATE OF o SKIP LOCKED" if tx.dialect == "postgres" else ""
-    return tx.fetchall(
-        "SELECT o.id, o.kind, o.incident_id, o.detail, i.severity FROM outbox o"  # noqa: S608 - fixed fragment
-        " JOIN incidents i ON i.id = o.incident_id"
-        f" WHERE o.expanded_at IS NULL ORDER BY o.id LIMIT :n{lock}",
-        {"n": limit},
-    )
+    return tx.lock_rows("outbox o JOIN incidents i ON i.id = o.incident_id",
+                        "o.expanded_at IS NULL",
+                        columns="o.id, o.kind, o.incident_id, o.detail, i.severity",
+                        order_by="o.id", limit=limit, skip_locked=True, of="o")
 
 
 def add_delivery(tx: Tx, outbox_id: int, channel: str, *, now: datetime) -> None:
@@ -78,14 +75,11 @@ def release_expired(tx: Tx, *, now: datetime, max_attempts: int) -> list[Row]:
 
 def claim(tx: Tx, *, worker: str, now: datetime, until: datetime) -> Row | None:
     """Lease the delivery that has been due longest to ``worker``; None when nothing is due."""
-    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
     for _ in range(3):  # the conditional UPDATE can lose to another worker: pick again
-        pick = tx.fetchone(
-            "SELECT outbox_id, channel FROM outbox_deliveries"  # noqa: S608 - fixed fragment
-            " WHERE state = 'pending' AND next_attempt_at <= :now"
-            f" ORDER BY next_attempt_at, outbox_id, channel LIMIT 1{lock}",
-            {"now": now},
-        )
+        pick = tx.lock_row("outbox_deliveries", "state = 'pending' AND next_attempt_at <= :now",
+                           {"now": now}, columns="outbox_id, channel",
+                           order_by="next_attempt_at, outbox_id, channel", limit=1,
+                           skip_locked=True)
         if pick is None:
             return None
         row = tx.fetchone(_CLAIM, {**pick, "worker": worker, "now": now, "until": until})

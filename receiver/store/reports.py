@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from receiver.incidents import ACTIVE_STATES
 from receiver.store.db import Row, Tx
+from receiver.store.dialects import PerDialect
 
 
 def incident_facts(tx: Tx, since: datetime | None) -> list[Row]:
@@ -41,14 +42,14 @@ def job_facts(tx: Tx, since: datetime | None) -> list[Row]:
 
 # -- the /metrics summary: one aggregate query, whatever the number of incidents ----------
 
-_SECONDS = {
-    "postgres": "date_part('epoch', {end} - i.opened_at)",
+_SECONDS = PerDialect(
+    postgres="date_part('epoch', {end} - i.opened_at)",
     # Whole seconds and microseconds apart (timestamps are ISO text with microseconds), so
     # that the difference is exact: julianday() would round it to about 10 microseconds.
-    "sqlite": "((CAST(strftime('%s', {end}) AS INTEGER) - CAST(strftime('%s', i.opened_at)"
-              " AS INTEGER)) + (CAST(substr({end}, 21, 6) AS INTEGER)"
-              " - CAST(substr(i.opened_at, 21, 6) AS INTEGER)) / 1000000.0)",
-}
+    sqlite="((CAST(strftime('%s', {end}) AS INTEGER) - CAST(strftime('%s', i.opened_at)"
+           " AS INTEGER)) + (CAST(substr({end}, 21, 6) AS INTEGER)"
+           " - CAST(substr(i.opened_at, 21, 6) AS INTEGER)) / 1000000.0)",
+)
 MILESTONES = {"acknowledge": "i.acknowledged_at", "mitigate": "i.mitigated_at",
               "resolve": "i.resolved_at"}
 
@@ -119,11 +120,7 @@ def _summary_sql(dialect: str, bounds: tuple[float, ...]) -> str:
 def incident_summary(tx: Tx, *, now: datetime, noise_window: timedelta,
                      bounds: tuple[float, ...]) -> dict[str, SeveritySummary]:
     """Per-severity counts and duration histograms for ``/metrics``, by one query."""
-    if tx.dialect == "postgres":
-        # The planner's estimate for the per-incident sub-queries is high enough to turn on
-        # JIT compilation, which costs seconds here for a query that runs in milliseconds.
-        tx.execute("SET LOCAL jit = off")
-        tx.execute("SET LOCAL work_mem = '16MB'")
+    _PLAN_SUMMARY.of(tx)(tx)
     rows = tx.fetchall(_summary_sql(tx.dialect, bounds),
                        {"now": now, "noise_s": noise_window.total_seconds()})
     out = {}
@@ -139,6 +136,21 @@ def incident_summary(tx: Tx, *, now: datetime, noise_window: timedelta,
             sla_breaches=int(r["breached"] or 0), false_alarms=int(r["false_alarms"] or 0),
             noise=int(r["noise"] or 0), durations=durations)
     return out
+
+
+def _plan_summary_pg(tx: Tx) -> None:
+    # The planner's estimate for the per-incident sub-queries is high enough to turn on
+    # JIT compilation, which costs seconds here for a query that runs in milliseconds.
+    tx.execute("SET LOCAL jit = off")
+    tx.execute("SET LOCAL work_mem = '16MB'")
+
+
+def _plan_summary_sqlite(tx: Tx) -> None:
+    """Nothing to tune: SQLite's planner has no such settings."""
+
+
+_PLAN_SUMMARY = PerDialect(postgres=_plan_summary_pg, sqlite=_plan_summary_sqlite)
+"""Planner settings for the summary query, local to its transaction."""
 
 
 def playbook_outcomes(tx: Tx) -> dict[str, dict[str, int]]:
