@@ -27,8 +27,9 @@ from receiver.errors import (
     TokenError,
 )
 from receiver.web.errors import json_error, page_error
-from tests.conftest import OP_TOKEN, PASSWORD, Clock, people
+from tests.conftest import OP_TOKEN, PASSWORD, TOKEN, Clock, people
 from tests.engine_kit import Kit
+from tests.factories import make_alert, make_notification
 from tests.test_pages import csrf, login
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -168,18 +169,28 @@ def test_a_browser_gets_the_error_page_and_other_clients_json(app: Any) -> None:
     assert r.status_code == 400 and r.get_json()["error"] == "csrf_failed"
 
 
-def test_the_api_answers_domain_refusals_through_the_central_handler(app: Any) -> None:
-    """An API decision on an unknown job and an action on an unknown incident are answered
-    from the error's own code and status."""
+def test_a_transition_the_table_forbids_is_invalid_transition(app: Any) -> None:
+    """Closing an open incident is refused by the incident state table itself
+    (InvalidTransition, an ActionError): 409 ``invalid_transition`` on the API, the incident
+    page with the reason on the page."""
+    from receiver import lifecycle
+
     c = app.test_client()
-    headers = {"Authorization": f"Bearer {OP_TOKEN}"}
-    r = c.post("/api/v1/jobs/424242/approve", json={}, headers=headers)
-    assert r.status_code == 404 and r.get_json() == {"error": "not_found",
-                                                     "detail": "no job 424242"}
-    r = c.post("/api/v1/incidents/424242/actions", json={"action": "note", "text": "x"},
-               headers=headers)
-    assert r.status_code == 404 and r.get_json() == {"error": "not_found",
-                                                     "detail": "no incident 424242"}
+    r = c.post("/api/v1/alerts", headers={"Authorization": f"Bearer {TOKEN}"},
+               json=make_notification([make_alert(labels={"severity": "warning"})]))
+    inc = r.get_json()["incident_id"]
+    svc = app.extensions["remediator"]
+    with pytest.raises(InvalidTransition):
+        lifecycle.act(svc.store, svc.config, inc, "close", user="alice", now=svc.intake.clock())
+    r = c.post(f"/api/v1/incidents/{inc}/actions", json={"action": "close"},
+               headers={"Authorization": f"Bearer {OP_TOKEN}"})
+    assert r.status_code == 409 and r.get_json() == {
+        "error": "invalid_transition", "detail": "an incident cannot go from open to closed"}
+    assert login(c).status_code == 302
+    r = c.post(f"/incidents/{inc}/action",
+               data={"action": "close", "csrf_token": csrf(c, f"/incidents/{inc}")})
+    assert r.status_code == 409
+    assert "an incident cannot go from open to closed" in r.get_data(as_text=True)
 
 
 LOGIN_TEXT = st.text(st.characters(codec="utf-8"), max_size=300)
@@ -191,6 +202,10 @@ LOGIN_TEXT = st.text(st.characters(codec="utf-8"), max_size=300)
 def test_any_login_form_text_is_a_plain_refusal(app: Any, user: str, password: str) -> None:
     """The login form's model takes any text (unicode, NUL, very long): a wrong name or
     password is 401 with the login form, never a 400 or a 5xx."""
+    from receiver.web.requests import MAX_LOGIN_NAME, LoginForm
+
+    form = LoginForm.model_validate({"username": user, "password": password})
+    assert (form.username, form.password) == (user[:MAX_LOGIN_NAME], password)
     c = app.test_client()
     token = csrf(c, "/login")
     r = c.post("/login", data={"username": user, "password": password, "csrf_token": token})
