@@ -11,6 +11,11 @@ Conventions every playbook here follows (see :mod:`playbooks.base` for the contr
 
 Importing this package builds :data:`REGISTRY` but opens no connection and imports none of
 the client libraries; adapters are created per call through ``ctx.adapters``.
+
+A registry is a plain ``{name: playbook}`` mapping: the worker runs jobs from the one it is
+given, and ``receiver.config.parse_config(..., registry=...)`` checks that each rule names a
+playbook in it (default: :func:`load_registry`). A playbook's policy is on its class:
+``risk``, ``always_requires_approval`` and ``default_approvers``.
 """
 
 from __future__ import annotations
