@@ -1,7 +1,7 @@
 """Alert-to-action latency: from the webhook request arriving to the playbook's adapter call.
 
     python bench/latency.py [--backend sqlite|postgres|both] [--quick] [--jobs 300]
-                            [--rates 5,20] [--burst 200] [--poll-interval 0.1]
+                            [--rates 5,20] [--burst 200] [--poll-interval SECONDS]
                             [--worker-threads N]
 
 For each backend, on a fresh store, ``remediator serve`` (gunicorn + its embedded worker) runs
@@ -111,7 +111,7 @@ def dist(values_s: list[float]) -> dict[str, Any]:
 
 
 def bench_config(
-    tmp: Path, backend: str, poll_interval: float, gunicorn: tuple[int, int]
+    tmp: Path, backend: str, poll_interval: float | None, gunicorn: tuple[int, int]
 ) -> dict[str, Any]:
     """remediator.example.yml with one flush_cache rule and its Redis target."""
     cfg: dict[str, Any] = yaml.safe_load(
@@ -126,9 +126,9 @@ def bench_config(
         "rate_budget": {"max": 100000, "per": "1h"},
         "max_targets_per_window": 100000,
     }
-    if backend == "sqlite":
-        # No LISTEN/NOTIFY on SQLite: workers poll. On PostgreSQL the default (2s) is left as
-        # it is, so that a lost wake-up would show in the tail instead of being hidden.
+    if poll_interval is not None:
+        # By default the poll interval (2s) is left as it is on both backends: workers are
+        # woken (LISTEN/NOTIFY, SQLite's data_version), so a lost wake-up shows in the tail.
         remediation["poll_interval"] = f"{round(poll_interval * 1000)}ms"
     cfg["remediation"] = remediation
     cfg["rules"] = [
@@ -155,7 +155,7 @@ class Setup:
     backend: str
     gunicorn: tuple[int, int]
     worker_threads: int | None  # None: the embedded worker of `serve`
-    poll_interval: float
+    poll_interval: float | None
 
     def describe(self, cfg: dict[str, Any]) -> dict[str, Any]:
         embedded = self.worker_threads is None
@@ -166,8 +166,11 @@ class Setup:
                 "threads": EMBEDDED_WORKER_THREADS if embedded else self.worker_threads,
                 "kind": "embedded in `remediator serve`" if embedded
                 else "`remediator worker --threads N` beside `serve --no-worker`",
-                "wake_up": "LISTEN remediator_jobs (pg_notify in the webhook transaction), "
-                "poll as fallback" if self.backend == "postgres" else "polling only",
+                "wake_up": "LISTEN remediator_jobs (pg_notify in the webhook transaction "
+                "and where a released target lock frees a waiting job), poll as fallback"
+                if self.backend == "postgres" else "PRAGMA data_version checked every 15 ms "
+                "on a connection of its own (a commit by any process wakes the claim loop), "
+                "poll as fallback",
                 "poll_interval": cfg["remediation"].get("poll_interval", "2s (default)"),
             },
             "lease": "60s (default)",
@@ -714,8 +717,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--burst", type=int, default=200, help="notifications posted at once")
     ap.add_argument("--connections", type=int, default=4,
                     help="client connections for the steady load")
-    ap.add_argument("--poll-interval", type=float, default=0.1,
-                    help="remediation.poll_interval on SQLite, seconds")
+    ap.add_argument("--poll-interval", type=float, default=None,
+                    help="remediation.poll_interval, seconds (default: the config's 2s)")
     ap.add_argument("--worker-threads", type=int, default=None,
                     help="run a standalone `remediator worker --threads N` instead of the "
                     "embedded one (2 threads)")
@@ -757,7 +760,10 @@ def main(argv: list[str] | None = None) -> int:
                 "client": "time.time() at send (same host clock)",
                 "claims_per_job": "how many job_claimed events a job has; more than 1 means "
                 "the worker found the target lock (redis:cache/0) held by another job and put "
-                "the job back with not_before = now + 5s (receiver/worker.py LOCK_RETRY); "
+                "the job back to wait: the commit that releases the lock makes it runnable "
+                "(jobs.waiting_for; NOTIFY on PostgreSQL, data_version on SQLite), a timed "
+                "retry after max(LOCK_RETRY 250ms, poll_interval) x (1-2), capped at the "
+                "lock's expiry, is only the fallback (receiver/worker.py _lock_targets); "
                 "alert_to_action_claimed_once is the distribution without those jobs",
                 "worker_profile": "in-process, one job at a time: each store transaction "
                 "(commit included) and playbook call of one sweep() + run_once()",
