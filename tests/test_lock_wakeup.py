@@ -94,7 +94,8 @@ def test_release_wakes_only_waits_for_the_released_target(store: Store, clock: C
 
 def test_a_wait_never_outlasts_the_held_lock(store: Store, clock: Clock) -> None:
     """The timed retry is at the latest when the holder's lock expires (a holder that died
-    loses its lock then), and a wait for the same target is on the timeline once."""
+    loses its lock then); while the lock is live the waiting job is not claimed, even past
+    its retry time; a second wait for the same target is not said again."""
     kit = two_jobs_on_one_target(store, clock)
     t = holding(kit)
     with store.db.transaction() as tx:
@@ -103,19 +104,25 @@ def test_a_wait_never_outlasts_the_held_lock(store: Store, clock: Clock) -> None
     other = kit.new_worker("w2")
     assert other.run_once()
     assert kit.job(2)["not_before"] == clock() + timedelta(milliseconds=300)
-    clock.advance(milliseconds=100)
-    with store.db.transaction() as tx:
-        tx.execute("UPDATE jobs SET not_before = NULL WHERE id = 2")
+    with store.db.transaction() as tx:  # the holder renews its lease (and lock)
         tx.execute("UPDATE target_locks SET expires_at = :t",
                    {"t": clock() + timedelta(seconds=30)})
-    assert other.run_once()  # claimed again: still held
-    inc = store.get_incident(1)
-    assert inc is not None
-    assert [e["kind"] for e in inc["timeline"]].count("job_waiting") == 1
+    clock.advance(seconds=1)
+    assert not other.run_once()  # past its retry time, but the lock is live
+    # A job that still finds the target held (it lost a race for it) waits again, unsaid.
+    with store.db.transaction() as tx:
+        tx.execute("UPDATE jobs SET state = 'running', lease_owner = 'w2' WHERE id = 2")
+        moved, held, new = job_store.wait_for_target(
+            tx, 2, "fake:web1", owner="w2", now=clock(),
+            retry_at=clock() + timedelta(seconds=2), attempts=1)
+    assert moved is not None and held is not None and held["job_id"] == 1 and not new
     kit.playbook.block.set()  # type: ignore[union-attr]
     t.join()
     kit.drain()
     assert [j["state"] for j in kit.jobs()] == ["succeeded", "succeeded"]
+    inc = store.get_incident(1)
+    assert inc is not None
+    assert [e["kind"] for e in inc["timeline"]].count("job_waiting") == 1
 
 
 def test_postgres_release_notifies_the_workers(store: Store, clock: Clock) -> None:
@@ -132,3 +139,31 @@ def test_postgres_release_notifies_the_workers(store: Store, clock: Clock) -> No
         t.join()
         got = list(conn.notifies(timeout=5, stop_after=1))
     assert [n.channel for n in got] == ["remediator_jobs"]
+
+
+def test_jobs_woken_together_take_the_target_in_turn(store: Store, clock: Clock) -> None:
+    """A release wakes every job waiting for the target; the oldest takes it, and while it
+    holds it the others are not claimed (and put back) again."""
+    kit = Kit(store, clock, [rule(guards={"cooldown": "0s"}),
+                             rule("poke-2", guards={"cooldown": "0s"}),
+                             rule("poke-3", guards={"cooldown": "0s"})])
+    fire(kit, "web1", "g-web1")  # three jobs on fake:web1
+    t = holding(kit)
+    other = kit.new_worker("w2")
+    assert other.run_once() and other.run_once()  # jobs #2 and #3 wait
+    kit.playbook.block.set()  # type: ignore[union-attr]
+    t.join()  # job #1 releases fake:web1: #2 and #3 are both runnable now
+    assert kit.job(2)["not_before"] is None and kit.job(3)["not_before"] is None
+    with store.db.transaction() as tx:  # another job takes the target first
+        tx.execute("INSERT INTO target_locks (target, job_id, expires_at)"
+                   " VALUES ('fake:web1', 99, :t)", {"t": clock() + timedelta(hours=1)})
+    claims = {j["id"]: j["attempts"] for j in kit.jobs()}
+    assert not other.run_once()  # neither is claimed while the target is held
+    assert {j["id"]: j["attempts"] for j in kit.jobs()} == claims
+    with store.db.transaction() as tx:
+        job_store.release_locks(tx, 99)
+    kit.drain()
+    assert [j["state"] for j in kit.jobs()] == ["succeeded"] * 3
+    inc = store.get_incident(1)
+    assert inc is not None
+    assert [e["kind"] for e in inc["timeline"]].count("job_waiting") == 2

@@ -37,8 +37,15 @@ def get(tx: Tx, job_id: int) -> Row | None:
 
 
 def claim(tx: Tx, *, worker: str, now: datetime, lease: timedelta) -> Row | None:
-    """Take the oldest runnable job and lease it to ``worker``."""
-    pick = tx.lock_row("jobs", "state = 'queued' AND (not_before IS NULL OR not_before <= :now)",
+    """Take the oldest runnable job and lease it to ``worker``.
+
+    A job waiting for a target (:func:`wait_for_target`) is not runnable while another job
+    holds a live lock on it: when a release wakes every job waiting for the target, the
+    oldest takes it and the others stay put until it is released again, instead of each
+    being claimed and put back after every release."""
+    pick = tx.lock_row("jobs", "state = 'queued' AND (not_before IS NULL OR not_before <= :now)"
+                       " AND NOT EXISTS (SELECT 1 FROM target_locks l"
+                       " WHERE l.target = jobs.waiting_for AND l.expires_at >= :now)",
                        {"now": now}, order_by="id", limit=1, skip_locked=True)
     if pick is None:
         return None
@@ -204,7 +211,7 @@ def release_locks(tx: Tx, job_id: int) -> None:
     marks = ", ".join(f":t{i}" for i in range(len(freed)))
     woken = tx.fetchall(
         "UPDATE jobs SET not_before = NULL WHERE state = 'queued'"  # noqa: S608 - placeholders only
-        f" AND waiting_for IN ({marks}) AND not_before IS NOT NULL RETURNING id",
+        f" AND waiting_for IN ({marks}) RETURNING id",
         {f"t{i}": row["target"] for i, row in enumerate(freed)},
     )
     if woken:
