@@ -5,6 +5,12 @@ backend rewrites them to psycopg's ``%(name)s``. Timestamps are ``timestamptz`` 
 PostgreSQL and ISO-8601 UTC text on SQLite (so they sort as text); JSON is ``jsonb`` on
 PostgreSQL and text on SQLite. Rows come back as dicts with datetimes and decoded JSON on
 both backends, so the code above this module never sees the difference.
+
+What the backends do their own way is a capability of the transaction, abstract on
+:class:`Tx` and :class:`Database` so that each backend implements every one:
+:meth:`Tx.lock_rows` (row locks, ``SKIP LOCKED``), :meth:`Tx.advisory_lock`,
+:meth:`Tx.notify` and :meth:`Database.listen`. The few statements written differently per
+backend are declared with :class:`receiver.store.dialects.PerDialect`.
 """
 
 from __future__ import annotations

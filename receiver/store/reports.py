@@ -74,8 +74,8 @@ class SeveritySummary:
     durations: dict[str, DurationSummary]
 
 
-def _summary_sql(dialect: str, bounds: tuple[float, ...]) -> str:
-    seconds = _SECONDS[dialect]
+def _summary_sql(seconds: str, bounds: tuple[float, ...]) -> str:
+    """The summary query, with ``seconds``, the backend's :data:`_SECONDS` expression."""
     cols = []
     for name, column in MILESTONES.items():
         d = seconds.format(end=column)
@@ -121,7 +121,7 @@ def incident_summary(tx: Tx, *, now: datetime, noise_window: timedelta,
                      bounds: tuple[float, ...]) -> dict[str, SeveritySummary]:
     """Per-severity counts and duration histograms for ``/metrics``, by one query."""
     _PLAN_SUMMARY.of(tx)(tx)
-    rows = tx.fetchall(_summary_sql(tx.dialect, bounds),
+    rows = tx.fetchall(_summary_sql(_SECONDS.of(tx), bounds),
                        {"now": now, "noise_s": noise_window.total_seconds()})
     out = {}
     for r in rows:
