@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,7 +28,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from receiver.store.reports import SeveritySummary
+from receiver.store import reports
+from receiver.store.reports import Snapshot
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -86,18 +89,49 @@ DURATION_BUCKETS: tuple[float, ...] = (
     60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 72 * 3600)
 
 
+def refresh_snapshot_if_due(store: Any, config: Any, now: datetime) -> int:
+    """A worker chore: recompute the incident figures when the stored ones are older than
+    ``server.metrics_refresh``, so that a scrape reads one row instead of every incident."""
+    with store.db.transaction(write=False) as tx:
+        snap = reports.load_snapshot(tx)
+    if snap is not None and timedelta(0) <= now - snap.computed_at < config.server.metrics_refresh:
+        return 0
+    with store.db.transaction() as tx:
+        reports.save_snapshot(tx, reports.compute_snapshot(
+            tx, now=now, noise_window=config.sla.noise_window, bounds=DURATION_BUCKETS))
+    return 1
+
+
+def current_snapshot(store: Any, config: Any, now: datetime) -> Snapshot:
+    """The figures a scrape serves: the stored snapshot while it is fresh (younger than
+    twice ``server.metrics_refresh``), else computed now (no worker running, say)."""
+    with store.db.transaction(write=False) as tx:
+        snap = reports.load_snapshot(tx)
+        if (snap is not None and snap.bounds == DURATION_BUCKETS
+                and timedelta(0) <= now - snap.computed_at < 2 * config.server.metrics_refresh):
+            return snap
+        return reports.compute_snapshot(tx, now=now, noise_window=config.sla.noise_window,
+                                        bounds=DURATION_BUCKETS)
+
+
 class IncidentCollector(Collector):
     """Incident metrics by severity, aggregated by the store on each scrape (one query, so
     a scrape costs the same in every gunicorn worker and stays cheap at many incidents)."""
 
-    def __init__(self, load: Callable[[tuple[float, ...]], tuple[
-                     dict[str, SeveritySummary], dict[str, dict[str, int]]]]) -> None:
+    def __init__(self, load: Callable[[], Snapshot], now: Callable[[], datetime]) -> None:
         self.load = load
+        self.now = now
 
     def collect(self) -> Iterator[Metric]:
         from receiver import report
 
-        summaries, outcomes = self.load(DURATION_BUCKETS)
+        snap = self.load()
+        summaries, outcomes = snap.summary, snap.outcomes
+        age = GaugeMetricFamily("remediator_incident_metrics_age_seconds",
+                                "Age of the incident figures below (computed by a worker at "
+                                "most every server.metrics_refresh).")
+        age.add_metric([], max((self.now() - snap.computed_at).total_seconds(), 0.0))
+        yield age
         count = CounterMetricFamily("remediator_incidents", "Incidents by severity.",
                                     labels=["severity"])
         active = GaugeMetricFamily("remediator_incidents_active",

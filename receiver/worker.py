@@ -99,7 +99,7 @@ class Worker:
         """The store-driven chores besides jobs: SLA timers, diagnostics and the audit
         chain's periodic signed checkpoint. Safe to run from any number of workers at once
         (each step is a conditional update; a checkpoint is a file of its own)."""
-        from receiver import audit_checkpoints, diagnostics, timers
+        from receiver import audit_checkpoints, diagnostics, metrics, timers
 
         # First: a failing timer or a hanging probe must not hold up the checkpoint.
         done = audit_checkpoints.checkpoint_if_due(self.store, self.config,
@@ -108,6 +108,7 @@ class Worker:
         done += diagnostics.run_due(self.store, self.config, clock=self.clock,
                                     worker_id=self.id, adapters=self.adapters)
         done += self.store.db.maintain()  # SQLite: checkpoint and truncate the WAL, bounded
+        done += metrics.refresh_snapshot_if_due(self.store, self.config, self.clock())
         return done
 
     def deliver(self) -> int:

@@ -140,3 +140,52 @@ def test_metrics_open_without_a_token(store: Store, tmp_path: Any) -> None:
     c = create_app(make_config(data_dir=str(tmp_path), auth=AUTH), store=store,
                    clock=Clock(NOW)).test_client()
     assert c.get("/metrics").status_code == 200
+
+
+def test_snapshot_round_trips_through_the_store(store: Store) -> None:
+    """The stored snapshot reads back as the figures that were computed."""
+    _seed(store, 150, 4)
+    with store.db.transaction() as tx:
+        snap = report_store.compute_snapshot(tx, now=NOW, noise_window=NOISE,
+                                             bounds=DURATION_BUCKETS)
+        report_store.save_snapshot(tx, snap)
+    with store.db.transaction(write=False) as tx:
+        back = report_store.load_snapshot(tx)
+    assert back == snap
+
+
+def test_scrape_serves_the_worker_snapshot_while_fresh(store: Store, tmp_path: Any) -> None:
+    """A worker's chore stores the figures; scrapes read them (one row) until they are
+    older than twice server.metrics_refresh, then compute afresh."""
+    from receiver.metrics import refresh_snapshot_if_due
+
+    _seed(store, 40, 5)
+    clock = Clock(NOW)
+    cfg = make_config(data_dir=str(tmp_path), auth=AUTH, server={"metrics_refresh": "15s"})
+    assert refresh_snapshot_if_due(store, cfg, clock()) == 1
+    assert refresh_snapshot_if_due(store, cfg, clock()) == 0  # fresh: nothing to do
+    with store.db.transaction() as tx:  # incidents that arrive after the snapshot
+        for i in range(1000, 1010):
+            tx.execute(
+                "INSERT INTO incidents (id, key, open_key, state, severity, severity_reason,"
+                " title, receiver, group_key, group_labels, opened_at, ack_due_at,"
+                " last_seen_at, updated_at, change_tx) VALUES (:id, :k, :k, 'open', 'P1',"
+                " 'r', 't', 'r', :k, :gl, :at, :at, :at, :at, 'tx')",
+                {"id": i, "k": f"late{i}", "gl": tx.json({}), "at": NOW})
+    c = create_app(cfg, store=store, clock=clock).test_client()
+
+    def total() -> float:
+        text = c.get("/metrics").get_data(as_text=True)
+        assert "remediator_incident_metrics_age_seconds" in text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("remediator_incidents_total{"))
+
+    assert total() == 40  # the snapshot, as the worker computed it
+    clock.advance(seconds=20)
+    assert total() == 40  # still younger than 2 x 15 s
+    assert refresh_snapshot_if_due(store, cfg, clock()) == 1  # older than 15 s: recomputed
+    assert total() == 50
+    clock.advance(seconds=31)
+    with store.db.transaction() as tx:
+        tx.execute("DELETE FROM incidents WHERE id = 1000")
+    assert total() == 49  # no worker refreshed it: the scrape computed the figures itself

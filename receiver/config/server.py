@@ -52,6 +52,11 @@ class ServerConfig(Section):
         default=None,
         description="when set, GET /metrics needs 'Authorization: Bearer <token>'",
     )
+    metrics_refresh: Duration = Field(
+        default=timedelta(seconds=15),
+        description="how often a worker recomputes the incident figures that /metrics "
+        "serves; a scrape finding none fresher than twice this computes them itself",
+    )
 
 
 class BasicAuth(Section):

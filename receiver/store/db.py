@@ -45,7 +45,7 @@ log = structlog.get_logger(__name__)
 
 JSON_COLUMNS = frozenset(
     {"labels", "annotations", "group_labels", "detail", "params", "result", "plan", "details",
-     "groups", "origin", "targets"}
+     "groups", "origin", "targets", "figures"}
 )
 TIME_COLUMNS = frozenset({"at", "not_before"})
 """Timestamp columns besides the ``*_at`` ones (decoded from text on SQLite)."""

@@ -75,46 +75,53 @@ class SeveritySummary:
 
 
 def _summary_sql(seconds: str, bounds: tuple[float, ...]) -> str:
-    """The summary query, with ``seconds``, the backend's :data:`_SECONDS` expression."""
-    cols = []
-    for name, column in MILESTONES.items():
-        d = seconds.format(end=column)
-        cols.append(f"{d} AS d_{name}")
+    """The summary query, with ``seconds``, the backend's :data:`_SECONDS` expression.
+
+    One pass computes each incident's figures (materialized, so every duration is computed
+    once); then one small GROUP BY per part: the counts, the noise (only incidents that
+    resolved within the window are looked up in the timeline and jobs), and for each
+    milestone the number of incidents per histogram bucket with the sum of durations.
+    """
+    durations = ", ".join(f"{seconds.format(end=column)} AS d_{name}"
+                          for name, column in MILESTONES.items())
     # The first human response (ack, resolution, close, false-alarm marking) came after the
     # deadline, or there is none yet and the deadline has passed.
     responses = ("i.acknowledged_at", "i.resolved_at", "i.closed_at", "i.false_alarm_at")
     on_time = " OR ".join(f"{r} <= i.ack_due_at" for r in responses)
     none_yet = " AND ".join(f"{r} IS NULL" for r in responses)
     per_incident = f"""
-        SELECT i.severity,
+        SELECT i.id, i.severity,
                CASE WHEN i.state IN ({", ".join(f"'{s}'" for s in ACTIVE_STATES)})
                     THEN 1 ELSE 0 END AS active,
                CASE WHEN {on_time} THEN 0
                     WHEN {none_yet} THEN CASE WHEN :now > i.ack_due_at THEN 1 ELSE 0 END
                     ELSE 1 END AS breached,
                CASE WHEN i.false_alarm_at IS NOT NULL THEN 1 ELSE 0 END AS false_alarm,
-               CASE WHEN i.resolved_at IS NOT NULL
-                     AND {seconds.format(end="i.resolved_at")} <= :noise_s
-                     AND NOT EXISTS (SELECT 1 FROM incident_events e
-                                      WHERE e.incident_id = i.id AND e.actor LIKE 'user:%')
-                     AND NOT EXISTS (SELECT 1 FROM jobs j
-                                      WHERE j.incident_id = i.id AND j.started_at IS NOT NULL)
-                    THEN 1 ELSE 0 END AS noise,
-               {", ".join(cols)}
+               {durations}
           FROM incidents i"""  # noqa: S608 - built from constants
-    aggs = ["severity", "COUNT(*) AS n", "SUM(active) AS active", "SUM(breached) AS breached",
-            "SUM(false_alarm) AS false_alarms", "SUM(noise) AS noise"]
+    parts = [
+        "SELECT 'all' AS part, severity, -1 AS bucket, COUNT(*) AS n, SUM(active) AS active,"
+        " SUM(breached) AS breached, SUM(false_alarm) AS false_alarms, 0.0 AS total"
+        " FROM per GROUP BY severity",
+        "SELECT 'noise', severity, -1, COUNT(*), 0, 0, 0, 0.0 FROM per"
+        " WHERE d_resolve IS NOT NULL AND d_resolve <= :noise_s"
+        " AND NOT EXISTS (SELECT 1 FROM incident_events e"
+        "                  WHERE e.incident_id = per.id AND e.actor LIKE 'user:%')"
+        " AND NOT EXISTS (SELECT 1 FROM jobs j"
+        "                  WHERE j.incident_id = per.id AND j.started_at IS NOT NULL)"
+        " GROUP BY severity",
+    ]
     for name in MILESTONES:
         d = f"d_{name}"
-        aggs.append(f"COUNT({d}) AS {name}_count")
-        aggs.append(f"SUM(CASE WHEN {d} > 0 THEN {d} ELSE 0 END) AS {name}_sum")
-        for k, bound in enumerate(bounds):
-            aggs.append(f"SUM(CASE WHEN {d} <= {float(bound)!r} THEN 1 ELSE 0 END)"
-                        f" AS {name}_b{k}")
-    # MATERIALIZED: each incident's durations are computed once, not once per aggregate
-    # that reads them (both planners would otherwise inline the expressions).
-    return (f"WITH per AS MATERIALIZED ({per_incident})"  # noqa: S608 - built from constants
-            f" SELECT {', '.join(aggs)} FROM per GROUP BY severity")
+        bucket = ("CASE " + " ".join(f"WHEN {d} <= {float(b)!r} THEN {k}"
+                                     for k, b in enumerate(bounds))
+                  + f" ELSE {len(bounds)} END")
+        parts.append(
+            f"SELECT '{name}', severity, {bucket}, COUNT(*), 0, 0, 0,"  # noqa: S608 - constants
+            f" SUM(CASE WHEN {d} > 0 THEN {d} ELSE 0 END) FROM per"
+            f" WHERE {d} IS NOT NULL GROUP BY severity, {bucket}")
+    return (f"WITH per AS MATERIALIZED ({per_incident}) "  # noqa: S608 - built from constants
+            + " UNION ALL ".join(parts))
 
 
 def incident_summary(tx: Tx, *, now: datetime, noise_window: timedelta,
@@ -123,18 +130,33 @@ def incident_summary(tx: Tx, *, now: datetime, noise_window: timedelta,
     _PLAN_SUMMARY.of(tx)(tx)
     rows = tx.fetchall(_summary_sql(_SECONDS.of(tx), bounds),
                        {"now": now, "noise_s": noise_window.total_seconds()})
-    out = {}
+    counts: dict[str, Row] = {}
+    noise: dict[str, int] = {}
+    # per (severity, milestone): incidents per bucket (the last one is +Inf), sum of values
+    per_bucket: dict[tuple[str, str], list[int]] = {}
+    totals: dict[tuple[str, str], float] = {}
     for r in rows:
-        durations = {
-            name: DurationSummary(
-                buckets=tuple(int(r[f"{name}_b{k}"] or 0) for k in range(len(bounds))),
-                count=int(r[f"{name}_count"] or 0), total=float(r[f"{name}_sum"] or 0.0))
-            for name in MILESTONES
-        }
-        out[r["severity"]] = SeveritySummary(
-            severity=r["severity"], incidents=int(r["n"]), active=int(r["active"] or 0),
+        sev, part = r["severity"], r["part"]
+        if part == "all":
+            counts[sev] = r
+        elif part == "noise":
+            noise[sev] = int(r["n"])
+        else:
+            slots = per_bucket.setdefault((sev, part), [0] * (len(bounds) + 1))
+            slots[int(r["bucket"])] += int(r["n"])
+            totals[(sev, part)] = totals.get((sev, part), 0.0) + float(r["total"] or 0.0)
+    out = {}
+    for sev, r in counts.items():
+        durations = {}
+        for name in MILESTONES:
+            slots = per_bucket.get((sev, name), [0] * (len(bounds) + 1))
+            cumulative = tuple(sum(slots[:k + 1]) for k in range(len(bounds)))
+            durations[name] = DurationSummary(buckets=cumulative, count=sum(slots),
+                                              total=totals.get((sev, name), 0.0))
+        out[sev] = SeveritySummary(
+            severity=sev, incidents=int(r["n"]), active=int(r["active"] or 0),
             sla_breaches=int(r["breached"] or 0), false_alarms=int(r["false_alarms"] or 0),
-            noise=int(r["noise"] or 0), durations=durations)
+            noise=noise.get(sev, 0), durations=durations)
     return out
 
 
@@ -163,3 +185,63 @@ def playbook_outcomes(tx: Tx) -> dict[str, dict[str, int]]:
         out.setdefault(r["playbook"], {"succeeded": 0, "failed": 0, "escalated": 0})[
             r["state"]] = int(r["n"])
     return out
+
+
+# -- the snapshot that scrapes read ------------------------------------------------------
+
+SNAPSHOT = "incidents"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    computed_at: datetime
+    bounds: tuple[float, ...]
+    summary: dict[str, SeveritySummary]
+    outcomes: dict[str, dict[str, int]]
+
+
+def save_snapshot(tx: Tx, snap: Snapshot) -> None:
+    """Store the figures (one row; the newest computation wins)."""
+    figures = {
+        "bounds": list(snap.bounds),
+        "outcomes": snap.outcomes,
+        "summary": {sev: {"incidents": s.incidents, "active": s.active,
+                          "sla_breaches": s.sla_breaches, "false_alarms": s.false_alarms,
+                          "noise": s.noise,
+                          "durations": {name: {"buckets": list(d.buckets), "count": d.count,
+                                               "total": d.total}
+                                        for name, d in s.durations.items()}}
+                    for sev, s in snap.summary.items()},
+    }
+    tx.execute(
+        "INSERT INTO metrics_snapshots (name, computed_at, figures) VALUES (:n, :at, :f)"
+        " ON CONFLICT (name) DO UPDATE SET computed_at = excluded.computed_at,"
+        " figures = excluded.figures WHERE metrics_snapshots.computed_at <= excluded.computed_at",
+        {"n": SNAPSHOT, "at": snap.computed_at, "f": tx.json(figures)},
+    )
+
+
+def load_snapshot(tx: Tx) -> Snapshot | None:
+    row = tx.fetchone("SELECT computed_at, figures FROM metrics_snapshots WHERE name = :n",
+                      {"n": SNAPSHOT})
+    if row is None:
+        return None
+    f = row["figures"]
+    summary = {
+        sev: SeveritySummary(
+            severity=sev, incidents=int(s["incidents"]), active=int(s["active"]),
+            sla_breaches=int(s["sla_breaches"]), false_alarms=int(s["false_alarms"]),
+            noise=int(s["noise"]),
+            durations={name: DurationSummary(buckets=tuple(int(b) for b in d["buckets"]),
+                                             count=int(d["count"]), total=float(d["total"]))
+                       for name, d in s["durations"].items()})
+        for sev, s in f["summary"].items()
+    }
+    outcomes = {name: {k: int(v) for k, v in o.items()} for name, o in f["outcomes"].items()}
+    return Snapshot(row["computed_at"], tuple(float(b) for b in f["bounds"]), summary, outcomes)
+
+
+def compute_snapshot(tx: Tx, *, now: datetime, noise_window: timedelta,
+                     bounds: tuple[float, ...]) -> Snapshot:
+    return Snapshot(now, bounds, incident_summary(tx, now=now, noise_window=noise_window,
+                                                  bounds=bounds), playbook_outcomes(tx))

@@ -8,7 +8,7 @@ import hmac
 from flask import Blueprint, Response, jsonify, request
 
 from receiver.errors import ApiError, StoreError
-from receiver.metrics import IncidentCollector
+from receiver.metrics import IncidentCollector, current_snapshot
 from receiver.store import reports
 from receiver.web.services import services
 
@@ -57,15 +57,10 @@ def metrics() -> Response:
         raise ApiError(401, "unauthorized", "/metrics needs the metrics token",
                        {"WWW-Authenticate": 'Bearer realm="remediator-metrics"'})
 
-    def load(bounds: tuple[float, ...]) -> tuple[dict[str, reports.SeveritySummary],
-                                                 dict[str, dict[str, int]]]:
-        with svc.store.db.transaction(write=False) as tx:
-            summary = reports.incident_summary(tx, now=svc.intake.clock(),
-                                               noise_window=svc.config.sla.noise_window,
-                                               bounds=bounds)
-            return summary, reports.playbook_outcomes(tx)
+    def load() -> reports.Snapshot:
+        return current_snapshot(svc.store, svc.config, svc.intake.clock())
 
-    collector = IncidentCollector(load)
+    collector = IncidentCollector(load, svc.intake.clock)
     try:
         data, content_type = svc.metrics.exposition(collector)
     except StoreError:

@@ -1,0 +1,7 @@
+-- The incident figures of /metrics, computed by a worker's chores at most every
+-- server.metrics_refresh and read by every scrape (one row, whatever the number of incidents).
+CREATE TABLE metrics_snapshots (
+    name               TEXT PRIMARY KEY NOT NULL,
+    computed_at        TIMESTAMPTZ NOT NULL,
+    figures            JSONB NOT NULL
+);
