@@ -391,8 +391,9 @@ class Worker:
                 if moved is None:
                     return False  # the lease was lost meanwhile: the job is not ours to move
                 if new:  # said once, not at every retry
+                    how = "is promised to" if holder and holder.get("promised") else "is held by"
                     self._event(tx, job, "job_waiting", "system",
-                                f"job #{job['id']} waits: {busy[0]} is held by job "
+                                f"job #{job['id']} waits: {busy[0]} {how} job "
                                 f"#{holder['job_id'] if holder else '?'}", {"targets": busy})
                 return False
             blocked = guards.cooldown_block(tx, job=job, rule=rule, targets=targets, now=now)

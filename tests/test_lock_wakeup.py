@@ -167,3 +167,35 @@ def test_jobs_woken_together_take_the_target_in_turn(store: Store, clock: Clock)
     inc = store.get_incident(1)
     assert inc is not None
     assert [e["kind"] for e in inc["timeline"]].count("job_waiting") == 2
+
+
+def test_a_released_target_goes_to_the_jobs_that_waited_in_turn(store: Store,
+                                                                 clock: Clock) -> None:
+    """After a release, one waiting job is claimed at a time (the oldest), and a job that
+    did not wait cannot take the target from it."""
+    kit = Kit(store, clock, [rule(guards={"cooldown": "0s"}),
+                             rule("poke-2", guards={"cooldown": "0s"}),
+                             rule("poke-3", guards={"cooldown": "0s"})])
+    fire(kit, "web1", "g-web1")  # jobs #1-#3 on fake:web1
+    t = holding(kit)
+    other = kit.new_worker("w2")
+    assert other.run_once() and other.run_once()  # #2 and #3 wait
+    kit.playbook.block.set()  # type: ignore[union-attr]
+    t.join()  # #1 releases fake:web1
+    lease = timedelta(seconds=60)
+    with store.db.transaction() as tx:
+        first = job_store.claim(tx, worker="w3", now=clock(), lease=lease)
+        assert first is not None and first["id"] == 2
+        # #3 stays queued while #2 is on its way to the target ...
+        assert job_store.claim(tx, worker="w4", now=clock(), lease=lease) is None
+        # ... and a job that did not wait for it (#3 taken as one) cannot have it first.
+        tx.execute("UPDATE jobs SET waiting_for = NULL WHERE id = 3")
+        until = clock() + lease
+        assert job_store.acquire_locks(tx, 3, ["fake:web1"], now=clock(),
+                                       until=until) == ["fake:web1"]
+        assert job_store.acquire_locks(tx, 2, ["fake:web1"], now=clock(), until=until) == []
+    with store.db.transaction() as tx:
+        job_store.release_locks(tx, 2)
+        tx.execute("UPDATE jobs SET state = 'queued', lease_owner = NULL WHERE id = 2")
+    kit.drain()
+    assert [j["state"] for j in kit.jobs()] == ["succeeded"] * 3

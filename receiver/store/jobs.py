@@ -27,6 +27,11 @@ JOB_COLUMNS = (
 
 # The job state table lives in receiver.job_states; this module applies it.
 
+PROMISED_RETRY = timedelta(milliseconds=500)
+"""The timed retry of a job that found its target free but promised to an older waiting job
+(see :func:`acquire_locks`): that one normally takes it at once and wakes this one when it
+releases it; the retry covers a promised job that a guard stops before it takes the lock."""
+
 CHANNEL = "remediator_jobs"
 """What the workers listen on (:meth:`receiver.store.db.Database.listen`) to claim a job
 as soon as one may be runnable."""
@@ -40,12 +45,15 @@ def claim(tx: Tx, *, worker: str, now: datetime, lease: timedelta) -> Row | None
     """Take the oldest runnable job and lease it to ``worker``.
 
     A job waiting for a target (:func:`wait_for_target`) is not runnable while another job
-    holds a live lock on it: when a release wakes every job waiting for the target, the
-    oldest takes it and the others stay put until it is released again, instead of each
-    being claimed and put back after every release."""
+    holds a live lock on it, nor while another job that waited for it is claimed and on its
+    way to take it: when a release wakes every job waiting for the target, the oldest is
+    claimed and takes it (:func:`acquire_locks` keeps it for that one) and the others stay
+    queued until the next release, instead of each being claimed and put back again."""
     pick = tx.lock_row("jobs", "state = 'queued' AND (not_before IS NULL OR not_before <= :now)"
                        " AND NOT EXISTS (SELECT 1 FROM target_locks l"
-                       " WHERE l.target = jobs.waiting_for AND l.expires_at >= :now)",
+                       " WHERE l.target = jobs.waiting_for AND l.expires_at >= :now)"
+                       " AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'running'"
+                       " AND o.waiting_for = jobs.waiting_for)",
                        {"now": now}, order_by="id", limit=1, skip_locked=True)
     if pick is None:
         return None
@@ -177,10 +185,14 @@ def interrupt(tx: Tx, job_id: int, now: datetime) -> Row | None:
 def acquire_locks(
     tx: Tx, job_id: int, targets: list[str], *, now: datetime, until: datetime
 ) -> list[str]:
-    """Lock every target for the job; return the targets held by another job (then none
-    are taken)."""
+    """Lock every target for the job; return the targets held by another job, or promised
+    to an older job waiting for them (then none are taken): a released target goes to the
+    jobs that waited for it in their order, not to whichever job asks first."""
     busy = []
     for target in sorted(targets):
+        if _first_waiting(tx, target, before=job_id) is not None:
+            busy.append(target)
+            continue
         row = tx.fetchone(
             """INSERT INTO target_locks (target, job_id, expires_at) VALUES (:t, :job, :until)
                ON CONFLICT (target) DO UPDATE SET job_id = excluded.job_id,
@@ -194,6 +206,16 @@ def acquire_locks(
     if busy:
         release_locks(tx, job_id)
     return busy
+
+
+def _first_waiting(tx: Tx, target: str, *, before: int) -> Row | None:
+    """The oldest job older than ``before`` waiting for ``target`` (queued, or claimed and
+    not yet holding it)."""
+    return tx.fetchone(
+        "SELECT id AS job_id FROM jobs WHERE waiting_for = :t AND id < :job"
+        " AND state IN ('queued', 'running') ORDER BY id LIMIT 1",
+        {"t": target, "job": before},
+    )
 
 
 def release_locks(tx: Tx, job_id: int) -> None:
@@ -229,14 +251,20 @@ def wait_for_target(tx: Tx, job_id: int, target: str, *, owner: str, now: dateti
     """Put the owner's running job back in the queue to wait for ``target``, locked by
     another job: :func:`release_locks` makes it runnable the moment that lock is released;
     ``retry_at`` (capped at the lock's expiry, when a holder that died loses it) is only the
-    fallback. Returns the job (None when the lease was lost meanwhile), the lock's row
-    (None if it is gone already) and whether the job was not already waiting for this target
-    (a wait is said once on the timeline, not at every retry)."""
+    fallback. Returns the job (None when the lease was lost meanwhile), the ``job_id`` of
+    the job that holds the target or, with ``promised``, waited for it longer (None if
+    neither does any more) and
+    whether the job was not already waiting for this target (a wait is said once on the
+    timeline, not at every retry)."""
     held = tx.fetchone("SELECT job_id, expires_at FROM target_locks WHERE target = :t",
                        {"t": target})
     before = tx.fetchone("SELECT waiting_for FROM jobs WHERE id = :id", {"id": job_id})
     if held is not None:
         retry_at = min(retry_at, max(held["expires_at"], now))
+    else:  # promised to an older waiting job, which takes it at once unless a guard stops it
+        first = _first_waiting(tx, target, before=job_id)
+        held = {**first, "promised": True} if first is not None else None
+        retry_at = min(retry_at, now + PROMISED_RETRY)
     row = move(tx, job_id, "queued", now=now, owner=owner, not_before=retry_at,
                attempts=attempts, waiting_for=target)
     new = row is not None and (before is None or before["waiting_for"] != target)
