@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,18 +83,22 @@ def serve(
             sys.exit(1)
         finally:
             store.close()
-    _audit_checkpoint(config, "start", "serve")
+    # Until gunicorn installs its own handlers, a SIGTERM (a deploy stopping a process that
+    # is still starting) unwinds through the finally below, so the stop checkpoint is kept.
+    signal.signal(signal.SIGTERM, _stop_while_starting)
     embedded = None
-    if config.server.embedded_worker and not no_worker:
-        import subprocess
-
-        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        embedded = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed argv
-            [sys.executable, "-m", "receiver", "worker", "-c", config_path, "--exit-with-parent"],
-            env=env,
-        )
     master = os.getpid()  # gunicorn's forked workers unwind through the finally below too
     try:
+        _audit_checkpoint(config, "start", "serve")
+        if config.server.embedded_worker and not no_worker:
+            import subprocess
+
+            env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+            embedded = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "receiver", "worker", "-c", config_path,
+                 "--exit-with-parent"],
+                env=env,
+            )
         run_gunicorn(
             config,
             bind=bind or config.server.bind,
@@ -204,6 +209,10 @@ def _record_config(store: Any, config_path: str, process: str) -> None:
     from receiver.engine import utcnow
 
     controls.record_config_loaded(store, config_path, process=process, now=utcnow())
+
+
+def _stop_while_starting(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _audit_checkpoint(config: Any, reason: str, role: str) -> None:
