@@ -3,6 +3,9 @@
 The processor cuts secret-named keys, URL credentials and bearer tokens from every event,
 and every configured secret (the :class:`~receiver.secrets.Redactor` given to
 :func:`configure_logging`) from every string in it, the rendered exception included.
+Records of the standard library's loggers (gunicorn's error log, apprise, urllib3) get the
+same treatment where they are made, by the process's log record factory, whatever handler
+writes them afterwards.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import traceback
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -53,6 +57,37 @@ class RedactSecrets:
         return self.redactor(redact_mapping(event_dict))
 
 
+class _RedactingRecordFactory:
+    """Wraps the log record factory: each record's message is rendered and redacted, and
+    its exception text with it, before any handler or formatter sees the record."""
+
+    def __init__(self, base: Callable[..., logging.LogRecord], redactor: Redactor) -> None:
+        self.base = base
+        self.redactor = redactor
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.base(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string is the logging module's to report
+            return record
+        clean = self.redactor(redact_value(message))
+        if clean != message or record.args:
+            record.msg, record.args = clean, ()
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_text = self.redactor(redact_value(text))
+        return record
+
+
+def redact_stdlib_records(redactor: Redactor) -> None:
+    """Install (or replace) the redacting record factory for this process."""
+    base = logging.getLogRecordFactory()
+    if isinstance(base, _RedactingRecordFactory):
+        base = base.base
+    logging.setLogRecordFactory(_RedactingRecordFactory(base, redactor))
+
+
 def configure_logging(
     level: str = "info", fmt: str = "json", redactor: Redactor = NO_SECRETS
 ) -> None:
@@ -78,3 +113,4 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    redact_stdlib_records(redactor)

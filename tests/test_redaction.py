@@ -335,3 +335,37 @@ def test_no_secret_survives_redaction_whatever_surrounds_it(
     assert secret not in out
     assert REDACTED in out
     assert redactor({"k": [before + secret + after]})["k"][0] == out
+
+
+def test_standard_library_log_records_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn's and apprise's loggers are the standard library's: a configured secret in
+    a record's message, its arguments or its exception never reaches a handler's output."""
+    import io
+    import logging
+
+    secret = "stdlib-secret-" + uuid.uuid4().hex
+    monkeypatch.setenv("REMEDIATOR_TEST_STDLIB_SECRET", secret)
+    config = make_config(auth={"bearer_token": "env:REMEDIATOR_TEST_STDLIB_SECRET"})
+    before = logging.getLogRecordFactory()
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    log = logging.getLogger("gunicorn.error.redaction-test")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        configure_logging("info", "json", redactor_for(config))
+        configure_logging("info", "json", redactor_for(config))  # twice: wrapped once
+        log.error("token %s seen", secret)
+        log.warning(f"inline {secret} and bearer Authorization: Bearer {secret}")
+        try:
+            raise RuntimeError(f"connect failed with {secret}")
+        except RuntimeError:
+            log.exception("worker crashed")
+    finally:
+        log.removeHandler(handler)
+        logging.setLogRecordFactory(before)
+    text = out.getvalue()
+    assert "seen" in text and "worker crashed" in text and "RuntimeError" in text
+    assert secret not in text
+    assert text.count(REDACTED) >= 4
