@@ -133,6 +133,7 @@ def _decide(tx: Tx, config: Config, job_id: int, approve: bool, user: str, reaso
     if groups and not (config.people.groups_of(user) & set(groups)):
         raise DecisionError("not_allowed",
                             f"{user} is not in an approving group ({', '.join(groups)})")
+    _one_account_one_vote(tx, approval, user, origin)
     decision = "approve" if approve else "deny"
     if not approval_store.add_vote(tx, approval["id"], user, decision, reason, now, origin):
         raise DecisionError("already_voted", f"{user} has already decided on job {job_id}")
@@ -152,6 +153,22 @@ def _decide(tx: Tx, config: Config, job_id: int, approve: bool, user: str, reaso
     row = _close(tx, job, approval, "approved", user=user, reason=reason, now=now)
     job_store.wake_workers(tx)
     return row
+
+
+def _one_account_one_vote(tx: Tx, approval: Row, user: str, origin: dict[str, Any]) -> None:
+    """A vote cast from the command line counts for the OS account that cast it: one that
+    already voted on this approval as another person (its own mapping, then someone else's
+    token) is refused. Checked under the approval's row lock, so two votes at once from one
+    account cannot both pass."""
+    if origin.get("via") != "cli" or not origin.get("os_user"):
+        return
+    for vote in approval_store.votes(tx, approval["id"]):
+        cast = vote["origin"] or {}
+        if (cast.get("via") == "cli" and cast.get("os_user") == origin["os_user"]
+                and cast.get("host") == origin.get("host") and vote["approver"] != user):
+            raise DecisionError(
+                "same_account", f"the OS account {origin['os_user']!r} already voted on this "
+                f"job as {vote['approver']}; one account counts as one approver")
 
 
 def _close(tx: Tx, job: Row, approval: Row, state: str, *, user: str, reason: str,

@@ -272,3 +272,43 @@ def test_escalation_waiting_behind_a_resolution_does_not_page(store: Store, stor
     assert second.error is None, second.error
     assert event_kinds(kit)["escalated"] == 0
     assert store.get_incident(inc)["state"] == "resolved"
+
+
+def test_one_os_account_counts_once_even_deciding_at_the_same_instant(
+        store: Store, clock: Clock) -> None:
+    """Two CLI votes from one OS account on one host, as two people (its own mapping and
+    someone else's token), sent at once towards a two-person approval: the store counts one;
+    the other is refused same_account, and the approval is still pending."""
+    kit = Kit(store, clock, [rule(approval={"mode": "required", "approvers": 2})])
+    kit.fire(make_notification([make_alert(labels={"container": "web1"})], group_key="g"))
+    kit.drain()
+    job_id = kit.jobs()[0]["id"]
+    assert kit.job(job_id)["state"] == "awaiting_approval"
+    origin = {"via": "cli", "os_user": "deploy", "host": "ops-1", "auth": "os"}
+    start = threading.Barrier(2)
+    outcomes: list[Any] = []
+    lock = threading.Lock()
+
+    def vote(user: str) -> None:
+        start.wait(10)
+        try:
+            got: Any = decide_job(store, kit.config, job_id, approve=True, user=user,
+                                  reason="ok", now=clock(), origin=origin)["state"]
+        except DecisionError as exc:
+            got = exc
+        with lock:
+            outcomes.append(got)
+
+    threads = [threading.Thread(target=vote, args=(u,)) for u in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    refused = [g for g in outcomes if isinstance(g, DecisionError)]
+    assert len(outcomes) == 2 and len(refused) == 1, outcomes
+    assert refused[0].code == "same_account" and "deploy" in str(refused[0])
+    assert len(votes(store, job_id)) == 1
+    assert kit.job(job_id)["state"] == "awaiting_approval"
+    other = decide_job(store, kit.config, job_id, approve=True, user="carol", reason="ok",
+                       now=clock(), origin={"via": "cli", "os_user": "carol", "host": "ops-1"})
+    assert other["state"] == "queued"  # a second account completes the two-person rule
