@@ -71,6 +71,16 @@ def _walk_strings(value: Any) -> Iterable[str]:
 ApprovalMode = Literal["risk", "auto", "required"]
 
 
+def checked_url_template(value: str) -> str:
+    """A check's URL template: only the allowed placeholders, each where a label value may
+    stand in a URL (see :mod:`receiver.urls`)."""
+    from receiver.urls import check_url_template  # deferred: receiver.urls imports rules
+
+    check_template(value)
+    check_url_template(value)
+    return value
+
+
 class ApprovalPolicy(BaseModel):
     """``risk`` (the default): approval when the playbook call is high risk."""
 
@@ -125,14 +135,7 @@ class HttpCheck(_Strict):
     interval: Duration = timedelta(seconds=2)
     timeout: Duration = timedelta(seconds=5)
 
-    @field_validator("url")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        from receiver.urls import check_url_template  # deferred: receiver.urls imports rules
-
-        check_template(value)
-        check_url_template(value)
-        return value
+    _template = field_validator("url")(checked_url_template)
 
 
 class PromQLCheck(_Strict):
@@ -144,14 +147,7 @@ class PromQLCheck(_Strict):
     interval: Duration = timedelta(seconds=5)
     timeout: Duration = timedelta(seconds=5)
 
-    @field_validator("url")
-    @classmethod
-    def _url_template(cls, value: str) -> str:
-        from receiver.urls import check_url_template  # deferred: receiver.urls imports rules
-
-        check_template(value)
-        check_url_template(value)
-        return value
+    _url_template = field_validator("url")(checked_url_template)
 
     @field_validator("query")
     @classmethod
