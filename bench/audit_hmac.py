@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from receiver.audit import GENESIS, KEYED, LEGACY, AuditKey, chain_hash  # noqa: E402
+from receiver.audit.chain import GENESIS, KEYED, LEGACY, AuditKey, chain_hash  # noqa: E402
 from receiver.store import audit as audit_store  # noqa: E402
 from receiver.store import open_store  # noqa: E402
 
@@ -61,7 +61,7 @@ def bench_digest(n: int) -> dict[str, Any]:
     """The digest alone, on the bytes one entry hashes (~400 bytes), without the JSON."""
     import hashlib
 
-    from receiver.audit import canonical
+    from receiver.audit.chain import canonical
 
     data = (GENESIS + canonical({**ENTRY, "alg": KEYED, "key_id": KEY.id})).encode()
     out: dict[str, Any] = {"bytes": len(data)}

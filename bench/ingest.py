@@ -575,9 +575,9 @@ def scenario_c(backend: str, setting: tuple[int, int], alerts: int) -> dict[str,
 def phase_profile(backend: str, rounds: int) -> dict[str, Any]:
     """Time one request's phases in-process (no HTTP, no gunicorn): JSON parse + validation,
     classification (severity, rules), and the store transaction."""
-    from receiver.alertmanager import Notification
     from receiver.config import parse_config
-    from receiver.engine import Intake
+    from receiver.intake.alertmanager import Notification
+    from receiver.intake.engine import Intake
     from receiver.store import open_store
 
     raw = yaml.safe_load((ROOT / "remediator.example.yml").read_text(encoding="utf-8"))

@@ -592,12 +592,12 @@ def worker_profile(backend: str, rounds: int, rclient: redis.Redis) -> dict[str,
     """Where a job's time goes inside the worker, in-process and one job at a time (no HTTP,
     no other thread): each store transaction (commit included) and each playbook call, in
     the order ``Worker._loop`` makes them on one wake-up: ``sweep()`` then ``run_once()``."""
-    from receiver import guards as guards_module
-    from receiver.alertmanager import Notification
     from receiver.config import parse_config
-    from receiver.engine import Intake
+    from receiver.intake.alertmanager import Notification
+    from receiver.intake.engine import Intake
+    from receiver.remediation import guards as guards_module
+    from receiver.remediation.worker import Worker
     from receiver.store import open_store
-    from receiver.worker import Worker
 
     os.environ.setdefault("BENCH_REDIS_URL", REDIS_URL)
     # the worker logs each job: keep stdout for the JSON report
@@ -763,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
                 "the job back to wait: the commit that releases the lock makes it runnable "
                 "(jobs.waiting_for; NOTIFY on PostgreSQL, data_version on SQLite), a timed "
                 "retry after max(LOCK_RETRY 250ms, poll_interval) x (1-2), capped at the "
-                "lock's expiry, is only the fallback (receiver/worker.py _lock_targets); "
+                "lock's expiry, is only the fallback (the worker's _lock_targets); "
                 "alert_to_action_claimed_once is the distribution without those jobs",
                 "worker_profile": "in-process, one job at a time: each store transaction "
                 "(commit included) and playbook call of one sweep() + run_once()",

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from receiver.app import create_app  # noqa: E402
 from receiver.config import parse_config  # noqa: E402
-from receiver.metrics import refresh_snapshot_if_due  # noqa: E402
+from receiver.incidents.metrics import refresh_snapshot_if_due  # noqa: E402
 from receiver.store import open_store  # noqa: E402
 
 PG_DSN = os.environ.get("REMEDIATOR_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:54329/postgres")

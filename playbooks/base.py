@@ -36,7 +36,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 
 from receiver.adapters import AdapterFactory
-from receiver.targets import TargetsConfig
+from receiver.remediation.targets import TargetsConfig
 
 
 class Risk(enum.StrEnum):
@@ -68,7 +68,8 @@ class PlaybookContext:
     adapters: AdapterFactory = field(default_factory=AdapterFactory)
     from_alert: frozenset[str] | None = None
     """Names of the params that an alert's labels or annotations filled (see
-    :func:`receiver.rules.params_from_alert`); None: not known, so every param counts."""
+    :func:`receiver.remediation.rules.params_from_alert`); None: not known, so every param
+    counts."""
 
     def filled_by_alert(self, param: str) -> bool:
         """Whether the value of ``param`` came (or may have come) from alert data."""

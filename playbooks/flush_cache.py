@@ -38,7 +38,7 @@ from playbooks.base import (
     dry_run_result,
 )
 from receiver.errors import PlaybookError
-from receiver.targets import RedisTarget, TargetName, literal_prefix, show
+from receiver.remediation.targets import RedisTarget, TargetName, literal_prefix, show
 
 KeyPattern = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,256}$")]
 

@@ -41,7 +41,13 @@ from playbooks.base import (
     Verification,
     dry_run_result,
 )
-from receiver.targets import WILDCARD, DatabaseName, PostgresTarget, RoleName, TargetName
+from receiver.remediation.targets import (
+    WILDCARD,
+    DatabaseName,
+    PostgresTarget,
+    RoleName,
+    TargetName,
+)
 
 if TYPE_CHECKING:
     from receiver.adapters import PostgresApi

@@ -26,7 +26,7 @@ from playbooks.base import (
     dry_run_result,
 )
 from receiver.errors import AdapterError, PlaybookError, TargetNotAllowed
-from receiver.targets import ContainerName, LabelSelector, show
+from receiver.remediation.targets import ContainerName, LabelSelector, show
 
 if TYPE_CHECKING:
     from receiver.adapters import DockerApi

@@ -32,15 +32,15 @@ from playbooks.base import (
     Verification,
     dry_run_result,
 )
-from receiver.backups import (
+from receiver.errors import PlaybookError
+from receiver.remediation.backups import (
     backup_path,
     create_backup,
     newest_verified,
     resolve_location,
     restore_backup,
 )
-from receiver.errors import PlaybookError
-from receiver.targets import TargetName
+from receiver.remediation.targets import TargetName
 
 BackupFileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")]
 

@@ -33,7 +33,7 @@ from playbooks.base import (
     dry_run_result,
 )
 from receiver.errors import PlaybookError
-from receiver.targets import ComposeProject, ReplicaBounds, ServiceName
+from receiver.remediation.targets import ComposeProject, ReplicaBounds, ServiceName
 
 if TYPE_CHECKING:
     from receiver.adapters import DockerApi

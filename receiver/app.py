@@ -12,13 +12,13 @@ from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 from markupsafe import Markup
 
-from receiver import audit_checkpoints
+from receiver.audit import checkpoints as audit_checkpoints
 from receiver.config import Config, load_config
-from receiver.engine import Intake, utcnow
-from receiver.metrics import Metrics
+from receiver.incidents.metrics import Metrics
+from receiver.intake.engine import Intake, utcnow
+from receiver.people.tokens import secret_key
 from receiver.secrets import NO_SECRETS, Redactor, derived_forms, redactor_for
 from receiver.store import Store, open_store
-from receiver.tokens import secret_key
 from receiver.web import api, openapi, ops, pages, webhook
 from receiver.web.auth import Authenticator
 from receiver.web.errors import register_error_handlers

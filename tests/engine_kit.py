@@ -17,12 +17,12 @@ from typing import Any
 from pydantic import Field
 
 from playbooks.base import Plan, Playbook, PlaybookContext, Risk, RunResult, StrictParams
-from receiver.alertmanager import Notification
 from receiver.config import parse_config
-from receiver.engine import Intake
 from receiver.errors import PlaybookError, TargetNotAllowed
+from receiver.intake.alertmanager import Notification
+from receiver.intake.engine import Intake
+from receiver.remediation.worker import Worker
 from receiver.store import Store
-from receiver.worker import Worker
 from tests.conftest import Clock
 
 TEST_CONFIG: dict[str, Any] = {"data_dir": "/tmp/remediator-test-data"}  # as make_config

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver.alertmanager import Notification
 from receiver.config import load_config
-from receiver.engine import Intake
-from receiver.severity import Severity
+from receiver.intake.alertmanager import Notification
+from receiver.intake.engine import Intake
+from receiver.intake.severity import Severity
 from tests.conftest import ALERT_RULES, ROOT
 from tests.factories import make_alert, make_notification
 

@@ -25,8 +25,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from receiver.app import create_app
-from receiver.audit import GENESIS, AuditKey, chain_hash
-from receiver.audit_checkpoints import audit_key, read_checkpoints, store_options, write_checkpoint
+from receiver.audit.chain import GENESIS, AuditKey, chain_hash
+from receiver.audit.checkpoints import audit_key, read_checkpoints, store_options, write_checkpoint
 from receiver.cli import main
 from receiver.config import Config, parse_config
 from receiver.store import Store, open_store
@@ -577,7 +577,7 @@ def test_any_changed_field_of_any_entry_is_caught(raw: list[dict[str, Any]],
     """Whatever alert-derived text the entries hold (unicode, separators, JSON-looking
     strings), the sealed chain verifies, and changing any one field of any one entry makes
     verification fail at that entry."""
-    from receiver.audit import verify_chain
+    from receiver.audit.chain import verify_chain
 
     chain = _sealed(raw)
     assert verify_chain(chain, KEY).ok

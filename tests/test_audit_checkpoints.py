@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver.audit import open_checkpoint
-from receiver.audit_checkpoints import audit_key, read_checkpoints, store_options
+from receiver.audit.chain import open_checkpoint
+from receiver.audit.checkpoints import audit_key, read_checkpoints, store_options
 from receiver.config import load_config
 from receiver.store import audit as audit_store
 from receiver.store import open_store
@@ -170,7 +170,7 @@ def test_serve_writes_checkpoints_at_start_and_stop(tmp_path: Path, sink: Sink) 
 
 def test_unreachable_sink_does_not_stop_the_checkpoint(store_url: str, tmp_path: Path) -> None:
     """A webhook sink that refuses connections is logged; the file is written anyway."""
-    from receiver.audit_checkpoints import write_checkpoint
+    from receiver.audit.checkpoints import write_checkpoint
 
     path = write_config(tmp_path, store_url, sinks=[
         {"kind": "webhook", "url": f"http://127.0.0.1:{free_port()}/x", "timeout": "1s"}])

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from receiver.config import parse_config
 from receiver.diagnostics import list_evidence, run_due
 from receiver.errors import ConfigError, TargetNotAllowed
-from receiver.rules import HttpCheck
+from receiver.remediation.rules import HttpCheck
+from receiver.remediation.targets import HttpTargets
+from receiver.remediation.urls import build_url
+from receiver.remediation.verification import http_check
 from receiver.store import Store
-from receiver.targets import HttpTargets
-from receiver.urls import build_url
-from receiver.verification import http_check
 from tests.conftest import Clock
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification

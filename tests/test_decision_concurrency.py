@@ -19,9 +19,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from receiver import approvals, timers
-from receiver.approvals import DecisionError, decide_job
 from receiver.errors import InvalidTransition
+from receiver.incidents import timers
+from receiver.people import approvals
+from receiver.people.approvals import DecisionError, decide_job
 from receiver.store import Store
 from receiver.store import approvals as approval_store
 from receiver.store import incidents as incident_store

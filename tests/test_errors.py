@@ -95,9 +95,12 @@ def test_the_docstring_draws_the_real_tree() -> None:
 
 def test_every_error_class_lives_in_receiver_errors() -> None:
     """The tree is in one module; the old import paths still name the same classes."""
-    from receiver import approvals, lifecycle, notify, rules, tokens
     from receiver.adapters import http
-    from receiver.audit_checkpoints import AuditKeyMissing
+    from receiver.audit.checkpoints import AuditKeyMissing
+    from receiver.comms import notify
+    from receiver.incidents import lifecycle
+    from receiver.people import approvals, tokens
+    from receiver.remediation import rules
     from receiver.store import db
     from receiver.web import errors as web_errors
 
@@ -173,7 +176,7 @@ def test_a_transition_the_table_forbids_is_invalid_transition(app: Any) -> None:
     """Closing an open incident is refused by the incident state table itself
     (InvalidTransition, an ActionError): 409 ``invalid_transition`` on the API, the incident
     page with the reason on the page."""
-    from receiver import lifecycle
+    from receiver.incidents import lifecycle
 
     c = app.test_client()
     r = c.post("/api/v1/alerts", headers={"Authorization": f"Bearer {TOKEN}"},

@@ -21,14 +21,14 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from receiver import lifecycle, postmortem
-from receiver.markup import html_text, md_code, md_text, one_line, slack_text
-from receiver.notify import Message, deliver_due, incident_url
+from receiver.comms.markup import html_text, md_code, md_text, one_line, slack_text
+from receiver.comms.notify import Message, deliver_due, incident_url
+from receiver.incidents import lifecycle, postmortem
+from receiver.people.tokens import approval_links
 from receiver.store import Store
 from receiver.store import approvals as approval_store
 from receiver.store import evidence as evidence_store
 from receiver.store import jobs as job_store
-from receiver.tokens import approval_links
 from tests.conftest import Clock, people
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from playbooks import REGISTRY
 from playbooks.restore_database import RestoreDatabase
-from receiver import event_kinds, incidents, job_states
 from receiver.adapters import (
     AdapterFactory,
     DockerApi,
@@ -24,19 +23,22 @@ from receiver.adapters import (
     PrometheusApi,
     RedisApi,
 )
-from receiver.approvals import required_approvers
+from receiver.comms.notify import NOTIFY_TYPES
 from receiver.config import HttpProbe, load_config, parse_config
 from receiver.diagnostics.probes import PROBES, ProbeEnv
 from receiver.errors import ConfigError
-from receiver.event_kinds import EventKind
-from receiver.notify import NOTIFY_TYPES
-from receiver.rules import HttpCheck, Verification
+from receiver.incidents import event_kinds
+from receiver.incidents import states as incidents
+from receiver.incidents.event_kinds import EventKind
+from receiver.people.approvals import required_approvers
+from receiver.remediation import job_states
+from receiver.remediation.rules import HttpCheck, Verification
+from receiver.remediation.targets import HttpTargets, TargetsConfig
+from receiver.remediation.verification import run_checks
 from receiver.store import Store, events
 from receiver.store import ingest as ingest_store
 from receiver.store import jobs as job_store
 from receiver.store import reports as report_store
-from receiver.targets import HttpTargets, TargetsConfig
-from receiver.verification import run_checks
 from tests.conftest import PG_DSN, Clock, people
 from tests.engine_kit import FakeAction, Kit, rule
 from tests.factories import make_alert, make_notification

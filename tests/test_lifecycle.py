@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from receiver import lifecycle
 from receiver.errors import InvalidTransition
-from receiver.incidents import STATES, TRANSITIONS, can_transition, check_transition
+from receiver.incidents import lifecycle
+from receiver.incidents.states import STATES, TRANSITIONS, can_transition, check_transition
 from receiver.store import AuditFilter, Store
 from tests.conftest import Clock, people
 from tests.engine_kit import Kit

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from receiver import report
 from receiver.app import create_app
-from receiver.metrics import DURATION_BUCKETS
+from receiver.incidents import report
+from receiver.incidents.metrics import DURATION_BUCKETS
 from receiver.store import Store
 from receiver.store import reports as report_store
 from tests.conftest import Clock, make_config
@@ -157,7 +157,7 @@ def test_snapshot_round_trips_through_the_store(store: Store) -> None:
 def test_scrape_serves_the_worker_snapshot_while_fresh(store: Store, tmp_path: Any) -> None:
     """A worker's chore stores the figures; scrapes read them (one row) until they are
     older than twice server.metrics_refresh, then compute afresh."""
-    from receiver.metrics import refresh_snapshot_if_due
+    from receiver.incidents.metrics import refresh_snapshot_if_due
 
     _seed(store, 40, 5)
     clock = Clock(NOW)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from receiver.alertmanager import NUL_REPLACEMENT, Notification, label_fingerprint
+from receiver.intake.alertmanager import NUL_REPLACEMENT, Notification, label_fingerprint
 from tests.factories import make_alert, make_notification
 
 

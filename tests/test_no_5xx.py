@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from receiver.severity import Severity
+from receiver.intake.severity import Severity
 from receiver.web.requests import MAX_ID, SeverityName
 from tests.conftest import OP, PASSWORD
 from tests.factories import make_alert, make_notification

@@ -23,10 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 import structlog
 
-from receiver.config import NotificationRetry
-from receiver.errors import ConfigError
-from receiver.markup import md_text
-from receiver.notify import (
+from receiver.comms.markup import md_text
+from receiver.comms.notify import (
     AppriseSender,
     DeliveryFailed,
     Message,
@@ -35,9 +33,11 @@ from receiver.notify import (
     matching_channels,
     next_attempt_at,
 )
+from receiver.config import NotificationRetry
+from receiver.errors import ConfigError
+from receiver.people.tokens import read_token, secret_key
 from receiver.store import Store, events
 from receiver.store import outbox as outbox_store
-from receiver.tokens import read_token, secret_key
 from tests.conftest import Clock, make_config
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification

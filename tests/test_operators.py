@@ -12,11 +12,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from receiver import controls
 from receiver.app import create_app
-from receiver.approvals import required_approvers
 from receiver.cli import main
 from receiver.commands.identity import os_account
+from receiver.people.approvals import required_approvers
+from receiver.remediation import controls
 from receiver.store import AuditFilter, Store
 from tests.conftest import Clock, people
 from tests.engine_kit import Kit, rule

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from receiver.app import create_app
+from receiver.people.tokens import approval_links
 from receiver.store import Store
 from receiver.store import approvals as approval_store
 from receiver.store import jobs as job_store
-from receiver.tokens import approval_links
 from tests.conftest import OP_TOKEN, PASSWORD, READ_TOKEN, TOKEN, Clock, people
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification
@@ -217,7 +217,7 @@ def test_approver_outside_the_group_gets_no_link_and_is_refused(web: Any) -> Non
     """Carol (group web) gets no link for a dba approval, and the API refuses her vote."""
     job_id, links = parked_job(web)
     assert sorted(links) == ["alice", "bob"]
-    from receiver.approvals import DecisionError, decide_job
+    from receiver.people.approvals import DecisionError, decide_job
 
     with pytest.raises(DecisionError, match="not in an approving group"):
         decide_job(web.store, web.config, job_id, approve=True, user="carol", reason="",

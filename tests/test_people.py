@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from werkzeug.security import generate_password_hash
 
 from receiver.app import INSECURE_NO_AUTH_WARNING, create_app
+from receiver.people.tokens import approval_links
 from receiver.store import AuditFilter, Store
-from receiver.tokens import approval_links
 from receiver.web.operators import PASSWORDS_EXTENSION
 from tests.conftest import OP, PASSWORD, Clock, people
 from tests.engine_kit import Kit, rule
@@ -82,14 +82,14 @@ def api_token(client: Any, **kw: Any) -> str:
 
 
 def paused(kit: Kit) -> bool:
-    from receiver import controls, guards
+    from receiver.remediation import controls, guards
 
     c = controls.state(kit.store).get(guards.PAUSED)
     return c is not None and c["value"] == "true"
 
 
 def pause(kit: Kit) -> None:
-    from receiver import controls
+    from receiver.remediation import controls
 
     controls.pause(kit.store, actor="user:alice", reason="test", now=kit.clock())
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from receiver import lifecycle, postmortem, report
 from receiver.app import create_app
-from receiver.approvals import decide_job
+from receiver.incidents import lifecycle, postmortem, report
+from receiver.people.approvals import decide_job
 from receiver.store import Store
 from receiver.store import reports as report_store
 from tests.conftest import OP, Clock, people

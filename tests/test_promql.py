@@ -18,11 +18,16 @@ from hypothesis import strategies as st
 from receiver.config import parse_config
 from receiver.diagnostics import list_evidence, run_due
 from receiver.errors import ConfigError
-from receiver.promql import check_query_template, escape_regex, escape_string, render_query
-from receiver.rules import PromQLCheck
+from receiver.remediation.promql import (
+    check_query_template,
+    escape_regex,
+    escape_string,
+    render_query,
+)
+from receiver.remediation.rules import PromQLCheck
+from receiver.remediation.targets import HttpTargets
+from receiver.remediation.verification import promql_check
 from receiver.store import Store
-from receiver.targets import HttpTargets
-from receiver.verification import promql_check
 from tests.conftest import Clock
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification

@@ -28,11 +28,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from receiver.app import create_app
+from receiver.comms.notify import Message, deliver_due
 from receiver.config import Config
 from receiver.diagnostics import run_due
 from receiver.errors import ConfigError
-from receiver.logs import configure_logging
-from receiver.notify import Message, deliver_due
+from receiver.runtime.logs import configure_logging
 from receiver.secrets import (
     MIN_SECRET_LENGTH,
     REDACTED,

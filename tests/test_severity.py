@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from receiver.engine import SlaClock
-from receiver.matchers import MatchSpec, parse_matcher
-from receiver.severity import Severity, SeverityConfig, SeverityMapper
-from receiver.sla import add_business_time
+from receiver.intake.engine import SlaClock
+from receiver.intake.matchers import MatchSpec, parse_matcher
+from receiver.intake.severity import Severity, SeverityConfig, SeverityMapper
+from receiver.intake.sla import add_business_time
 from tests.conftest import make_config
 
 

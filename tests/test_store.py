@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from receiver.alertmanager import Notification
-from receiver.engine import Intake
+from receiver.intake.alertmanager import Notification
+from receiver.intake.engine import Intake
 from receiver.store import IncidentFilter, Store, open_store
 from tests.conftest import Clock, make_config
 from tests.factories import later, make_alert, make_notification

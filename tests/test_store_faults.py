@@ -26,8 +26,8 @@ import yaml
 
 from receiver.app import create_app
 from receiver.config import Config
+from receiver.remediation.worker import Worker
 from receiver.store import Store, open_store
-from receiver.worker import Worker
 from tests.conftest import TOKEN, drop_pg_database, make_config, new_pg_database, pg_url
 from tests.factories import make_alert, make_notification, unique_group
 from tests.support import free_port, poll

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import yaml
 
-from receiver import lifecycle, timers
+from receiver.incidents import lifecycle, timers
 from receiver.store import Store
 from tests.conftest import Clock, drop_pg_database, new_pg_database, people, pg_url
 from tests.engine_kit import Kit
@@ -137,14 +137,14 @@ def test_two_worker_processes_escalate_once(pg_template: str, tmp_path: Path) ->
     path = tmp_path / "r.yml"
     path.write_text(yaml.safe_dump(cfg))
     from receiver.config import load_config
-    from receiver.engine import Intake
+    from receiver.intake.engine import Intake
     from receiver.store import open_store
 
     store = open_store(url)
     try:
         import json
 
-        from receiver.alertmanager import Notification
+        from receiver.intake.alertmanager import Notification
 
         body = json.dumps(make_notification([make_alert()]))
         Intake(load_config(path), store).accept(Notification.model_validate_json(body), body)
@@ -179,7 +179,7 @@ def test_two_worker_processes_escalate_once(pg_template: str, tmp_path: Path) ->
 def test_escalation_levels_reach_their_own_channels(store: Store, clock: Clock,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A breach is delivered to the level's channel even when that channel filters it out."""
-    from receiver import notify
+    from receiver.comms import notify
 
     monkeypatch.setenv("PAGER_URL", "json://127.0.0.1:9/p")
     monkeypatch.setenv("CHAT_URL", "json://127.0.0.1:9/c")

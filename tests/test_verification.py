@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from receiver.rules import HttpCheck, PromQLCheck
+from receiver.remediation.rules import HttpCheck, PromQLCheck
+from receiver.remediation.targets import HttpTargets
+from receiver.remediation.verification import http_check, promql_check
 from receiver.store import Store
-from receiver.targets import HttpTargets
-from receiver.verification import http_check, promql_check
 from tests.conftest import Clock
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.alertmanager import NUL_REPLACEMENT, label_fingerprint
 from receiver.config.server import ServerConfig
+from receiver.intake.alertmanager import NUL_REPLACEMENT, label_fingerprint
 from receiver.store import Store
 from receiver.store.ingest import CUT_MARK, KEY_BYTES, STORED_VALUE_CHARS, bounded_key, cut
 from tests.factories import later, make_alert, make_notification, unique_group

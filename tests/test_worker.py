@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver import guards
-from receiver.approvals import DecisionError, decide_job
-from receiver.audit import verify_chain
+from receiver.audit.chain import verify_chain
+from receiver.people.approvals import DecisionError, decide_job
+from receiver.remediation import guards
 from receiver.store import Store
 from receiver.store import audit as audit_store
 from receiver.store import jobs as job_store

@@ -25,8 +25,8 @@ from receiver.adapters.protocols import (
 )
 
 if TYPE_CHECKING:
-    from receiver.targets import DockerEndpoint, PostgresTarget, RedisTarget
-    from receiver.urls import HostAllowlist
+    from receiver.remediation.targets import DockerEndpoint, PostgresTarget, RedisTarget
+    from receiver.remediation.urls import HostAllowlist
 
 
 class AdapterFactory:

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from receiver.errors import AdapterError, RedirectRefused, TargetNotAllowed
-from receiver.urls import HostAllowlist, check_url, next_hop
+from receiver.remediation.urls import HostAllowlist, check_url, next_hop
 
 MAX_BODY = 4096
 MAX_REDIRECTS = 5

@@ -2,7 +2,7 @@
 
 The base URL is called like any HTTP check (:func:`receiver.adapters.http.fetch`): its host
 and every redirect hop must be in ``targets.http.hosts``. Queries are rendered from alerts
-by :func:`receiver.promql.render_query`, never here.
+by :func:`receiver.remediation.promql.render_query`, never here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from receiver.adapters.http import fetch
 from receiver.errors import AdapterError
-from receiver.urls import HostAllowlist
+from receiver.remediation.urls import HostAllowlist
 
 MAX_ANSWER = 4 * 1024 * 1024
 

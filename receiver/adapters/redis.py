@@ -22,8 +22,8 @@ import redis.exceptions
 
 from receiver.adapters.base import ClosingAdapter
 from receiver.errors import AdapterError, PlaybookError
+from receiver.remediation.targets import literal_prefix
 from receiver.secrets import Secret
-from receiver.targets import literal_prefix
 
 
 @dataclass(frozen=True)

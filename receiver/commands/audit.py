@@ -21,7 +21,7 @@ def audit_verify(config_path: str) -> None:
     """Check the chain with the audit key, against the signed checkpoints and the
     append-only triggers; name each problem (deleted tail, deleted, inserted or edited
     entry, re-hashed chain, dropped trigger) and exit 1 then."""
-    from receiver.audit_checkpoints import AuditKeyMissing
+    from receiver.audit.checkpoints import AuditKeyMissing
 
     config = load_config_or_exit(config_path)
     try:
@@ -61,7 +61,7 @@ def audit_verify(config_path: str) -> None:
 def audit_export(config_path: str, fmt: str, incident: int | None, actor: str | None,
                  action: str | None, output: Any) -> None:
     """Export entries (filtered) as JSON Lines or CSV, in chain order."""
-    from receiver.audit_export import to_csv, to_jsonl
+    from receiver.audit.export import to_csv, to_jsonl
     from receiver.store import AuditFilter
 
     config = load_config_or_exit(config_path)

@@ -20,8 +20,8 @@ def backup() -> None:
 @click.option("--format", "fmt", type=click.Choice(["custom", "sql.gz"]), default="custom")
 def backup_create(config_path: str, location: str, fmt: str) -> None:
     """Dump the location's database into its directory, with a manifest."""
-    from receiver import backups
     from receiver.errors import RemediatorError
+    from receiver.remediation import backups
 
     config = load_config_or_exit(config_path)
     try:
@@ -37,8 +37,8 @@ def backup_create(config_path: str, location: str, fmt: str) -> None:
 @click.argument("location")
 def backup_list(config_path: str, location: str) -> None:
     """List a location's backups, newest first, and any invalid files."""
-    from receiver import backups
     from receiver.errors import RemediatorError
+    from receiver.remediation import backups
 
     config = load_config_or_exit(config_path)
     try:
@@ -57,8 +57,8 @@ def backup_list(config_path: str, location: str) -> None:
 @click.argument("location")
 def backup_verify(config_path: str, location: str) -> None:
     """Verify every backup of a location; exit 1 if any fails."""
-    from receiver import backups
     from receiver.errors import RemediatorError
+    from receiver.remediation import backups
 
     config = load_config_or_exit(config_path)
     try:

@@ -25,8 +25,8 @@ def incident() -> None:
 
 def _incident_action(config_path: str, incident_id: int, action: str, as_user: str | None,
                      token_ref: str | None, text: str = "", value: str = "") -> None:
-    from receiver import lifecycle
-    from receiver.engine import utcnow
+    from receiver.incidents import lifecycle
+    from receiver.intake.engine import utcnow
 
     config = load_config_or_exit(config_path)
     who = resolve(config, actor_name(as_user) if as_user is not None else None, token_ref)
@@ -79,7 +79,7 @@ def incident_diagnose(config_path: str, incident_id: int, as_user: str | None,
                       token_ref: str | None) -> None:
     """Run the incident's diagnostics again (the worker picks it up)."""
     from receiver.diagnostics import request as request_diagnostics
-    from receiver.engine import utcnow
+    from receiver.intake.engine import utcnow
 
     config = load_config_or_exit(config_path)
     who = resolve(config, actor_name(as_user) if as_user is not None else None, token_ref,
@@ -101,7 +101,7 @@ def incident_diagnose(config_path: str, incident_id: int, as_user: str | None,
 @click.argument("incident_id", type=int)
 def postmortem(config_path: str, incident_id: int) -> None:
     """Print the Markdown post-mortem draft of an incident."""
-    from receiver import postmortem as pm
+    from receiver.incidents import postmortem as pm
 
     config = load_config_or_exit(config_path)
     store = store_for(config)
@@ -121,9 +121,9 @@ def postmortem(config_path: str, incident_id: int) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def report(config_path: str, since: str, as_json: bool) -> None:
     """MTTA/MTTM/MTTR, SLA breaches, false alarms and noise by severity; playbook success."""
-    from receiver import report as rep
     from receiver.durations import parse_duration
-    from receiver.engine import utcnow
+    from receiver.incidents import report as rep
+    from receiver.intake.engine import utcnow
     from receiver.store import reports
 
     config = load_config_or_exit(config_path)

@@ -33,7 +33,7 @@ def load_config_or_exit(path: str) -> Config:
 
 def store_for(config: Config, *, create_audit_key: bool = True) -> Any:
     """The configured store, chaining audit entries with the deployment's audit key."""
-    from receiver.audit_checkpoints import store_options
+    from receiver.audit.checkpoints import store_options
     from receiver.secrets import redactor_for
     from receiver.store import open_store
 

@@ -64,13 +64,13 @@ def serve(
         raise
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
-    from receiver.logs import configure_logging
+    from receiver.runtime.logs import configure_logging
+    from receiver.runtime.server import run_gunicorn
     from receiver.secrets import redactor_for
-    from receiver.server import run_gunicorn
 
     configure_logging(config.logging.level, config.logging.format, redactor_for(config))
     if config.store.migrate_on_start:
-        from receiver.audit_checkpoints import store_options
+        from receiver.audit.checkpoints import store_options
         from receiver.store import open_store
 
         store = open_store(config.store_url(), pool_min=0, pool_max=2, **store_options(config))
@@ -128,9 +128,9 @@ def worker(config_path: str, threads: int, exit_with_parent: bool) -> None:
     import signal
     import threading
 
-    from receiver.logs import configure_logging
+    from receiver.remediation.worker import Worker
+    from receiver.runtime.logs import configure_logging
     from receiver.secrets import redactor_for
-    from receiver.worker import Worker
 
     config = load_config_or_exit(config_path)
     configure_logging(config.logging.level, config.logging.format, redactor_for(config))
@@ -143,7 +143,7 @@ def worker(config_path: str, threads: int, exit_with_parent: bool) -> None:
         _record_config(store, config_path, f"worker {w.id}")
     except StoreError as exc:
         click.echo(f"could not record the configuration in the audit log: {exc}", err=True)
-    from receiver.audit_checkpoints import checkpoint_quietly
+    from receiver.audit.checkpoints import checkpoint_quietly
 
     checkpoint_quietly(store, config, reason="start", role=f"worker {w.id}")
     if exit_with_parent:
@@ -205,8 +205,8 @@ def _no_space(data_dir: Path, free: int | None) -> None:
 
 
 def _record_config(store: Any, config_path: str, process: str) -> None:
-    from receiver import controls
-    from receiver.engine import utcnow
+    from receiver.intake.engine import utcnow
+    from receiver.remediation import controls
 
     controls.record_config_loaded(store, config_path, process=process, now=utcnow())
 
@@ -217,7 +217,7 @@ def _stop_while_starting(_signum: int, _frame: Any) -> None:
 
 def _audit_checkpoint(config: Any, reason: str, role: str) -> None:
     """A signed checkpoint of the audit chain's head when ``serve`` starts and stops."""
-    from receiver.audit_checkpoints import checkpoint_quietly
+    from receiver.audit.checkpoints import checkpoint_quietly
 
     try:
         store = store_for(config)

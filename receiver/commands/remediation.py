@@ -33,8 +33,8 @@ def _as(value: str | None) -> str | None:
 def pause(config_path: str, rule: str | None, reason: str, as_user: str | None,
           token_ref: str | None) -> None:
     """Kill switch: stop all automatic remediation (or one rule's). Audited."""
-    from receiver import controls
-    from receiver.engine import utcnow
+    from receiver.intake.engine import utcnow
+    from receiver.remediation import controls
 
     config = load_config_or_exit(config_path)
     who = resolve(config, _as(as_user), token_ref, allow_unmapped=True)
@@ -58,8 +58,8 @@ def pause(config_path: str, rule: str | None, reason: str, as_user: str | None,
 def resume(config_path: str, rule: str | None, reason: str, as_user: str | None,
            token_ref: str | None) -> None:
     """Lift a pause set by ``remediator pause``. Audited."""
-    from receiver import controls
-    from receiver.engine import utcnow
+    from receiver.intake.engine import utcnow
+    from receiver.remediation import controls
 
     config = load_config_or_exit(config_path)
     who = resolve(config, _as(as_user), token_ref)
@@ -81,8 +81,8 @@ def resume(config_path: str, rule: str | None, reason: str, as_user: str | None,
 def reset_breaker(config_path: str, rule: str, reason: str, as_user: str | None,
                   token_ref: str | None) -> None:
     """Close a rule's circuit breaker so its jobs run automatically again. Audited."""
-    from receiver import controls, guards
-    from receiver.engine import utcnow
+    from receiver.intake.engine import utcnow
+    from receiver.remediation import controls, guards
 
     config = load_config_or_exit(config_path)
     who = resolve(config, _as(as_user), token_ref)
@@ -97,8 +97,8 @@ def reset_breaker(config_path: str, rule: str, reason: str, as_user: str | None,
 
 def _decide(config_path: str, job_id: int, approve: bool, as_user: str | None,
             token_ref: str | None, reason: str) -> None:
-    from receiver.approvals import DecisionError, decide_job
-    from receiver.engine import utcnow
+    from receiver.intake.engine import utcnow
+    from receiver.people.approvals import DecisionError, decide_job
     from receiver.store import approvals as approval_store
 
     config = load_config_or_exit(config_path)

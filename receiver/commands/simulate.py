@@ -31,7 +31,7 @@ def check_rule_params(config: Config, playbook_name: str, params_raw: dict[str, 
     from playbooks import load_registry
     from playbooks.base import PlaybookContext, Risk
     from receiver.errors import AdapterError, PlaybookError, TargetNotAllowed
-    from receiver.rules import params_from_alert
+    from receiver.remediation.rules import params_from_alert
 
     playbook = load_registry().get(playbook_name)
     if playbook is None:
@@ -70,7 +70,7 @@ def check_rule_params(config: Config, playbook_name: str, params_raw: dict[str, 
 def review_rules(config: Config) -> list[str]:
     """One line per rule whose params are all literal: what a job of it would be allowed to
     do and whether it waits for approval (templated params are checked per alert)."""
-    from receiver.rules import params_from_alert
+    from receiver.remediation.rules import params_from_alert
 
     lines = []
     for rule in config.rules:
@@ -90,8 +90,8 @@ def review_rules(config: Config) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def simulate(config_path: str, payload: Any, as_json: bool) -> None:
     """Show what a webhook payload would do: severity, incident key, rules. No side effects."""
-    from receiver.alertmanager import Notification
-    from receiver.engine import Intake
+    from receiver.intake.alertmanager import Notification
+    from receiver.intake.engine import Intake
 
     config = load_config_or_exit(config_path)
     body = payload.read()

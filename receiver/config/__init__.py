@@ -42,9 +42,9 @@ from receiver.config.section import Section
 from receiver.config.server import AuthConfig, BasicAuth, LoggingConfig, ServerConfig, StoreConfig
 from receiver.config.windows import BusinessHours, MaintenanceWindow, Weekday
 from receiver.errors import ConfigError
-from receiver.rules import RemediationRule
-from receiver.severity import SeverityConfig
-from receiver.targets import TargetsConfig
+from receiver.intake.severity import SeverityConfig
+from receiver.remediation.rules import RemediationRule
+from receiver.remediation.targets import TargetsConfig
 
 if TYPE_CHECKING:
     from playbooks.base import Playbook

@@ -2,7 +2,8 @@
 use ``{{ labels.x }}`` / ``{{ annotations.x }}``.
 
 URLs may take a value only as the host or host:port, or percent-encoded in the path or query
-(:mod:`receiver.urls`); PromQL only inside a quoted matcher value (:mod:`receiver.promql`).
+(:mod:`receiver.remediation.urls`); PromQL only inside a quoted matcher value
+(:mod:`receiver.remediation.promql`).
 A literal host that ``targets.http.hosts`` does not list is refused when the config loads
 (:func:`http_host_problems`)."""
 
@@ -15,11 +16,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from receiver.config.section import Section
 from receiver.durations import Duration
-from receiver.matchers import MatchSpec
-from receiver.promql import check_query_template
-from receiver.rules import RemediationRule, check_template
-from receiver.targets import HttpTargets
-from receiver.urls import check_url_template, literal_host_refusal
+from receiver.intake.matchers import MatchSpec
+from receiver.remediation.promql import check_query_template
+from receiver.remediation.rules import RemediationRule, check_template
+from receiver.remediation.targets import HttpTargets
+from receiver.remediation.urls import check_url_template, literal_host_refusal
 
 
 def _labels_only(value: str) -> str:

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from receiver.config.section import Section
 from receiver.config.windows import BusinessHours
 from receiver.durations import Duration
-from receiver.severity import Severity
+from receiver.intake.severity import Severity
 
 
 class IncidentKeyConfig(Section):

@@ -10,9 +10,9 @@ from pydantic import Field, field_validator, model_validator
 
 from receiver.config.section import Section
 from receiver.durations import Duration
-from receiver.event_kinds import notified_kinds
+from receiver.incidents.event_kinds import notified_kinds
+from receiver.intake.severity import Severity
 from receiver.secrets import SecretRef
-from receiver.severity import Severity
 
 ChannelName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")]
 

@@ -9,7 +9,7 @@ from pydantic import Field
 from receiver.config.section import Section
 from receiver.config.windows import MaintenanceWindow
 from receiver.durations import Duration
-from receiver.rules import RateBudget
+from receiver.remediation.rules import RateBudget
 
 
 class RemediationConfig(Section):

@@ -18,9 +18,9 @@ Every check is read-only and goes through an adapter:
 A check ends ``ok``, ``failed`` (it answered, and the answer is bad), ``error`` (it could not
 ask), ``timeout`` (cut off at its timeout) or ``refused`` (the targets allowlist, or a value
 rendered from alert labels, refused it; an HTTP or Prometheus URL, and every redirect hop,
-must be in ``targets.http.hosts``, see :mod:`receiver.urls`). A check's failure never fails
-the others or the incident. Evidence is redacted (URL credentials, secret-named keys, bearer
-tokens, and every configured secret) and capped at ``max_evidence_bytes``.
+must be in ``targets.http.hosts``, see :mod:`receiver.remediation.urls`). A check's failure
+never fails the others or the incident. Evidence is redacted (URL credentials, secret-named
+keys, bearer tokens, and every configured secret) and capped at ``max_evidence_bytes``.
 
 This package holds the request lifecycle (claim, run, store, timeline) and the public surface;
 ``runner`` picks the checks that apply and runs them in parallel, ``probes`` holds the five

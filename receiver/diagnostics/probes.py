@@ -16,8 +16,8 @@ from receiver.adapters import AdapterFactory
 from receiver.config import DockerProbe, HttpProbe, PostgresProbe, PrometheusProbe, RedisProbe
 from receiver.diagnostics.findings import Finding, Outcome
 from receiver.errors import PlaybookError
-from receiver.logs import REDACTED
-from receiver.targets import ContainerName, DatabaseName, TargetName, TargetsConfig
+from receiver.remediation.targets import ContainerName, DatabaseName, TargetName, TargetsConfig
+from receiver.runtime.logs import REDACTED
 
 ERROR_LINE = re.compile(r"error|fatal|panic|exception", re.IGNORECASE)
 _SQL_PASSWORD = re.compile(r"(?i)(password\s*)'(?:[^']|'')*'")

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from receiver.diagnostics.findings import CheckResult, Finding
-from receiver.logs import redact_mapping, redact_value
+from receiver.runtime.logs import redact_mapping, redact_value
 from receiver.secrets import Redactor
 
 

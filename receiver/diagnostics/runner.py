@@ -20,12 +20,12 @@ from receiver.config import DiagnosticCheck, DiagnosticsConfig, HttpProbe, Prome
 from receiver.diagnostics.findings import CheckResult, Finding
 from receiver.diagnostics.probes import PROBES, ProbeEnv, target_of
 from receiver.errors import PlaybookError, TargetNotAllowed
-from receiver.matchers import CompiledMatch
-from receiver.promql import render_query
-from receiver.rules import render_params
+from receiver.intake.matchers import CompiledMatch
+from receiver.remediation.promql import render_query
+from receiver.remediation.rules import render_params
+from receiver.remediation.targets import TargetsConfig
+from receiver.remediation.urls import build_url
 from receiver.store.db import Row
-from receiver.targets import TargetsConfig
-from receiver.urls import build_url
 
 log = structlog.get_logger(__name__)
 
@@ -101,9 +101,10 @@ def plan(
 def render_probe(
     probe: BaseModel, labels: dict[str, str], notes: dict[str, str], targets: TargetsConfig
 ) -> BaseModel:
-    """``probe`` with one alert's values in: URLs through :func:`~receiver.urls.build_url`
-    (TargetNotAllowed when the allowlist or the URL's shape refuses), PromQL through
-    :func:`~receiver.promql.render_query`, other fields validated by the probe's model."""
+    """``probe`` with one alert's values in: URLs through
+    :func:`~receiver.remediation.urls.build_url` (TargetNotAllowed when the allowlist or the
+    URL's shape refuses), PromQL through :func:`~receiver.remediation.promql.render_query`,
+    other fields validated by the probe's model."""
     if isinstance(probe, HttpProbe):
         return probe.model_copy(update={"url": build_url(probe.url, labels, notes, targets.http)})
     if isinstance(probe, PrometheusProbe):

@@ -1,16 +1,20 @@
 """The store: one interface over SQLite (embedded default) and PostgreSQL (production).
 
-``Store`` is what the rest of the service uses. SQL lives in this package only, one module
-per aggregate (``ingest``, ``incidents``), written once for both backends (see ``db``).
+``Store`` is what the rest of the service uses: :meth:`Store.unit` opens a unit of work (one
+transaction with a repository per aggregate, see :mod:`receiver.store.unit`), and a few
+methods answer whole questions in a transaction of their own. SQL lives in this package
+only, one module per aggregate, written once for both backends (see ``db``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from receiver.audit import AuditKey, ChainReport, verify_chain
+from receiver.audit.chain import AuditKey, ChainReport, verify_chain
 from receiver.secrets import Redactor
 from receiver.store import audit as _audit
 from receiver.store import incidents as _incidents
@@ -20,8 +24,10 @@ from receiver.store.ingest import ingest as _ingest
 from receiver.store.migrations import migrate as _migrate
 from receiver.store.migrations import pending as _pending
 from receiver.store.records import IncidentFilter, IngestBatch, IngestResult
+from receiver.store.unit import UnitOfWork
 
-__all__ = ["AuditFilter", "Store", "open_store", "IncidentFilter", "IngestBatch", "IngestResult"]
+__all__ = ["AuditFilter", "Store", "open_store", "IncidentFilter", "IngestBatch", "IngestResult",
+           "UnitOfWork"]
 
 
 class Store:
@@ -37,6 +43,13 @@ class Store:
     @property
     def dialect(self) -> str:
         return self.db.dialect
+
+    @contextmanager
+    def unit(self, *, write: bool = True) -> Iterator[UnitOfWork]:
+        """One unit of work: a transaction (read-only with ``write=False``) and its
+        repositories; it commits when the block ends and rolls back when it raises."""
+        with self.db.transaction(write=write) as tx:
+            yield UnitOfWork(tx)
 
     def migrate(self) -> list[str]:
         return _migrate(self.db)
@@ -79,7 +92,7 @@ class Store:
         """The chain checked with the audit key, against every signed checkpoint in the
         checkpoint directory (read first, so that a newer one cannot race the walk), and
         the append-only triggers read from the catalog."""
-        from receiver.audit_checkpoints import read_checkpoints
+        from receiver.audit.checkpoints import read_checkpoints
 
         found = (read_checkpoints(self.checkpoint_dir, self.audit_key)
                  if self.checkpoint_dir is not None and self.audit_key is not None else None)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from receiver.store.db import Row, Tx
+from receiver.store.repository import Repository
 
 COLUMNS = ("id, job_id, incident_id, state, required, groups, created_at, expires_at,"
            " decided_at, decided_by")
@@ -78,3 +79,7 @@ def expired(tx: Tx, now: datetime) -> list[Row]:
         f"SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND expires_at < :now",  # noqa: S608 - constant columns
         {"now": now},
     )
+
+
+class ApprovalRepository(Repository):
+    """Approvals and their votes."""

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from receiver.audit import GENESIS, KEYED, LEGACY, chain_hash
-from receiver.logs import redact_mapping
+from receiver.audit.chain import GENESIS, KEYED, LEGACY, chain_hash
+from receiver.runtime.logs import redact_mapping
 from receiver.store.db import Row, Tx
 from receiver.store.dialects import PerDialect
+from receiver.store.repository import Repository
 
 AUDIT_LOCK_ID = 0x61756474  # "audt"
 
@@ -216,3 +217,7 @@ def _missing(guards: dict[str, str], guarded: set[str], known: list[str]) -> lis
             by_name.setdefault(name, []).append(op)
     return [f"trigger {name} is missing (dropped): {' and '.join(ops)} on audit_log "
             "no longer refused" for name, ops in by_name.items()]
+
+
+class AuditRepository(Repository):
+    """The audit log: append, query, walk, head."""

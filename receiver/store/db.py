@@ -173,7 +173,8 @@ class Listener(ABC):
 
 class Database(ABC):
     dialect: str
-    audit_key: Any = None  # receiver.audit.AuditKey: entries appended are HMAC-chained with it
+    # receiver.audit.chain.AuditKey: entries appended are HMAC-chained with it
+    audit_key: Any = None
     redactor: Redactor = NO_SECRETS  # the config's secrets, redacted from what is written
 
     @abstractmethod

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from receiver import event_kinds as kinds
-from receiver.event_kinds import EventKind
+from receiver.incidents import event_kinds as kinds
+from receiver.incidents.event_kinds import EventKind
 from receiver.store import audit
 from receiver.store.db import Tx
+from receiver.store.repository import Repository
 
-# What each kind causes besides its timeline row: one table, in receiver.event_kinds.
+# What each kind causes besides its timeline row: one table, in receiver.incidents.event_kinds.
 AUDITED = kinds.AUDITED
 NOTIFY = kinds.NOTIFIED
 DIAGNOSE = kinds.DIAGNOSED
@@ -28,8 +29,9 @@ def record(
     job_id: int | None = None,
     origin: dict[str, Any] | None = None,
 ) -> None:
-    """Write one timeline event, and what its kind causes (see :mod:`receiver.event_kinds`):
-    an outbox row, a diagnostics request, an audit entry. ValueError for an unknown kind."""
+    """Write one timeline event, and what its kind causes (see
+    :mod:`receiver.incidents.event_kinds`): an outbox row, a diagnostics request, an audit
+    entry. ValueError for an unknown kind."""
     parsed = EventKind.parse(kind)
     spec, kind = parsed.spec, parsed.value
     # The one place timeline text is written: configured secrets never reach it, nor the
@@ -67,3 +69,7 @@ def record(
             details={"message": message, **detail},
             origin=origin,
         )
+
+
+class EventRepository(Repository):
+    """Timeline events and what their kind causes."""

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.store.db import Row, Tx
+from receiver.store.repository import Repository
 
 REQUEST_COLUMNS = (
     "id, incident_id, reason, requested_by, state, requested_at, lease_owner,"
@@ -121,3 +122,7 @@ def incident_alerts(tx: Tx, incident_id: int) -> list[Row] | None:
         " ORDER BY CASE WHEN status = 'firing' THEN 0 ELSE 1 END, id",
         {"id": incident_id},
     )
+
+
+class EvidenceRepository(Repository):
+    """Diagnostics requests and the evidence they gathered."""

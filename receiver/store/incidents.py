@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from receiver.incidents import can_transition
+from receiver.incidents.states import can_transition
 from receiver.store import events
 from receiver.store.db import Row, Tx
 from receiver.store.records import IncidentFilter
+from receiver.store.repository import Repository
 
 INCIDENT_COLUMNS = (
     "id, key, state, severity, severity_reason, title, receiver, group_key, group_labels,"
@@ -166,3 +167,7 @@ def transition(
         detail={"from": current, "to": to, "reason": reason}, job_id=job_id, origin=origin,
     )
     return True
+
+
+class IncidentRepository(Repository):
+    """Incidents and the alerts attached to them: reads, locks, state transitions."""

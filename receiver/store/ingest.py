@@ -15,13 +15,14 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
-from receiver.incidents import ACTIVE_STATES
-from receiver.severity import Severity
+from receiver.incidents.states import ACTIVE_STATES
+from receiver.intake.severity import Severity
 from receiver.store import events
 from receiver.store import jobs as job_store
 from receiver.store.db import Row, Tx
 from receiver.store.dialects import PerDialect
 from receiver.store.records import AlertRecord, IngestBatch, IngestResult
+from receiver.store.repository import Repository
 
 _CHUNK = 400
 T = TypeVar("T")
@@ -512,3 +513,7 @@ def _enqueue_jobs(tx: Tx, batch: IngestBatch, incident_id: int, now: datetime) -
                    f"job #{row['id']} queued: rule {job.rule} -> {job.playbook}",
                    {"rule": job.rule, "playbook": job.playbook}, job_id=row["id"])
     return count
+
+
+class NotificationRepository(Repository):
+    """Intake: one notification's alerts, incident and jobs written in one transaction."""

@@ -13,10 +13,11 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from receiver import job_states
 from receiver.errors import InvalidTransition
-from receiver.job_states import FINAL, JOB_TRANSITIONS
+from receiver.remediation import job_states
+from receiver.remediation.job_states import FINAL, JOB_TRANSITIONS
 from receiver.store.db import Row, Tx
+from receiver.store.repository import Repository
 
 JOB_COLUMNS = (
     "id, incident_id, alert_id, rule, playbook, dedupe_key, params, state, severity, attempts,"
@@ -25,7 +26,7 @@ JOB_COLUMNS = (
     " created_at, updated_at"
 )
 
-# The job state table lives in receiver.job_states; this module applies it.
+# The job state table lives in receiver.remediation.job_states; this module applies it.
 
 PROMISED_RETRY = timedelta(milliseconds=500)
 """The timed retry of a job that found its target free but promised to an older waiting job
@@ -409,3 +410,7 @@ def set_control_unless(tx: Tx, name: str, value: str, *, reason: str, actor: str
 def controls(tx: Tx) -> dict[str, Row]:
     rows = tx.fetchall("SELECT name, value, reason, updated_by, updated_at FROM controls")
     return {r["name"]: r for r in rows}
+
+
+class JobRepository(Repository):
+    """Remediation jobs: claim, conditional moves, target locks, counters, controls."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from receiver.store.db import Row, Tx
+from receiver.store.repository import Repository
 
 DELIVERY_COLUMNS = ("outbox_id, channel, state, attempts, next_attempt_at, lease_owner,"
                     " lease_expires_at, last_error, delivered_at")
@@ -136,3 +137,7 @@ def deliveries(tx: Tx, outbox_id: int | None = None) -> list[Row]:
         " ORDER BY channel",
         {"o": outbox_id},
     )
+
+
+class OutboxRepository(Repository):
+    """The notifications outbox and its per-channel deliveries."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from receiver.store.db import Row, Tx
+from receiver.store.repository import Repository
 
 
 @dataclass(frozen=True)
@@ -152,3 +153,7 @@ def prune_login_attempts(tx: Tx, now: datetime, window: timedelta) -> None:
     """Forget counters whose window (and the one after it) has ended."""
     tx.execute("DELETE FROM login_failures WHERE window_started_at < :t",
                {"t": now - 2 * window})
+
+
+class SessionRepository(Repository):
+    """Login sessions and failed-login counters."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from receiver.severity import Severity
+from receiver.intake.severity import Severity
 
 
 @dataclass(frozen=True)

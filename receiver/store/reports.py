@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from receiver.incidents import ACTIVE_STATES
+from receiver.incidents.states import ACTIVE_STATES
 from receiver.store.db import Row, Tx
 from receiver.store.dialects import PerDialect
+from receiver.store.repository import Repository
 
 
 def incident_facts(tx: Tx, since: datetime | None) -> list[Row]:
@@ -245,3 +246,7 @@ def compute_snapshot(tx: Tx, *, now: datetime, noise_window: timedelta,
                      bounds: tuple[float, ...]) -> Snapshot:
     return Snapshot(now, bounds, incident_summary(tx, now=now, noise_window=noise_window,
                                                   bounds=bounds), playbook_outcomes(tx))
+
+
+class ReportRepository(Repository):
+    """Incident and job facts, summaries and the metrics snapshot."""

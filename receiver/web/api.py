@@ -77,7 +77,7 @@ def _operator_name() -> str:
 
 @bp.post("/incidents/<id:incident_id>/actions")
 def incident_action(incident_id: int) -> Response:
-    from receiver import lifecycle
+    from receiver.incidents import lifecycle
 
     body = parse_body(IncidentActionBody)
     svc = services()
@@ -99,7 +99,7 @@ def incident_action(incident_id: int) -> Response:
 
 @bp.get("/incidents/<id:incident_id>/postmortem.md")
 def postmortem_md(incident_id: int) -> Response:
-    from receiver import postmortem
+    from receiver.incidents import postmortem
 
     svc = services()
     text = postmortem.render(svc.store, svc.config, incident_id)
@@ -110,7 +110,7 @@ def postmortem_md(incident_id: int) -> Response:
 
 @bp.post("/jobs/<id:job_id>/<any(approve, deny):decision>")
 def decide_job(job_id: int, decision: str) -> Response:
-    from receiver.approvals import decide_job as decide
+    from receiver.people.approvals import decide_job as decide
 
     svc = services()
     reason = parse_body(DecisionBody).reason
@@ -124,7 +124,7 @@ def decide_job(job_id: int, decision: str) -> Response:
 
 @bp.post("/controls/<any(pause, resume):what>")
 def control(what: str) -> Response:
-    from receiver import controls
+    from receiver.remediation import controls
 
     svc = services()
     body = parse_body(ControlBody)
@@ -139,7 +139,7 @@ def control(what: str) -> Response:
 
 @bp.get("/audit")
 def audit() -> Response:
-    from receiver.audit_export import to_csv, to_jsonl
+    from receiver.audit.export import to_csv, to_jsonl
 
     query = parse_query(AuditQuery)
     f = query.filter()

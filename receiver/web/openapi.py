@@ -1,7 +1,7 @@
 """GET /api/v1/openapi.json: the JSON API as an OpenAPI 3.1 document.
 
 Request schemas are generated from the pydantic models that the handlers parse with
-(receiver/web/requests.py and the webhook's receiver/alertmanager.py), so the document
+(receiver/web/requests.py and the webhook's receiver/intake/alertmanager.py), so the document
 cannot drift from what is enforced. Paths, responses and the response shapes are the
 small hand-written table below. The document is built once per process and needs no
 authentication: it holds no configuration and no data.
@@ -16,8 +16,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
-from receiver.alertmanager import Notification
-from receiver.incidents import STATES
+from receiver.incidents.states import STATES
+from receiver.intake.alertmanager import Notification
 from receiver.web.requests import (
     MAX_ID,
     AuditQuery,

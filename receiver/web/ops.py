@@ -8,7 +8,7 @@ import hmac
 from flask import Blueprint, Response, jsonify, request
 
 from receiver.errors import ApiError, StoreError
-from receiver.metrics import IncidentCollector, current_snapshot
+from receiver.incidents.metrics import IncidentCollector, current_snapshot
 from receiver.store import reports
 from receiver.web.services import services
 

@@ -12,21 +12,22 @@ from urllib.parse import urlparse
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
-from receiver import approvals as approval_logic
-from receiver import controls, guards, lifecycle, postmortem
-from receiver.incidents import STATES
-from receiver.severity import Severity
-from receiver.store import AuditFilter, IncidentFilter
-from receiver.store import approvals as approval_store
-from receiver.store import audit as audit_store
-from receiver.store import jobs as job_store
-from receiver.tokens import (
+from receiver.incidents import lifecycle, postmortem
+from receiver.incidents.states import STATES
+from receiver.intake.severity import Severity
+from receiver.people import approvals as approval_logic
+from receiver.people.tokens import (
     TokenError,
     eligible_approvers,
     make_token,
     read_token,
     secret_key,
 )
+from receiver.remediation import controls, guards
+from receiver.store import AuditFilter, IncidentFilter
+from receiver.store import approvals as approval_store
+from receiver.store import audit as audit_store
+from receiver.store import jobs as job_store
 from receiver.web.errors import ApiError
 from receiver.web.operators import (
     check_csrf,

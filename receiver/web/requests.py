@@ -37,8 +37,8 @@ from pydantic import (
 from werkzeug.routing import IntegerConverter, Map
 
 from receiver.durations import parse_duration
-from receiver.incidents import STATES
-from receiver.lifecycle import ACTIONS, MAX_TEXT
+from receiver.incidents.lifecycle import ACTIONS, MAX_TEXT
+from receiver.incidents.states import STATES
 from receiver.store import AuditFilter, IncidentFilter
 from receiver.web.errors import ApiError
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from flask import current_app
 
 from receiver.config import Config
-from receiver.engine import Intake
-from receiver.metrics import Metrics
+from receiver.incidents.metrics import Metrics
+from receiver.intake.engine import Intake
 from receiver.store import Store
 from receiver.web.auth import Authenticator
 

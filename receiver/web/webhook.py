@@ -14,8 +14,8 @@ import structlog
 from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import ValidationError
 
-from receiver.alertmanager import Notification
 from receiver.errors import StoreError
+from receiver.intake.alertmanager import Notification
 from receiver.web.errors import ApiError
 from receiver.web.requests import field_error, field_errors
 from receiver.web.services import services

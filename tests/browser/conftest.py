@@ -11,7 +11,7 @@ Approval links come from where an approver gets them: the notification channel i
 HTTP endpoint (an apprise ``json://`` URL) that collects what the worker sends. When no
 process sends the outbox yet (``notify.deliver_due`` is not called by any loop), the links
 are made from the store exactly as the sender would make them
-(``receiver.tokens.approval_links``); :attr:`Server.links_source` says which was used.
+(``receiver.people.tokens.approval_links``); :attr:`Server.links_source` says which was used.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from werkzeug.security import generate_password_hash
 
 import receiver
 from receiver.config import Config, load_config
+from receiver.people.tokens import approval_links
 from receiver.store import Store, open_store
 from receiver.store import approvals as approval_store
 from receiver.store import jobs as job_store
-from receiver.tokens import approval_links
 from tests.conftest import PG_DSN, ROOT, drop_pg_database, new_pg_database, pg_url
 from tests.factories import make_alert, make_notification
 from tests.integration.conftest import wait_until

@@ -14,7 +14,7 @@ import redis
 import requests
 from playwright.sync_api import BrowserContext, Page
 
-from receiver import controls, guards
+from receiver.remediation import controls, guards
 from tests.browser.conftest import DESKTOP, Server, key_prefix, log_in
 from tests.support import free_port
 

@@ -29,7 +29,7 @@ import redis
 from psycopg import sql
 
 from playbooks.base import PlaybookContext
-from receiver.targets import TargetsConfig
+from receiver.remediation.targets import TargetsConfig
 from tests.support import free_port, wait_until
 
 PG_DSN = os.environ.get("REMEDIATOR_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:54329/postgres")

@@ -35,12 +35,17 @@ from playbooks import REGISTRY
 from playbooks.base import Playbook, PlaybookContext, Risk
 from playbooks.kill_query import select_backends
 from playbooks.scale_service import desired_replicas
-from receiver import backups
 from receiver.adapters.redis import RedisAdapter
 from receiver.errors import PlaybookError, TargetNotAllowed
-from receiver.rules import RemediationRule, TemplateError, params_from_alert, render_rule_params
+from receiver.remediation import backups
+from receiver.remediation.rules import (
+    RemediationRule,
+    TemplateError,
+    params_from_alert,
+    render_rule_params,
+)
+from receiver.remediation.targets import TargetsConfig, literal_prefix
 from receiver.secrets import Secret
-from receiver.targets import TargetsConfig, literal_prefix
 from tests.playbooks.conftest import (
     IMAGE,
     OWNER_LABEL,
@@ -384,9 +389,9 @@ def test_worker_refuses_a_label_pattern_outside_key_prefixes(
     """The reported attack: `pattern: "{{ labels.keys }}"` with `[^~]*` ran unattended and
     emptied the db. Now the worker refuses it, runs `<prefix>session:*` (low risk) and parks a
     literal pattern outside key_prefixes for approval."""
-    from receiver.alertmanager import Notification
-    from receiver.engine import Intake
-    from receiver.worker import Worker
+    from receiver.intake.alertmanager import Notification
+    from receiver.intake.engine import Intake
+    from receiver.remediation.worker import Worker
     from tests.conftest import make_config
     from tests.factories import make_alert, make_notification
 
@@ -786,9 +791,9 @@ def test_literal_pattern_outside_key_prefixes_needs_approval_even_under_auto(
 ) -> None:
     """A pattern written in the rule but outside the target's key_prefixes waits for a person
     even when the rule says `approval: auto`; one under a key prefix runs unattended."""
-    from receiver.alertmanager import Notification
-    from receiver.engine import Intake
-    from receiver.worker import Worker
+    from receiver.intake.alertmanager import Notification
+    from receiver.intake.engine import Intake
+    from receiver.remediation.worker import Worker
     from tests.conftest import make_config
     from tests.factories import make_alert, make_notification
 

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from playbooks.restore_database import RestoreDatabase, RestoreDatabaseParams
-from receiver import backups
 from receiver.errors import AdapterError, PlaybookError, TargetNotAllowed
+from receiver.remediation import backups
 from tests.playbooks.conftest import (
     CLOSED_PG_ENV,
     PG_BIN,

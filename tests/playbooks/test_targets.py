@@ -19,7 +19,7 @@ from playbooks.restore_database import RestoreDatabaseParams
 from playbooks.scale_service import ScaleService, ScaleServiceParams, desired_replicas
 from receiver.adapters.postgres import Backend
 from receiver.errors import TargetNotAllowed
-from receiver.targets import TargetsConfig
+from receiver.remediation.targets import TargetsConfig
 from tests.playbooks.conftest import PG_DSN_ENV, REDIS_URL_ENV, make_ctx, make_targets
 
 HOSTILE = ["$(reboot)", "web1; rm -rf /", "../../etc", "a" * 10_240, "web1\n", "-rf", "`id`", ""]

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from receiver.config import Config
 from receiver.durations import format_duration
-from receiver.rules import RateBudget, RemediationRule
-from receiver.severity import Severity
+from receiver.intake.severity import Severity
+from receiver.remediation.rules import RateBudget, RemediationRule
 from receiver.store import jobs as job_store
 from receiver.store.db import Row, Tx
 

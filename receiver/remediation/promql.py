@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from receiver.rules import PLACEHOLDER, placeholder_value
+from receiver.remediation.rules import PLACEHOLDER, placeholder_value
 
 _OPERATORS = ("=~", "!~", "!=", "=")
 _REGEX_OPERATORS = ("=~", "!~")

@@ -2,7 +2,7 @@
 database.
 
 A checkpoint says "at time T the chain's head was seq N with hash H", HMAC-signed with the
-audit key (see :mod:`receiver.audit`). Each one is a small JSON file (mode 0600) in the
+audit key (see :mod:`receiver.audit.chain`). Each one is a small JSON file (mode 0600) in the
 checkpoint directory (mode 0700, default ``data_dir/audit-checkpoints``), named so that the
 names sort by sequence then time; a checkpoint of an unchanged head replaces the older one,
 and only the newest ``audit.checkpoint_keep`` files are kept. ``serve`` and ``worker`` write
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from receiver.audit import AuditKey, Checkpoint, open_checkpoint, sign_checkpoint
+from receiver.audit.chain import AuditKey, Checkpoint, open_checkpoint, sign_checkpoint
 from receiver.config import Config, SyslogSink, WebhookSink
 from receiver.errors import AuditKeyMissing
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from receiver import guards
+from receiver.remediation import guards
 from receiver.store import Store, audit
 from receiver.store import jobs as job_store
 

@@ -4,7 +4,7 @@ Everything known is filled in (summary, impact with times and durations, affecte
 instances and services, the full timeline, remediation, diagnostics, approvals, notes);
 the sections only people can write are left as headed blanks.
 
-Every value from the record goes through :func:`receiver.markup.md_text` (or ``md_code``)
+Every value from the record goes through :func:`receiver.comms.markup.md_text` (or ``md_code``)
 and nothing else: alert text can not add a heading, link, image, HTML or table row, and
 configured secrets are redacted from the record before it is rendered.
 """
@@ -15,9 +15,9 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from receiver.comms.markup import md_code, md_text
 from receiver.config import Config
 from receiver.durations import format_duration
-from receiver.markup import md_code, md_text
 from receiver.secrets import redactor_for
 from receiver.store import Store
 

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.config import Config
-from receiver.incidents import ACTIVE
-from receiver.severity import Severity
+from receiver.incidents.states import ACTIVE
+from receiver.intake.severity import Severity
 from receiver.store import Store, events
 from receiver.store.db import Tx
 

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from receiver.durations import Duration
 from receiver.errors import TemplateError
-from receiver.matchers import CompiledMatch, MatchSpec
-from receiver.severity import Severity
+from receiver.intake.matchers import CompiledMatch, MatchSpec
+from receiver.intake.severity import Severity
 
 _TEMPLATE = re.compile(r"\{\{\s*(labels|annotations)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
@@ -73,8 +73,10 @@ ApprovalMode = Literal["risk", "auto", "required"]
 
 def checked_url_template(value: str) -> str:
     """A check's URL template: only the allowed placeholders, each where a label value may
-    stand in a URL (see :mod:`receiver.urls`)."""
-    from receiver.urls import check_url_template  # deferred: receiver.urls imports rules
+    stand in a URL (see :mod:`receiver.remediation.urls`)."""
+    from receiver.remediation.urls import (
+        check_url_template,  # deferred: receiver.remediation.urls imports rules
+    )
 
     check_template(value)
     check_url_template(value)
@@ -152,7 +154,7 @@ class PromQLCheck(_Strict):
     @field_validator("query")
     @classmethod
     def _template(cls, value: str) -> str:
-        from receiver.promql import check_query_template  # deferred: it imports rules
+        from receiver.remediation.promql import check_query_template  # deferred: it imports rules
 
         check_template(value)
         check_query_template(value)

@@ -2,9 +2,10 @@
 
 Each configured check polls until it passes or its ``within`` runs out; all configured
 checks must pass. A check's URL and query may use ``{{ labels.x }}`` like rule params: URLs
-are built by :func:`receiver.urls.build_url` (the host:port, and every redirect hop, must be in
-``targets.http.hosts``) and queries by :func:`receiver.promql.render_query`. A check that
-either refuses is a failed check with ``refused`` in its detail, never a pass.
+are built by :func:`receiver.remediation.urls.build_url` (the host:port, and every redirect
+hop, must be in ``targets.http.hosts``) and queries by
+:func:`receiver.remediation.promql.render_query`. A check that either refuses is a failed
+check with ``refused`` in its detail, never a pass.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 
 from receiver.adapters import AdapterFactory
 from receiver.errors import AdapterError, TargetNotAllowed
-from receiver.promql import render_query
-from receiver.rules import HttpCheck, PromQLCheck, ResolvedCheck, Verification
-from receiver.urls import HostAllowlist, build_url
+from receiver.remediation.promql import render_query
+from receiver.remediation.rules import HttpCheck, PromQLCheck, ResolvedCheck, Verification
+from receiver.remediation.urls import HostAllowlist, build_url
 
 
 @dataclass

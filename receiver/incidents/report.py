@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from statistics import fmean
 from typing import Any
 
-from receiver.severity import Severity
+from receiver.intake.severity import Severity
 from receiver.store.db import Row
 
 SEVERITIES = [s.value for s in Severity]

@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from receiver.config import Config
-from receiver.engine import SlaClock
 from receiver.errors import ActionError, InvalidTransition
-from receiver.incidents import ACTIVE, check_transition
-from receiver.severity import Severity
+from receiver.incidents.states import ACTIVE, check_transition
+from receiver.intake.engine import SlaClock
+from receiver.intake.severity import Severity
 from receiver.store import Store, events
 from receiver.store import incidents as incident_store
 from receiver.store.db import Row, Tx

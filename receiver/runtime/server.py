@@ -7,7 +7,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from receiver.config import Config
-from receiver.http_worker import worker_class
+from receiver.runtime.http_worker import worker_class
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
@@ -32,7 +32,7 @@ class _Gunicorn(BaseApplication):
 
     def load(self) -> Any:
         from receiver.app import create_app
-        from receiver.logs import configure_logging
+        from receiver.runtime.logs import configure_logging
         from receiver.secrets import redactor_for
 
         configure_logging(self._config.logging.level, self._config.logging.format,
@@ -52,7 +52,7 @@ def run_gunicorn(
         "bind": bind,
         "workers": workers,
         "threads": threads,
-        # gthread whose threads only ever get complete requests (see receiver.http_worker)
+        # gthread whose threads only ever get complete requests (see receiver.runtime.http_worker)
         "worker_class": worker_class(config),
         "timeout": config.server.timeout,
         "graceful_timeout": 10,

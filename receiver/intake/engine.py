@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from receiver.alertmanager import Alert, Notification, content_digest
 from receiver.config import Config
-from receiver.rules import RuleSet, TemplateError, render_rule_params
-from receiver.severity import Severity, SeverityMapper, most_severe
-from receiver.sla import add_business_time, business_day_length
+from receiver.intake.alertmanager import Alert, Notification, content_digest
+from receiver.intake.severity import Severity, SeverityMapper, most_severe
+from receiver.intake.sla import add_business_time, business_day_length
+from receiver.remediation.rules import RuleSet, TemplateError, render_rule_params
 from receiver.store import IngestBatch, IngestResult, Store
 from receiver.store.records import AlertRecord, IncidentDraft, JobDraft
 

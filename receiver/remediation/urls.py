@@ -13,7 +13,7 @@ can make an alert fire. :func:`build_url` renders the template, parses the resul
   included); a value made only of dots is refused in the path (it would be a dot segment);
 - the result must parse back to the template's scheme and userinfo and to the host:port that
   the plain value gave, and that host:port must be in ``targets.http.hosts``
-  (:class:`~receiver.targets.HttpTargets`).
+  (:class:`~receiver.remediation.targets.HttpTargets`).
 
 Anything else raises :class:`~receiver.errors.TargetNotAllowed` with the reason; the check is
 then recorded as refused (a refused verification is a failed one). :func:`check_url_template`
@@ -31,8 +31,8 @@ from typing import Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
 from receiver.errors import TargetNotAllowed
-from receiver.rules import PLACEHOLDER, placeholder_value
-from receiver.targets import show
+from receiver.remediation.rules import PLACEHOLDER, placeholder_value
+from receiver.remediation.targets import show
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_URL_CHARS = 8192
@@ -51,7 +51,7 @@ _NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
 
 
 class HostAllowlist(Protocol):
-    """What may be called: ``targets.http`` (:class:`~receiver.targets.HttpTargets`)."""
+    """What may be called: ``targets.http`` (:class:`~receiver.remediation.targets.HttpTargets`)."""
 
     def allows(self, host: str, port: int) -> bool: ...
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from receiver.adapters import AdapterFactory
 from receiver.errors import PlaybookError
-from receiver.targets import BackupLocation, PostgresTarget, TargetsConfig
+from receiver.remediation.targets import BackupLocation, PostgresTarget, TargetsConfig
 
 if TYPE_CHECKING:
     from receiver.adapters import PgToolsApi

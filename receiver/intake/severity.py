@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from receiver.matchers import CompiledMatch, MatchSpec
+from receiver.intake.matchers import CompiledMatch, MatchSpec
 
 
 class Severity(enum.StrEnum):

@@ -31,11 +31,13 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
-from receiver import event_kinds, markup, tokens
+from receiver.comms import markup
 from receiver.config import Config, NotificationChannel, NotificationRetry, NotificationsConfig
 from receiver.errors import DeliveryFailed, StoreError
-from receiver.event_kinds import NotifyType, label_of, notify_type
-from receiver.logs import redact_value
+from receiver.incidents import event_kinds
+from receiver.incidents.event_kinds import NotifyType, label_of, notify_type
+from receiver.people import tokens
+from receiver.runtime.logs import redact_value
 from receiver.secrets import redactor_for
 from receiver.store import Store
 from receiver.store import approvals as approval_store
@@ -102,7 +104,7 @@ def incident_url(config: Config, incident_id: int) -> str:
 @dataclass(frozen=True)
 class _Format:
     """How one body format writes literal text (the format's one escaping function of
-    :mod:`receiver.markup`), a link of ours, one of our own bold labels, a line break."""
+    :mod:`receiver.comms.markup`), a link of ours, one of our own bold labels, a line break."""
 
     text: Callable[[Any], str]
     link: Callable[[str, Any], str]

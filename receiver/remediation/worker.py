@@ -24,19 +24,20 @@ from pydantic import ValidationError
 
 from playbooks import load_registry
 from playbooks.base import Playbook, PlaybookContext, Risk, RunResult
-from receiver import approvals, guards
 from receiver.adapters import AdapterFactory
 from receiver.config import Config
-from receiver.engine import utcnow
 from receiver.errors import PlaybookError, StoreError, TargetNotAllowed
-from receiver.incidents import ACTIVE
-from receiver.rules import RemediationRule, params_from_alert
+from receiver.incidents.states import ACTIVE
+from receiver.intake.engine import utcnow
+from receiver.people import approvals
+from receiver.remediation import guards
+from receiver.remediation.rules import RemediationRule, params_from_alert
+from receiver.remediation.verification import run_checks
 from receiver.secrets import redactor_for
 from receiver.store import Store, events
 from receiver.store import incidents as incident_store
 from receiver.store import jobs as job_store
 from receiver.store.db import Listener, Row, Tx
-from receiver.verification import run_checks
 
 log = structlog.get_logger(__name__)
 
@@ -99,7 +100,9 @@ class Worker:
         """The store-driven chores besides jobs: SLA timers, diagnostics and the audit
         chain's periodic signed checkpoint. Safe to run from any number of workers at once
         (each step is a conditional update; a checkpoint is a file of its own)."""
-        from receiver import audit_checkpoints, diagnostics, metrics, timers
+        from receiver import diagnostics
+        from receiver.audit import checkpoints as audit_checkpoints
+        from receiver.incidents import metrics, timers
 
         # First: a failing timer or a hanging probe must not hold up the checkpoint.
         done = audit_checkpoints.checkpoint_if_due(self.store, self.config,
@@ -112,7 +115,7 @@ class Worker:
         return done
 
     def deliver(self) -> int:
-        from receiver import notify
+        from receiver.comms import notify
 
         return notify.deliver_due(self.store, self.config, clock=self.clock, worker_id=self.id)
 
@@ -513,7 +516,7 @@ class Worker:
             self._escalate(tx, job, f"remediation failed: {why}")
 
     def _params_for(self, job: Row, rule: RemediationRule) -> dict[str, Any]:
-        from receiver.rules import TemplateError, render_rule_params
+        from receiver.remediation.rules import TemplateError, render_rule_params
 
         labels, annotations = self._alert_labels(job), self._alert_annotations(job)
         try:

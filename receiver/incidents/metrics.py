@@ -123,7 +123,7 @@ class IncidentCollector(Collector):
         self.now = now
 
     def collect(self) -> Iterator[Metric]:
-        from receiver import report
+        from receiver.incidents import report
 
         snap = self.load()
         summaries, outcomes = snap.summary, snap.outcomes

@@ -1,0 +1,1 @@
+"""The audit log: the HMAC chain, signed checkpoints and export."""

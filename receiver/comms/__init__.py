@@ -1,0 +1,1 @@
+"""Communication: notifications and the markup they are rendered with."""

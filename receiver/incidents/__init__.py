@@ -1,0 +1,1 @@
+"""Incidents: their states, lifecycle, timers, post-mortem, report and metrics."""

@@ -1,0 +1,1 @@
+"""Intake: an Alertmanager notification becomes an incident, its alerts and its jobs."""

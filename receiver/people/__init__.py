@@ -1,0 +1,1 @@
+"""People: approvals and the signed links they are decided through."""

@@ -1,0 +1,1 @@
+"""Remediation: rules, guards, targets, the worker that runs playbooks, verification."""

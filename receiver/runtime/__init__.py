@@ -1,0 +1,1 @@
+"""Running the service: the gunicorn server, its HTTP worker and logging."""
