@@ -13,7 +13,7 @@ from receiver.audit.chain import GENESIS, KEYED, LEGACY, chain_hash
 from receiver.runtime.logs import redact_mapping
 from receiver.store.db import Row, Tx
 from receiver.store.dialects import PerDialect
-from receiver.store.repository import Repository
+from receiver.store.repository import Repository, record, records
 
 AUDIT_LOCK_ID = 0x61756474  # "audt"
 
@@ -93,6 +93,25 @@ class AuditFilter:
 
 COLUMNS = ("id, seq, at, actor, action, subject, incident_id, details, origin, prev_hash,"
            " hash, alg, key_id")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the chain as stored."""
+
+    id: int
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    incident_id: int | None
+    details: dict[str, Any]
+    origin: dict[str, Any]
+    prev_hash: str
+    hash: str
+    alg: str | None
+    key_id: str | None
 
 
 def query(tx: Tx, f: AuditFilter) -> list[Row]:
@@ -221,3 +240,29 @@ def _missing(guards: dict[str, str], guarded: set[str], known: list[str]) -> lis
 
 class AuditRepository(Repository):
     """The audit log: append, query, walk, head."""
+
+    def append(self, *, at: datetime, actor: str, action: str, subject: str,
+               incident_id: int | None = None, details: dict[str, Any] | None = None,
+               origin: dict[str, Any] | None = None) -> None:
+        """Queue one entry, chained and inserted just before the unit commits (redacted:
+        see :func:`append`)."""
+        append(self.tx, at=at, actor=actor, action=action, subject=subject,
+               incident_id=incident_id, details=details, origin=origin)
+
+    def query(self, f: AuditFilter) -> list[AuditEntry]:
+        """Entries matching ``f``, in chain order."""
+        return records(AuditEntry, query(self.tx, f))
+
+    def walk(self, batch: int = 1000) -> Iterator[AuditEntry]:
+        """Every entry in physical ``id`` order, in batches."""
+        for row in walk(self.tx, batch):
+            yield record(AuditEntry, row)
+
+    def row_id(self, seq: int) -> int | None:
+        return row_id(self.tx, seq)
+
+    def head(self) -> Head:
+        return head(self.tx)
+
+    def trigger_problems(self) -> list[str]:
+        return trigger_problems(self.tx)

@@ -9,11 +9,60 @@ lease holder may mark the request done and store its evidence.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.store.db import Row, Tx
-from receiver.store.repository import Repository
+from receiver.store.repository import Repository, maybe, records
+
+
+@dataclass(frozen=True)
+class EvidenceRequest:
+    """A request for an incident's diagnostics: ``pending -> running -> done``."""
+
+    id: int
+    incident_id: int
+    reason: str
+    requested_by: str
+    state: str
+    requested_at: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one check found for an incident."""
+
+    id: int
+    incident_id: int
+    request_id: int | None
+    check_name: str
+    kind: str
+    ok: bool
+    summary: str
+    detail: dict[str, Any]
+    started_at: datetime
+    duration_ms: int
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, ``failed``, ``error``, ``timeout`` or ``refused`` (older evidence without
+        one recorded: ``ok`` or ``error``)."""
+        detail = self.detail if isinstance(self.detail, dict) else {}
+        return str(detail.get("outcome", "ok" if self.ok else "error"))
+
+
+@dataclass(frozen=True)
+class IncidentAlert:
+    """What a check is rendered with from one of the incident's alerts."""
+
+    id: int
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
 
 REQUEST_COLUMNS = (
     "id, incident_id, reason, requested_by, state, requested_at, lease_owner,"
@@ -126,3 +175,40 @@ def incident_alerts(tx: Tx, incident_id: int) -> list[Row] | None:
 
 class EvidenceRepository(Repository):
     """Diagnostics requests and the evidence they gathered."""
+
+    def claim(self, *, worker: str, now: datetime, lease: timedelta) -> EvidenceRequest | None:
+        """Lease the oldest claimable request to ``worker``; None when there is none."""
+        return maybe(EvidenceRequest, claim(self.tx, worker=worker, now=now, lease=lease))
+
+    def finish(self, request_id: int, *, worker: str, now: datetime) -> bool:
+        """Mark a request done, only while ``worker`` still holds its lease."""
+        return finish(self.tx, request_id, worker=worker, now=now)
+
+    def pending_for(self, incident_id: int) -> EvidenceRequest | None:
+        return maybe(EvidenceRequest, pending_for(self.tx, incident_id))
+
+    def add_request(self, *, incident_id: int, reason: str, requested_by: str,
+                    now: datetime) -> int:
+        """A new pending request; its id."""
+        return insert_request(self.tx, incident_id=incident_id, reason=reason,
+                              requested_by=requested_by, now=now)
+
+    def requests_for(self, incident_id: int) -> list[EvidenceRequest]:
+        return records(EvidenceRequest, requests_for(self.tx, incident_id))
+
+    def add(self, *, incident_id: int, request_id: int | None, check_name: str, kind: str,
+            ok: bool, summary: str, detail: dict[str, Any], started_at: datetime,
+            duration_ms: int) -> None:
+        """Store what one check found."""
+        insert_evidence(self.tx, incident_id=incident_id, request_id=request_id,
+                        check_name=check_name, kind=kind, ok=ok, summary=summary,
+                        detail=detail, started_at=started_at, duration_ms=duration_ms)
+
+    def for_incident(self, incident_id: int) -> list[Evidence]:
+        """The incident's evidence, oldest first."""
+        return records(Evidence, evidence_for(self.tx, incident_id))
+
+    def incident_alerts(self, incident_id: int) -> list[IncidentAlert] | None:
+        """The incident's alerts, firing first; None when there is no such incident."""
+        rows = incident_alerts(self.tx, incident_id)
+        return None if rows is None else records(IncidentAlert, rows)

@@ -13,10 +13,56 @@ UPDATE so that two workers never hold the same delivery:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from receiver.store.db import Row, Tx
-from receiver.store.repository import Repository
+from receiver.store.repository import Repository, maybe, records
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """An outbox row not yet expanded, with its incident's severity."""
+
+    id: int
+    kind: str
+    incident_id: int
+    detail: dict[str, Any] | None
+    severity: str
+
+
+@dataclass(frozen=True)
+class MessageContext:
+    """An outbox row with what a message needs from its incident."""
+
+    id: int
+    kind: str
+    incident_id: int
+    job_id: int | None
+    message: str
+    detail: dict[str, Any] | None
+    created_at: datetime
+    title: str
+    severity: str
+    incident_state: str
+    ack_due_at: datetime | None
+    acknowledged_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One outbox row's delivery to one channel."""
+
+    outbox_id: int
+    channel: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    last_error: str | None
+    delivered_at: datetime | None
 
 DELIVERY_COLUMNS = ("outbox_id, channel, state, attempts, next_attempt_at, lease_owner,"
                     " lease_expires_at, last_error, delivered_at")
@@ -141,3 +187,33 @@ def deliveries(tx: Tx, outbox_id: int | None = None) -> list[Row]:
 
 class OutboxRepository(Repository):
     """The notifications outbox and its per-channel deliveries."""
+
+    def unexpanded(self, *, limit: int) -> list[OutboxMessage]:
+        """Outbox rows not yet fanned out, oldest first, locked (others' skipped)."""
+        return records(OutboxMessage, unexpanded(self.tx, limit=limit))
+
+    def add_delivery(self, outbox_id: int, channel: str, *, now: datetime) -> None:
+        add_delivery(self.tx, outbox_id, channel, now=now)
+
+    def mark_expanded(self, outbox_id: int, *, now: datetime) -> None:
+        mark_expanded(self.tx, outbox_id, now=now)
+
+    def release_expired(self, *, now: datetime, max_attempts: int) -> list[Delivery]:
+        return records(Delivery, release_expired(self.tx, now=now, max_attempts=max_attempts))
+
+    def claim(self, *, worker: str, now: datetime, until: datetime) -> Delivery | None:
+        return maybe(Delivery, claim(self.tx, worker=worker, now=now, until=until))
+
+    def message_context(self, outbox_id: int) -> MessageContext | None:
+        return maybe(MessageContext, message_context(self.tx, outbox_id))
+
+    def delivered(self, outbox_id: int, channel: str, *, worker: str, now: datetime) -> bool:
+        return delivered(self.tx, outbox_id, channel, worker=worker, now=now)
+
+    def failed(self, outbox_id: int, channel: str, *, worker: str, error: str, now: datetime,
+               retry_at: datetime | None) -> Delivery | None:
+        return maybe(Delivery, failed(self.tx, outbox_id, channel, worker=worker, error=error,
+                                      now=now, retry_at=retry_at))
+
+    def deliveries(self, outbox_id: int | None = None) -> list[Delivery]:
+        return records(Delivery, deliveries(self.tx, outbox_id))
