@@ -276,7 +276,7 @@ def test_a_listener_hears_its_own_channel_only(store: Store) -> None:
 
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 def test_a_listener_on_an_unreachable_store_raises_store_unavailable(store: Store) -> None:
-    from receiver.store.db import PostgresDatabase
+    from receiver.store.postgres import PostgresDatabase
 
     db = store.db
     assert isinstance(db, PostgresDatabase)

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from receiver.audit.chain import AuditKey, ChainReport, verify_chain
+from receiver.errors import StoreConflict
 from receiver.secrets import Redactor
 from receiver.store import audit as _audit
 from receiver.store import incidents as _incidents
 from receiver.store.audit import AuditFilter
-from receiver.store.db import Database, StoreConflict, open_database
+from receiver.store.db import Database, open_database
 from receiver.store.ingest import ingest as _ingest
 from receiver.store.migrations import migrate as _migrate
 from receiver.store.migrations import pending as _pending
