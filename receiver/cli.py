@@ -15,6 +15,7 @@ import click
 from receiver.commands.audit import audit
 from receiver.commands.backup import backup
 from receiver.commands.incidents import incident, postmortem, report
+from receiver.commands.oncall import oncall
 from receiver.commands.options import CONFIG_OPTION, load_config_or_exit
 from receiver.commands.processes import serve, worker
 from receiver.commands.remediation import approve, deny, pause, reset_breaker, resume
@@ -72,5 +73,5 @@ def hash_password(password: str) -> None:
 
 
 for _command in (serve, worker, simulate, pause, resume, reset_breaker, approve, deny, incident,
-                 postmortem, report, audit, backup):
+                 postmortem, report, audit, backup, oncall):
     main.add_command(_command)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from receiver.config.audit import AuditConfig, CheckpointSink, SyslogSink, WebhookSink
+from receiver.config.chat import ChatConfig, MatrixConfig
 from receiver.config.diagnostics import (
     PROBE_KINDS,
     DiagnosticCheck,
@@ -36,10 +37,12 @@ from receiver.config.notifications import (
     NotificationRetry,
     NotificationsConfig,
 )
+from receiver.config.oncall import OncallConfig, roster_problems
 from receiver.config.people import ApiToken, PeopleConfig, Person, TrustedProxy, UserName
 from receiver.config.remediation import RemediationConfig
 from receiver.config.section import Section
 from receiver.config.server import AuthConfig, BasicAuth, LoggingConfig, ServerConfig, StoreConfig
+from receiver.config.status_page import StatusApproval, StatusComponent, StatusPageConfig
 from receiver.config.windows import BusinessHours, MaintenanceWindow, Weekday
 from receiver.errors import ConfigError
 from receiver.intake.severity import SeverityConfig
@@ -55,6 +58,7 @@ __all__ = [
     "AuthConfig",
     "BasicAuth",
     "BusinessHours",
+    "ChatConfig",
     "ChannelName",
     "CheckpointSink",
     "Config",
@@ -67,9 +71,11 @@ __all__ = [
     "IncidentsConfig",
     "LoggingConfig",
     "MaintenanceWindow",
+    "MatrixConfig",
     "NotificationChannel",
     "NotificationRetry",
     "NotificationsConfig",
+    "OncallConfig",
     "PROBE_KINDS",
     "PeopleConfig",
     "Person",
@@ -79,6 +85,9 @@ __all__ = [
     "RemediationConfig",
     "ServerConfig",
     "SlaConfig",
+    "StatusApproval",
+    "StatusComponent",
+    "StatusPageConfig",
     "StoreConfig",
     "SyslogSink",
     "TrustedProxy",
@@ -102,12 +111,15 @@ class Config(Section):
     sla: SlaConfig = Field(default_factory=SlaConfig)
     remediation: RemediationConfig = Field(default_factory=RemediationConfig)
     people: PeopleConfig = Field(default_factory=PeopleConfig)
+    oncall: OncallConfig = Field(default_factory=OncallConfig)
     rules: list[RemediationRule] = Field(default_factory=list)
     targets: TargetsConfig = Field(default_factory=TargetsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
+    status_page: StatusPageConfig = Field(default_factory=StatusPageConfig)
 
     @model_validator(mode="after")
     def _rule_names(self) -> Config:
@@ -168,6 +180,9 @@ def parse_config(
     except ValidationError as exc:
         raise ConfigError(source, problems_of(exc)) from exc
     _check_rule_playbooks(config, source, registry)
+    roster = roster_problems(config.oncall, set(config.people.users))
+    if roster:
+        raise ConfigError(source, roster)
     hosts = http_host_problems(config.rules, config.diagnostics, config.targets.http)
     if hosts:
         raise ConfigError(source, hosts)

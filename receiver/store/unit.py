@@ -18,15 +18,21 @@ from functools import cached_property
 
 from receiver.store.approvals import ApprovalRepository
 from receiver.store.audit import AuditRepository
+from receiver.store.chat import ChatRepository
+from receiver.store.controls import ControlRepository
 from receiver.store.db import Tx
 from receiver.store.events import EventRepository
 from receiver.store.evidence import EvidenceRepository
+from receiver.store.health import HealthRepository
 from receiver.store.incidents import IncidentRepository
 from receiver.store.ingest import NotificationRepository
 from receiver.store.jobs import JobRepository
+from receiver.store.locks import TargetRepository
+from receiver.store.oncall import OncallRepository
 from receiver.store.outbox import OutboxRepository
 from receiver.store.people import SessionRepository
 from receiver.store.reports import ReportRepository
+from receiver.store.status import StatusRepository
 
 
 class UnitOfWork:
@@ -50,12 +56,24 @@ class UnitOfWork:
         return JobRepository(self.tx)
 
     @cached_property
+    def targets(self) -> TargetRepository:
+        return TargetRepository(self.tx)
+
+    @cached_property
+    def controls(self) -> ControlRepository:
+        return ControlRepository(self.tx)
+
+    @cached_property
     def approvals(self) -> ApprovalRepository:
         return ApprovalRepository(self.tx)
 
     @cached_property
     def audit(self) -> AuditRepository:
         return AuditRepository(self.tx)
+
+    @cached_property
+    def oncall(self) -> OncallRepository:
+        return OncallRepository(self.tx)
 
     @cached_property
     def outbox(self) -> OutboxRepository:
@@ -76,3 +94,15 @@ class UnitOfWork:
     @cached_property
     def reports(self) -> ReportRepository:
         return ReportRepository(self.tx)
+
+    @cached_property
+    def health(self) -> HealthRepository:
+        return HealthRepository(self.tx)
+
+    @cached_property
+    def status(self) -> StatusRepository:
+        return StatusRepository(self.tx)
+
+    @cached_property
+    def chat(self) -> ChatRepository:
+        return ChatRepository(self.tx)
