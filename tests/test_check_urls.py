@@ -199,8 +199,8 @@ def test_ssrf_label_cannot_read_an_internal_url_back_as_evidence(
     assert run_due(store, kit.config, clock=clock, worker_id="w1") == 1
 
     [evidence] = list_evidence(store, incident)
-    assert evidence["outcome"] == "refused" and not evidence["ok"]
-    assert "not allowed" in evidence["summary"] and "plain host:port" in evidence["summary"]
+    assert evidence.outcome == "refused" and not evidence.ok
+    assert "not allowed" in evidence.summary and "plain host:port" in evidence.summary
     timeline = store.get_incident(incident)["timeline"]
     [event] = [e for e in timeline if e["kind"] == "diagnostics"]
     assert "refused: not allowed" in event["message"] and "plain host:port" in event["message"]
@@ -225,8 +225,8 @@ def test_hostile_instance_labels_are_refused_by_diagnostics_and_nothing_is_fetch
     assert run_due(store, kit.config, clock=clock, worker_id="w1") == 1
 
     [evidence] = list_evidence(store, int(result.incident_id))
-    assert evidence["outcome"] == "refused"
-    assert all(e.startswith("not allowed: ") for e in evidence["detail"]["errors"])
+    assert evidence.outcome == "refused"
+    assert all(e.startswith("not allowed: ") for e in evidence.detail["errors"])
     assert public.seen() == [] and internal.seen() == []
 
 
@@ -348,7 +348,7 @@ def test_a_diagnostic_redirect_outside_the_allowlist_is_refused_evidence(
     assert run_due(store, kit.config, clock=clock, worker_id="w1") == 1
 
     [evidence] = list_evidence(store, int(result.incident_id))
-    assert evidence["outcome"] == "refused" and "not followed" in evidence["summary"]
+    assert evidence.outcome == "refused" and "not followed" in evidence.summary
     assert internal.seen() == [] and INTERNAL_BODY not in str(evidence)
 
 

@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -197,7 +198,8 @@ def open_incident(kit: Kit, **labels: str) -> int:
 
 
 def evidence_by_name(store: Store, incident_id: int) -> dict[str, dict[str, Any]]:
-    return {e["check_name"]: e for e in list_evidence(store, incident_id)}
+    return {e.check_name: {**asdict(e), "outcome": e.outcome}
+            for e in list_evidence(store, incident_id)}
 
 
 def raw_evidence_text(store: Store) -> str:
@@ -220,7 +222,7 @@ def test_http_checks_run_in_parallel_and_a_hanging_check_is_cut_off_at_its_timeo
         {"name": "ready", "http": {"url": f"{http.url}/ready"}},
     ])
     incident = open_incident(kit)
-    assert list_requests(store, incident)[0]["state"] == "pending"
+    assert list_requests(store, incident)[0].state == "pending"
 
     started = time.monotonic()
     assert run_due(store, kit.config, clock=clock, worker_id="w1") == 1
@@ -233,7 +235,7 @@ def test_http_checks_run_in_parallel_and_a_hanging_check_is_cut_off_at_its_timeo
     assert found["ready"]["outcome"] == "failed"
     assert found["ready"]["detail"]["body_excerpt"] == "not ready: database unreachable"
     assert elapsed < 2.5
-    assert [r["state"] for r in list_requests(store, incident)] == ["done"]
+    assert [r.state for r in list_requests(store, incident)] == ["done"]
     event = [e for e in store.get_incident(incident)["timeline"] if e["kind"] == "diagnostics"]
     assert len(event) == 1 and event[0]["actor"] == "system"
     assert "1 of 3 checks ok" in event[0]["message"]
@@ -436,7 +438,7 @@ def test_two_concurrent_workers_run_each_request_once(
     assert sum(counts) == 6 and http.hits[key] == 6
     for incident in incidents:
         assert len(list_evidence(store, incident)) == 1
-        assert [r["state"] for r in list_requests(store, incident)] == ["done"]
+        assert [r.state for r in list_requests(store, incident)] == ["done"]
 
 
 def test_an_expired_lease_is_run_again_and_the_late_worker_cannot_finish(
@@ -456,7 +458,7 @@ def test_an_expired_lease_is_run_again_and_the_late_worker_cannot_finish(
 
     with store.db.transaction() as tx:
         assert not evidence_store.finish(tx, claimed["id"], worker="gone", now=clock())
-    assert [r["lease_owner"] for r in list_requests(store, incident)] == ["w2"]
+    assert [r.lease_owner for r in list_requests(store, incident)] == ["w2"]
     assert len(list_evidence(store, incident)) == 1
 
 
@@ -477,11 +479,11 @@ def test_on_demand_request_is_recorded_once_and_run_by_the_worker(
 
     assert run_due(store, kit.config, clock=clock, worker_id="w1") == 1
     requests = list_requests(store, incident)
-    assert [(r["state"], r["requested_by"]) for r in requests] == [
+    assert [(r.state, r.requested_by) for r in requests] == [
         ("done", "alertmanager"), ("done", "alice")
     ]
-    assert [e["request_id"] for e in list_evidence(store, incident)] == [
-        requests[0]["id"], requests[1]["id"]
+    assert [e.request_id for e in list_evidence(store, incident)] == [
+        requests[0].id, requests[1].id
     ]
 
 

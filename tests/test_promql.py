@@ -190,7 +190,7 @@ def test_a_diagnostic_query_keeps_the_label_inside_its_string(
     result = kit.fire(make_notification([alert], group_key=f"{{}}:{{g={uuid.uuid4()}}}"))
     assert run_due(store, kit.config, clock=clock, worker_id="w1") == 1
     [evidence] = list_evidence(store, int(result.incident_id))
-    snapshot = evidence["detail"]["queries"]["up"]
+    snapshot = evidence.detail["queries"]["up"]
     assert snapshot["query"] == 'up{job="\\"} or vector(1) #"}'
     assert snapshot["series"] == 0
 

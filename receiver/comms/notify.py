@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -39,11 +39,8 @@ from receiver.incidents.event_kinds import NotifyType, label_of, notify_type
 from receiver.people import tokens
 from receiver.runtime.logs import redact_value
 from receiver.secrets import redactor_for
-from receiver.store import Store
-from receiver.store import approvals as approval_store
-from receiver.store import jobs as job_store
-from receiver.store import outbox as outbox_store
-from receiver.store.db import Row, Tx
+from receiver.store import Store, UnitOfWork
+from receiver.store.outbox import MessageContext
 
 log = structlog.get_logger(__name__)
 
@@ -134,31 +131,31 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
 
 
-def render(config: Config, ctx: Row, *, body_format: BodyFormat = "text",
+def render(config: Config, ctx: MessageContext, *, body_format: BodyFormat = "text",
            approval_links: dict[str, str] | None = None,
            approval_state: str | None = None) -> Message:
-    """The message for one outbox row (``ctx`` from ``outbox.message_context``).
+    """The message for one outbox row (``ctx`` from ``uow.outbox.message_context``).
 
     Every value from the incident goes through the format's one escaping function, after
     the config's secrets are redacted from it; the only links are the ones made here (the
     incident page and each approver's review page), so an alert can not forge one.
     """
     fmt = FORMATS[body_format]
-    ctx = redactor_for(config)(ctx)
+    ctx = MessageContext(**redactor_for(config)(asdict(ctx)))
     text, label = fmt.text, fmt.label
-    kind = str(ctx["kind"])
-    plain_title = f"[{ctx['severity']}] {label_of(kind)}: {ctx['title']}"
-    link = incident_url(config, int(ctx["incident_id"]))
-    ack = (f"acknowledged {_when(ctx['acknowledged_at'])}" if ctx.get("acknowledged_at")
-           else f"acknowledge by {_when(ctx['ack_due_at'])}")
-    facts = [("Severity", str(ctx["severity"])), ("State", str(ctx["incident_state"])),
+    kind = str(ctx.kind)
+    plain_title = f"[{ctx.severity}] {label_of(kind)}: {ctx.title}"
+    link = incident_url(config, int(ctx.incident_id))
+    ack = (f"acknowledged {_when(ctx.acknowledged_at)}" if ctx.acknowledged_at
+           else f"acknowledge by {_when(ctx.ack_due_at)}")
+    facts = [("Severity", str(ctx.severity)), ("State", str(ctx.incident_state)),
              ("SLA", ack)]
     plain = body_format == "text"
-    lines = [text(ctx["message"]), ""]
+    lines = [text(ctx.message), ""]
     for name, value in facts:
         lines.append(f"{label(name + ':')} {text(value)}")
     lines.append(f"{label('Incident:')} "
-                 + (link if plain else fmt.link(link, f"#{ctx['incident_id']}")))
+                 + (link if plain else fmt.link(link, f"#{ctx.incident_id}")))
     if kind == "job_awaiting_approval":
         lines.append("")
         if approval_links:
@@ -166,13 +163,13 @@ def render(config: Config, ctx: Row, *, body_format: BodyFormat = "text",
                          + " (one link per approver; the page asks to confirm):")
             for user, url in sorted(approval_links.items()):
                 lines.append(f"- {text(user)}: "
-                             + fmt.link(url, f"review job #{ctx['job_id']}"))
+                             + fmt.link(url, f"review job #{ctx.job_id}"))
         elif approval_state and approval_state != "pending":
             lines.append(f"No longer awaiting approval: {text(approval_state)}.")
         else:
             lines.append("Review it on the incident page: " + fmt.link(link, link))
     # Delivery is at least once: the id lets a receiver drop a repeat.
-    lines += ["", f"Notification id: {int(ctx['id'])}"]
+    lines += ["", f"Notification id: {int(ctx.id)}"]
     body = fmt.newline.join(lines)
     # apprise puts the title into the body, unescaped, for services without a title of
     # their own: it is escaped like the body.
@@ -270,41 +267,42 @@ class AppriseSender:
 
 
 # -- the outbox ---------------------------------------------------------------------------
-def expand(tx: Tx, settings: NotificationsConfig, now: datetime) -> int:
+def expand(uow: UnitOfWork, settings: NotificationsConfig, now: datetime) -> int:
     """Fan out up to one batch of new outbox rows; return how many rows were expanded."""
-    rows = outbox_store.unexpanded(tx, limit=EXPAND_BATCH)
-    for row in rows:
-        names = set(matching_channels(settings, row["kind"], row["severity"]))
+    messages = uow.outbox.unexpanded(limit=EXPAND_BATCH)
+    for msg in messages:
+        names = set(matching_channels(settings, msg.kind, msg.severity))
         # An escalation level names its own channels: they are told whatever their filters.
-        names |= {c for c in (row["detail"] or {}).get("channels", []) if c in settings.channels}
+        names |= {c for c in (msg.detail or {}).get("channels", []) if c in settings.channels}
         for name in sorted(names):
-            outbox_store.add_delivery(tx, row["id"], name, now=now)
-        outbox_store.mark_expanded(tx, row["id"], now=now)
-    return len(rows)
+            uow.outbox.add_delivery(msg.id, name, now=now)
+        uow.outbox.mark_expanded(msg.id, now=now)
+    return len(messages)
 
 
-def _approval_links(tx: Tx, config: Config, job_id: int | None) -> tuple[dict[str, str], str]:
+def _approval_links(uow: UnitOfWork, config: Config,
+                    job_id: int | None) -> tuple[dict[str, str], str]:
     if job_id is None:
         return {}, "none"
-    approval = approval_store.for_job(tx, job_id)
-    job = job_store.get(tx, job_id)
-    if approval is None or job is None:
+    # An approval references its job (a foreign key; jobs are never deleted).
+    approval = uow.approvals.for_job(job_id)
+    if approval is None:
         return {}, "none"
-    if approval["state"] != "pending":
-        return {}, str(approval["state"])
-    return dict(tokens.approval_links(config, approval, job)), "pending"
+    if approval.state != "pending":
+        return {}, approval.state
+    return dict(tokens.approval_links(config, approval)), "pending"
 
 
 def _message(store: Store, config: Config, outbox_id: int,
              channel: NotificationChannel) -> Message:
-    with store.db.transaction(write=False) as tx:
-        ctx = outbox_store.message_context(tx, outbox_id)
+    with store.unit(write=False) as uow:
+        ctx = uow.outbox.message_context(outbox_id)
         if ctx is None:
             raise DeliveryFailed(f"outbox row {outbox_id} is gone")
         links: dict[str, str] = {}
         state = None
-        if ctx["kind"] == "job_awaiting_approval":
-            links, state = _approval_links(tx, config, ctx["job_id"])
+        if ctx.kind == "job_awaiting_approval":
+            links, state = _approval_links(uow, config, ctx.job_id)
     return render(config, ctx, body_format=channel.format, approval_links=links,
                   approval_state=state)
 
@@ -328,13 +326,13 @@ def deliver_due(
     settings = config.notifications
     retry = settings.retry
     now = clock()
-    with store.db.transaction() as tx:
-        for gone in outbox_store.release_expired(tx, now=now, max_attempts=retry.max_attempts):
-            log.warning("notification_lease_expired", outbox_id=gone["outbox_id"],
-                        channel=gone["channel"], state=gone["state"], attempts=gone["attempts"])
+    with store.unit() as uow:
+        for gone in uow.outbox.release_expired(now=now, max_attempts=retry.max_attempts):
+            log.warning("notification_lease_expired", outbox_id=gone.outbox_id,
+                        channel=gone.channel, state=gone.state, attempts=gone.attempts)
     for _ in range(1000):
-        with store.db.transaction() as tx:
-            if expand(tx, settings, clock()) < EXPAND_BATCH:
+        with store.unit() as uow:
+            if expand(uow, settings, clock()) < EXPAND_BATCH:
                 break
 
     sender = send if send is not None else AppriseSender(settings.timeout.total_seconds())
@@ -342,11 +340,11 @@ def deliver_due(
     delivered = 0
     for _ in range(limit):
         now = clock()
-        with store.db.transaction() as tx:
-            row = outbox_store.claim(tx, worker=worker_id, now=now, until=now + lease)
-        if row is None:
+        with store.unit() as uow:
+            claimed = uow.outbox.claim(worker=worker_id, now=now, until=now + lease)
+        if claimed is None:
             break
-        outbox_id, name, attempts = row["outbox_id"], row["channel"], row["attempts"]
+        outbox_id, name, attempts = claimed.outbox_id, claimed.channel, claimed.attempts
         bound = log.bind(outbox_id=outbox_id, channel=name, attempt=attempts, worker=worker_id)
         channel = settings.channels.get(name)
         error: str | None = None
@@ -363,17 +361,17 @@ def deliver_due(
             except Exception as exc:  # noqa: BLE001 - one bad message must not stop the others
                 error = scrub(f"{type(exc).__name__}: {exc}", secrets)
         now = clock()
-        with store.db.transaction() as tx:
+        with store.unit() as uow:
             if error is None:
-                if outbox_store.delivered(tx, outbox_id, name, worker=worker_id, now=now):
+                if uow.outbox.delivered(outbox_id, name, worker=worker_id, now=now):
                     delivered += 1
                     bound.info("notification_delivered")
                 else:
                     bound.warning("notification_lease_lost")
                 continue
             retry_at = None if channel is None else next_attempt_at(attempts, retry, now)
-            moved = outbox_store.failed(tx, outbox_id, name, worker=worker_id, error=error,
-                                        now=now, retry_at=retry_at)
+            moved = uow.outbox.failed(outbox_id, name, worker=worker_id, error=error,
+                                      now=now, retry_at=retry_at)
         if moved is None:
             bound.warning("notification_lease_lost", error=error)
         elif retry_at is None:

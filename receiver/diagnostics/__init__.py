@@ -43,9 +43,8 @@ from receiver.diagnostics.probes import ProbeEnv
 from receiver.diagnostics.redaction import cap, clean, sanitize
 from receiver.diagnostics.runner import ADAPTER_GRACE_S, MAX_INSTANCES, Planned, plan, run_checks
 from receiver.secrets import redactor_for
-from receiver.store import Store, events
-from receiver.store import evidence as evidence_store
-from receiver.store.db import Row
+from receiver.store import Store
+from receiver.store.evidence import Evidence, EvidenceRequest
 
 __all__ = [
     "ADAPTER_GRACE_S",
@@ -92,8 +91,8 @@ def run_due(
     lease = lease_for(config.diagnostics)
     ran = 0
     while ran < limit:
-        with store.db.transaction() as tx:
-            claimed = evidence_store.claim(tx, worker=worker_id, now=clock(), lease=lease)
+        with store.unit() as uow:
+            claimed = uow.evidence.claim(worker=worker_id, now=clock(), lease=lease)
         if claimed is None:
             break
         _run_request(store, config, claimed, clock=clock, worker_id=worker_id, adapters=factory)
@@ -110,38 +109,33 @@ def request(
     there is no such incident. Writes a ``diagnostics_requested`` timeline and audit entry.
     """
     reason = reason.strip()[:300] or "on demand"
-    with store.db.transaction() as tx:
-        if evidence_store.incident_alerts(tx, incident_id) is None:
+    with store.unit() as uow:
+        if uow.evidence.incident_alerts(incident_id) is None:
             return None
-        pending = evidence_store.pending_for(tx, incident_id)
+        pending = uow.evidence.pending_for(incident_id)
         if pending is not None:
-            return int(pending["id"])
-        request_id = evidence_store.insert_request(
-            tx, incident_id=incident_id, reason=reason, requested_by=actor, now=now
+            return pending.id
+        request_id = uow.evidence.add_request(
+            incident_id=incident_id, reason=reason, requested_by=actor, now=now
         )
-        events.record(
-            tx, incident_id=incident_id, at=now, kind="diagnostics_requested", actor=actor,
+        uow.events.record(
+            incident_id=incident_id, at=now, kind="diagnostics_requested", actor=actor,
             message=f"diagnostics requested by {actor}: {reason}",
             detail={"request_id": request_id, "reason": reason},
         )
     return request_id
 
 
-def list_evidence(store: Store, incident_id: int) -> list[Row]:
-    """The incident's evidence, oldest first: ``check_name, kind, ok, outcome, summary,
-    detail, started_at, duration_ms, request_id``."""
-    with store.db.transaction(write=False) as tx:
-        rows = evidence_store.evidence_for(tx, incident_id)
-    for row in rows:
-        detail = row["detail"] if isinstance(row["detail"], dict) else {}
-        row["outcome"] = detail.get("outcome", "ok" if row["ok"] else "error")
-    return rows
+def list_evidence(store: Store, incident_id: int) -> list[Evidence]:
+    """The incident's evidence, oldest first (each with its ``outcome``)."""
+    with store.unit(write=False) as uow:
+        return uow.evidence.for_incident(incident_id)
 
 
-def list_requests(store: Store, incident_id: int) -> list[Row]:
+def list_requests(store: Store, incident_id: int) -> list[EvidenceRequest]:
     """The incident's diagnostic requests (pending, running, done), oldest first."""
-    with store.db.transaction(write=False) as tx:
-        return evidence_store.requests_for(tx, incident_id)
+    with store.unit(write=False) as uow:
+        return uow.evidence.requests_for(incident_id)
 
 
 def lease_for(cfg: DiagnosticsConfig) -> timedelta:
@@ -159,16 +153,16 @@ def lease_for(cfg: DiagnosticsConfig) -> timedelta:
 def _run_request(
     store: Store,
     config: Config,
-    req: Row,
+    req: EvidenceRequest,
     *,
     clock: Callable[[], datetime],
     worker_id: str,
     adapters: AdapterFactory,
 ) -> None:
-    bound = log.bind(incident_id=req["incident_id"], request_id=req["id"], worker=worker_id)
+    bound = log.bind(incident_id=req.incident_id, request_id=req.id, worker=worker_id)
     cfg = config.diagnostics
-    with store.db.transaction(write=False) as tx:
-        alerts = evidence_store.incident_alerts(tx, req["incident_id"])
+    with store.unit(write=False) as uow:
+        alerts = uow.evidence.incident_alerts(req.incident_id)
     results: list[CheckResult] = []
     crash: str | None = None
     if alerts is not None and cfg.checks:
@@ -183,29 +177,29 @@ def _run_request(
     stored = [sanitize(r, secrets, cfg.max_evidence_bytes) for r in results]
     crash = None if crash is None else str(clean(crash, secrets))
     now = clock()
-    with store.db.transaction() as tx:
-        if not evidence_store.finish(tx, req["id"], worker=worker_id, now=now):
+    with store.unit() as uow:
+        if not uow.evidence.finish(req.id, worker=worker_id, now=now):
             bound.warning("diagnostics_lease_lost")
             return
         if alerts is None:
             return
         for result in stored:
-            evidence_store.insert_evidence(
-                tx, incident_id=req["incident_id"], request_id=req["id"],
+            uow.evidence.add(
+                incident_id=req.incident_id, request_id=req.id,
                 check_name=result.name, kind=result.kind, ok=result.ok,
                 summary=result.finding.summary, detail=result.finding.detail,
                 started_at=result.started_at, duration_ms=result.duration_ms,
             )
         if cfg.checks:
             message, detail = _timeline(req, stored, crash)
-            events.record(tx, incident_id=req["incident_id"], at=now, kind="diagnostics",
-                          actor="system", message=message, detail=detail)
+            uow.events.record(incident_id=req.incident_id, at=now, kind="diagnostics",
+                              actor="system", message=message, detail=detail)
     bound.info("diagnostics_done", checks=len(stored),
                ok=sum(1 for r in stored if r.ok), crashed=crash is not None)
 
 
 def _timeline(
-    req: Row, results: list[CheckResult], crash: str | None
+    req: EvidenceRequest, results: list[CheckResult], crash: str | None
 ) -> tuple[str, dict[str, Any]]:
     counts = {o: sum(1 for r in results if r.finding.outcome == o) for o in OUTCOMES}
     if crash is not None:
@@ -220,8 +214,8 @@ def _timeline(
                 f"{r.finding.outcome}: {r.finding.summary}"[:160] for r in bad[:5]
             )
     detail = {
-        "request_id": req["id"],
-        "reason": req["reason"],
+        "request_id": req.id,
+        "reason": req.reason,
         "counts": {k: v for k, v in counts.items() if v},
         "checks": [
             {"name": r.name, "kind": r.kind, "outcome": r.finding.outcome,

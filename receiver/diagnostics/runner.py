@@ -25,7 +25,7 @@ from receiver.remediation.promql import render_query
 from receiver.remediation.rules import render_params
 from receiver.remediation.targets import TargetsConfig
 from receiver.remediation.urls import build_url
-from receiver.store.db import Row
+from receiver.store.evidence import IncidentAlert
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +53,7 @@ class Planned:
 
 def plan(
     cfg: DiagnosticsConfig,
-    alerts: list[Row],
+    alerts: list[IncidentAlert],
     *,
     clock: Callable[[], datetime],
     targets: TargetsConfig,
@@ -67,7 +67,7 @@ def plan(
     """
     planned: list[Planned] = []
     refused: list[CheckResult] = []
-    contexts = [(dict(a["labels"] or {}), dict(a["annotations"] or {})) for a in alerts]
+    contexts = [(dict(a.labels or {}), dict(a.annotations or {})) for a in alerts]
     for check in cfg.checks:
         match = CompiledMatch(check)
         matching = [c for c in contexts if match(c[0])] if match.matchers else contexts

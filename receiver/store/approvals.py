@@ -3,18 +3,19 @@ and a primary key on (approval, approver)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from receiver.store.db import Row, Tx
-from receiver.store.repository import Repository
+from receiver.store.repository import Repository, maybe, records
 
 COLUMNS = ("id, job_id, incident_id, state, required, groups, created_at, expires_at,"
            " decided_at, decided_by")
 
 
-def create(tx: Tx, *, job: Row, required: int, groups: list[str], now: datetime,
-           expires_at: datetime) -> Row | None:
+def create(tx: Tx, *, job_id: int, incident_id: int, required: int, groups: list[str],
+           now: datetime, expires_at: datetime) -> Row | None:
     return tx.fetchone(
         f"""INSERT INTO approvals (job_id, incident_id, state, required, groups, created_at,
                                   expires_at)
@@ -23,7 +24,7 @@ def create(tx: Tx, *, job: Row, required: int, groups: list[str], now: datetime,
                   groups = excluded.groups, created_at = excluded.created_at,
                   expires_at = excluded.expires_at, decided_at = NULL, decided_by = NULL
            RETURNING {COLUMNS}""",  # noqa: S608 - constant columns
-        {"job": job["id"], "inc": job["incident_id"], "req": required,
+        {"job": job_id, "inc": incident_id, "req": required,
          "groups": tx.json(groups), "now": now, "exp": expires_at},
     )
 
@@ -81,5 +82,67 @@ def expired(tx: Tx, now: datetime) -> list[Row]:
     )
 
 
+@dataclass(frozen=True)
+class Approval:
+    """A job's approval: ``pending`` until decided or expired."""
+
+    id: int
+    job_id: int
+    incident_id: int
+    state: str
+    required: int
+    groups: list[str]
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One approver's decision on an approval, with where it came from."""
+
+    approver: str
+    decision: str  # approve | deny
+    reason: str
+    at: datetime
+    origin: dict[str, Any]
+
+
 class ApprovalRepository(Repository):
     """Approvals and their votes."""
+
+    def for_job(self, job_id: int) -> Approval | None:
+        """The job's approval, if it has one."""
+        return maybe(Approval, for_job(self.tx, job_id))
+
+    def open(self, *, job_id: int, incident_id: int, required: int, groups: list[str],
+             now: datetime, expires_at: datetime) -> Approval | None:
+        """A pending approval for the job (a re-parked job's approval opens again)."""
+        return maybe(Approval, create(self.tx, job_id=job_id, incident_id=incident_id,
+                                      required=required, groups=groups, now=now,
+                                      expires_at=expires_at))
+
+    def get(self, approval_id: int) -> Approval | None:
+        return maybe(Approval, get(self.tx, approval_id))
+
+    def lock_for_job(self, job_id: int) -> Approval | None:
+        """The job's approval under its row lock (see :func:`lock_for_job`)."""
+        return maybe(Approval, lock_for_job(self.tx, job_id))
+
+    def votes(self, approval_id: int) -> list[Vote]:
+        """The votes cast, oldest first."""
+        return records(Vote, votes(self.tx, approval_id))
+
+    def add_vote(self, approval_id: int, approver: str, decision: str, reason: str,
+                 now: datetime, origin: dict[str, Any]) -> bool:
+        """False when this approver has already voted on this approval."""
+        return add_vote(self.tx, approval_id, approver, decision, reason, now, origin)
+
+    def close(self, approval_id: int, state: str, *, by: str, now: datetime) -> Approval | None:
+        """pending -> ``state``, once; None when it was no longer pending."""
+        return maybe(Approval, close(self.tx, approval_id, state, by=by, now=now))
+
+    def expired(self, now: datetime) -> list[Approval]:
+        """Pending approvals past their deadline (candidates, not locked)."""
+        return records(Approval, expired(self.tx, now))
