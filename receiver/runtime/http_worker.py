@@ -16,6 +16,8 @@ thread, which answers it (413, 400) without waiting on the client: any read it d
 stops at the request's deadline, and the connection is then closed, not kept alive. A
 closed connection with unread input is half-closed and drained for ``LINGER_SECONDS``
 first, so that the client reads the answer instead of a reset.
+
+How far a buffer holds a request (framing, chunk frames) is :mod:`receiver.runtime.http_framing`.
 """
 
 from __future__ import annotations
@@ -34,19 +36,13 @@ from gunicorn.http.unreader import Unreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from receiver.config import Config
+from receiver.runtime.http_framing import MAX_HEADER_BYTES, Framing, canned, chunked_scan
 
-MAX_HEADER_BYTES = 64 * 1024
-"""Request line and headers; real requests carry well under 8 KiB."""
 BUFFER_BUDGET = 32 * 1024 * 1024
 """Bytes of not yet complete requests one worker process holds at most."""
 LINGER_SECONDS = 2.0
 READ_CHUNK = 64 * 1024
 SWEEP_INTERVAL = 0.2
-
-_CANNED = {
-    431: b"431 Request Header Fields Too Large",
-    503: b"503 Service Unavailable",
-}
 
 
 class _ReadDeadline(BaseException):  # noqa: N818 - not an error the app may catch and answer
@@ -55,79 +51,6 @@ class _ReadDeadline(BaseException):  # noqa: N818 - not an error the app may cat
     A BaseException, so that the application cannot turn it into a response: the request
     is abandoned and the connection closed (a client such as Alertmanager then retries).
     """
-
-
-def _canned(status: int) -> bytes:
-    text = _CANNED[status]
-    body = b'{"error": "' + text.split(b" ", 1)[1].lower().replace(b" ", b"_") + b'"}\n'
-    return (b"HTTP/1.1 " + text + b"\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-
-
-class _Framing:
-    """What the loop needs to know of a request head to tell when its body is complete."""
-
-    __slots__ = ("length", "chunked", "valid", "expect_continue")
-
-    def __init__(self, head: bytes) -> None:
-        self.length = 0
-        self.chunked = False
-        self.valid = True
-        self.expect_continue = False
-        lines = head.split(b"\r\n")
-        http11 = lines[0].rstrip().endswith(b"HTTP/1.1")
-        lengths: list[bytes] = []
-        codings: list[bytes] = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                continue
-            key = name.strip().lower()
-            if key == b"content-length":
-                lengths.append(value.strip())
-            elif key == b"transfer-encoding":
-                codings.extend(v.strip().lower() for v in value.split(b","))
-            elif key == b"expect" and value.strip().lower() == b"100-continue" and http11:
-                self.expect_continue = True
-        if codings:
-            self.chunked = codings[-1] == b"chunked"
-            self.valid = self.chunked and not lengths
-        elif lengths:
-            self.valid = len(lengths) == 1 and lengths[0].isdigit()
-            self.length = int(lengths[0]) if self.valid else 0
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or self.length > 0
-
-
-def _chunked_scan(buf: bytearray, pos: int) -> tuple[int, bool]:
-    """Walk chunk frames from ``pos``: (where to resume, complete). ValueError if malformed.
-
-    Complete means the last chunk and the trailer section are all in ``buf``; the resume
-    position is then the end of the message.
-    """
-    while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            if len(buf) - pos > 4096:
-                raise ValueError("chunk size line too long")
-            return pos, False
-        size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
-        if not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
-            raise ValueError("invalid chunk size")
-        size = int(size_text, 16)
-        if size == 0:
-            if buf[eol + 2 : eol + 4] == b"\r\n":
-                return eol + 4, True
-            end = buf.find(b"\r\n\r\n", eol + 2)
-            return (end + 4, True) if end >= 0 else (pos, False)
-        data_end = eol + 2 + size
-        if len(buf) < data_end + 2:
-            return pos, False
-        if buf[data_end : data_end + 2] != b"\r\n":
-            raise ValueError("chunk without terminator")
-        pos = data_end + 2
 
 
 class _Unreader(Unreader):
@@ -173,7 +96,7 @@ class _Conn(TConn):
         self.in_loop = True
         self.complete = True  # the whole request was buffered when a thread got it
         self.parser: Any = None
-        self.framing: _Framing | None = None
+        self.framing: Framing | None = None
         self.head_end = -1
         self.chunk_pos = 0
 
@@ -264,7 +187,7 @@ class BufferingThreadWorker(ThreadWorker):
                 if len(buf) > MAX_HEADER_BYTES:
                     self._refuse(conn, 431)
                 return
-            framing = conn.framing = _Framing(bytes(buf[:end]))
+            framing = conn.framing = Framing(bytes(buf[:end]))
             conn.head_end = conn.chunk_pos = end + 4
             if not framing.valid:
                 self._dispatch(conn, complete=False)  # gunicorn answers 400
@@ -276,7 +199,7 @@ class BufferingThreadWorker(ThreadWorker):
         framing = conn.framing
         if framing.chunked:
             try:
-                conn.chunk_pos, done = _chunked_scan(buf, conn.chunk_pos)
+                conn.chunk_pos, done = chunked_scan(buf, conn.chunk_pos)
             except ValueError:
                 self._dispatch(conn, complete=False)  # gunicorn answers 400
                 return
@@ -320,7 +243,7 @@ class BufferingThreadWorker(ThreadWorker):
             pass
 
     def _refuse(self, conn: _Conn, status: int) -> None:
-        self._send(conn, _canned(status))
+        self._send(conn, canned(status))
         self._linger(conn)
 
     def _linger(self, conn: _Conn) -> None:
