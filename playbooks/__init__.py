@@ -29,6 +29,7 @@ def load_registry() -> dict[str, Playbook[Any]]:
     """One instance of each built-in playbook, by name."""
     from playbooks.flush_cache import FlushCache
     from playbooks.kill_query import KillQuery
+    from playbooks.maintenance_mode import MaintenanceMode
     from playbooks.restart_container import RestartContainer
     from playbooks.restore_database import RestoreDatabase
     from playbooks.scale_service import ScaleService
@@ -39,6 +40,7 @@ def load_registry() -> dict[str, Playbook[Any]]:
         KillQuery(),
         FlushCache(),
         RestoreDatabase(),
+        MaintenanceMode(),
     ]
     return {playbook.name: playbook for playbook in playbooks}
 

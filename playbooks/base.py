@@ -21,7 +21,12 @@ A playbook is a class with:
   the same value written literally in the rule (it then asks for approval instead);
 - ``plan(params, ctx)``: what it would do, with no side effect;
 - ``run(params, ctx)``: does it through an adapter and returns a :class:`RunResult`;
-- ``verify(params, ctx, result)``: an optional check of the playbook's own effect.
+- ``verify(params, ctx, result)``: an optional check of the playbook's own effect;
+- ``undo(params, ctx, result)`` (when ``undoable``): puts back what ``run`` changed, from
+  what ``run`` recorded in ``result.detail`` (the replica count before, the server state
+  before, the version rolled back from), and ``undo_plan`` says what it would do. Both
+  check the allowlist again and refuse (PlaybookError) when the system moved on since the
+  run, so an undo never overwrites a later change.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 
 from receiver.adapters import AdapterFactory
+from receiver.errors import PlaybookError
 from receiver.remediation.targets import TargetsConfig
 
 
@@ -130,6 +136,8 @@ class Playbook(Generic[P]):
     (``approval.approvers``); restore_database's two-person rule is 2."""
     template_escapes: ClassVar[Mapping[str, Callable[[str], str]]] = {}
     """Per param name, the escaping applied to each label/annotation value substituted in it."""
+    undoable: ClassVar[bool] = False
+    """True when ``undo`` can take back what ``run`` did."""
 
     def parse_params(self, raw: dict[str, Any]) -> P:
         return self.Params.model_validate(raw)  # type: ignore[return-value]
@@ -163,6 +171,14 @@ class Playbook(Generic[P]):
 
     def verify(self, params: P, ctx: PlaybookContext, result: RunResult) -> Verification | None:
         return None
+
+    def undo_plan(self, params: P, ctx: PlaybookContext, result: RunResult) -> Plan:
+        """What ``undo`` would do after ``result``, with no side effect."""
+        raise PlaybookError(f"playbook {self.name!r} cannot be undone")
+
+    def undo(self, params: P, ctx: PlaybookContext, result: RunResult) -> RunResult:
+        """Take back what the run that returned ``result`` did."""
+        raise PlaybookError(f"playbook {self.name!r} cannot be undone")
 
 
 def dry_run_result(plan: Plan) -> RunResult:

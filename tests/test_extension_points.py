@@ -190,7 +190,7 @@ def test_default_approvers_come_from_the_playbook_class() -> None:
     assert RestoreDatabase.default_approvers == 2
     assert {n: pb.default_approvers for n, pb in REGISTRY.items()} == {
         "restart_container": 1, "scale_service": 1, "kill_query": 1, "flush_cache": 1,
-        "restore_database": 2,
+        "restore_database": 2, "maintenance_mode": 1,
     }
     registry: dict[str, Any] = {"four_eyes": FourEyes()}
     cfg = parse_config({"rules": [
@@ -198,10 +198,10 @@ def test_default_approvers_come_from_the_playbook_class() -> None:
         {"name": "b", "playbook": "four_eyes", "params": {"target": "x"},
          "approval": {"approvers": 1}},
     ]}, registry=registry)
-    assert required_approvers(cfg, {"rule": "a", "playbook": "four_eyes"}, registry)[0] == 3
-    assert required_approvers(cfg, {"rule": "b", "playbook": "four_eyes"}, registry)[0] == 1
+    assert required_approvers(cfg, "a", "four_eyes", registry)[0] == 3
+    assert required_approvers(cfg, "b", "four_eyes", registry)[0] == 1
     # not in the built-in registry: no default beyond the rule's
-    assert required_approvers(cfg, {"rule": "a", "playbook": "four_eyes"})[0] == 1
+    assert required_approvers(cfg, "a", "four_eyes")[0] == 1
 
 
 def test_config_validates_rules_against_the_registry_it_is_given() -> None:

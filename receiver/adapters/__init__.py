@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from receiver.adapters.protocols import (
+    DeploysApi,
     DockerApi,
+    HaproxyApi,
     HttpApi,
     PgToolsApi,
     PostgresApi,
@@ -25,6 +27,7 @@ from receiver.adapters.protocols import (
 )
 
 if TYPE_CHECKING:
+    from receiver.remediation.haproxy_targets import HaproxyTarget
     from receiver.remediation.targets import DockerEndpoint, PostgresTarget, RedisTarget
     from receiver.remediation.urls import HostAllowlist
 
@@ -38,6 +41,18 @@ class AdapterFactory:
 
         return DockerAdapter(base_url=endpoint.base_url, timeout_s=endpoint.timeout_s)
 
+    def deploys(self, endpoint: DockerEndpoint) -> DeploysApi:
+        """The Docker daemon of ``endpoint`` with Swarm service versions and rollback."""
+        from receiver.adapters.deploys import DeploysAdapter
+
+        return DeploysAdapter(base_url=endpoint.base_url, timeout_s=endpoint.timeout_s)
+
+    def haproxy(self, target: HaproxyTarget) -> HaproxyApi:
+        """The runtime API of an allowlisted HAProxy, on its admin socket."""
+        from receiver.adapters.haproxy import HaproxyAdapter
+
+        return HaproxyAdapter(target.socket, timeout_s=target.timeout_s)
+
     def postgres(self, target: PostgresTarget, *, dbname: str | None = None) -> PostgresApi:
         from receiver.adapters.postgres import PostgresAdapter
 
@@ -46,7 +61,7 @@ class AdapterFactory:
         )
 
     def pg_tools(self, target: PostgresTarget) -> PgToolsApi:
-        from receiver.adapters.postgres import PgTools
+        from receiver.adapters.pg_tools import PgTools
 
         return PgTools(target.dsn, bin_dir=target.bin_dir)
 
@@ -68,5 +83,5 @@ class AdapterFactory:
         return PrometheusAdapter(base_url, timeout_s, hosts=hosts)
 
 
-__all__ = ["AdapterFactory", "DockerApi", "HttpApi", "PgToolsApi", "PostgresApi",
-           "PrometheusApi", "RedisApi"]
+__all__ = ["AdapterFactory", "DeploysApi", "DockerApi", "HaproxyApi", "HttpApi", "PgToolsApi",
+           "PostgresApi", "PrometheusApi", "RedisApi"]

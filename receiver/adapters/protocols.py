@@ -18,9 +18,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 if TYPE_CHECKING:
+    from receiver.adapters.deploys import ServiceRevision
     from receiver.adapters.docker import ContainerDetails, ContainerState, ServiceState
+    from receiver.adapters.haproxy import HaproxyServer, ServerAdminState
     from receiver.adapters.http import HttpResult
-    from receiver.adapters.postgres import Backend, Tool, ToolResult
+    from receiver.adapters.pg_tools import Tool, ToolResult
+    from receiver.adapters.postgres import Backend
     from receiver.adapters.prometheus import Sample
     from receiver.adapters.redis import UnlinkResult
 
@@ -145,6 +148,31 @@ class RedisApi(Closing, Protocol):
 
 
 @runtime_checkable
+class HaproxyApi(Protocol):
+    """One HAProxy's runtime API (admin socket): server states, read and set."""
+
+    def version(self) -> str: ...
+
+    def servers(self, backend: str) -> list[HaproxyServer]: ...
+
+    def server(self, backend: str, server: str) -> HaproxyServer | None: ...
+
+    def set_state(self, backend: str, server: str, state: ServerAdminState) -> None: ...
+
+
+@runtime_checkable
+class DeploysApi(DockerApi, Protocol):
+    """The Docker API plus Swarm service versions: the current and previous spec, and the
+    engine's own rollback to the previous one."""
+
+    def revision(self, name: str) -> ServiceRevision | None: ...
+
+    def rollback_service(self, name: str, version: int) -> None: ...
+
+    def wait_rollout(self, name: str, timeout_s: float) -> ServiceRevision: ...
+
+
+@runtime_checkable
 class HttpApi(Protocol):
     """GET a URL whose host, and every redirect hop, the allowlist holds."""
 
@@ -159,9 +187,12 @@ class PrometheusApi(Protocol):
 
 
 if TYPE_CHECKING:
+    from receiver.adapters.deploys import DeploysAdapter
     from receiver.adapters.docker import DockerAdapter
+    from receiver.adapters.haproxy import HaproxyAdapter
     from receiver.adapters.http import HttpAdapter
-    from receiver.adapters.postgres import PgTools, PostgresAdapter
+    from receiver.adapters.pg_tools import PgTools
+    from receiver.adapters.postgres import PostgresAdapter
     from receiver.adapters.prometheus import PrometheusAdapter
     from receiver.adapters.redis import RedisAdapter
 
@@ -172,6 +203,8 @@ if TYPE_CHECKING:
         redis: RedisAdapter,
         http: HttpAdapter,
         prometheus: PrometheusAdapter,
+        haproxy: HaproxyAdapter,
+        deploys: DeploysAdapter,
     ) -> None:
         """Never called: the type checker proves each adapter implements its protocol."""
         _d: DockerApi = docker
@@ -180,7 +213,9 @@ if TYPE_CHECKING:
         _r: RedisApi = redis
         _h: HttpApi = http
         _m: PrometheusApi = prometheus
+        _x: HaproxyApi = haproxy
+        _v: DeploysApi = deploys
 
 
-__all__ = ["Closing", "DockerApi", "HttpApi", "PgToolsApi", "PostgresApi", "PrometheusApi",
-           "RedisApi"]
+__all__ = ["Closing", "DeploysApi", "DockerApi", "HaproxyApi", "HttpApi", "PgToolsApi",
+           "PostgresApi", "PrometheusApi", "RedisApi"]

@@ -24,6 +24,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from receiver.errors import TargetNotAllowed
+from receiver.remediation.deploy_targets import DeploymentTargets
+from receiver.remediation.haproxy_targets import HaproxyTarget
 from receiver.secrets import SecretRef
 
 # Names are ASCII, start with a letter or digit, and are length-bounded, so that neither shell
@@ -311,6 +313,8 @@ class TargetsConfig(_Model):
     redis: dict[TargetName, RedisTarget] = Field(default_factory=dict)
     backups: dict[TargetName, BackupLocation] = Field(default_factory=dict)
     http: HttpTargets = Field(default_factory=HttpTargets)
+    haproxy: dict[TargetName, HaproxyTarget] = Field(default_factory=dict)
+    deployments: DeploymentTargets = Field(default_factory=DeploymentTargets)
 
     @model_validator(mode="after")
     def _backups_point_at_allowed_databases(self) -> TargetsConfig:

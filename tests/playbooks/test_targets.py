@@ -279,7 +279,7 @@ def test_flush_risk_depends_on_mode_and_key_prefixes() -> None:
 
 
 def test_registry_declares_every_playbook() -> None:
-    """The registry holds the five playbooks with their idempotency and default risk."""
+    """The registry holds the built-in playbooks with their idempotency and default risk."""
     declared = {name: (pb.idempotent, pb.risk) for name, pb in load_registry().items()}
     assert declared == {
         "restart_container": (True, Risk.LOW),
@@ -287,6 +287,7 @@ def test_registry_declares_every_playbook() -> None:
         "kill_query": (False, Risk.HIGH),
         "flush_cache": (False, Risk.HIGH),
         "restore_database": (False, Risk.HIGH),
+        "maintenance_mode": (True, Risk.HIGH),
     }
     assert all(isinstance(pb, Playbook) for pb in REGISTRY.values())
 
