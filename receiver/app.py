@@ -20,6 +20,7 @@ from receiver.people.tokens import secret_key
 from receiver.secrets import NO_SECRETS, Redactor, derived_forms, redactor_for
 from receiver.store import Store, open_store
 from receiver.web import api, openapi, ops, pages, webhook
+from receiver.web import status as status_web
 from receiver.web.auth import Authenticator
 from receiver.web.errors import register_error_handlers
 from receiver.web.operators import PASSWORDS_EXTENSION, PasswordChecker, csrf_token
@@ -159,6 +160,8 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(status_web.bp)
+    app.register_blueprint(status_web.api)
     if insecure_no_auth and not config.auth.configured:
         log.warning("insecure_no_auth", detail=INSECURE_NO_AUTH_WARNING)
     return app
