@@ -35,7 +35,7 @@ from receiver.remediation.targets import BackupLocation, PostgresTarget, Targets
 
 if TYPE_CHECKING:
     from receiver.adapters import PgToolsApi
-    from receiver.adapters.postgres import ToolResult
+    from receiver.adapters.pg_tools import ToolResult
 
 BackupKind = Literal["scheduled", "manual", "safety"]
 BackupFormat = Literal["custom", "sql.gz"]
