@@ -14,6 +14,7 @@ import click
 
 from receiver.commands.audit import audit
 from receiver.commands.backup import backup
+from receiver.commands.configtest import test_command
 from receiver.commands.incidents import incident, postmortem, report
 from receiver.commands.oncall import oncall
 from receiver.commands.options import CONFIG_OPTION, load_config_or_exit
@@ -73,5 +74,5 @@ def hash_password(password: str) -> None:
 
 
 for _command in (serve, worker, simulate, pause, resume, reset_breaker, approve, deny, incident,
-                 postmortem, report, audit, backup, oncall):
+                 postmortem, report, audit, backup, oncall, test_command):
     main.add_command(_command)

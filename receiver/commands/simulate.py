@@ -28,43 +28,10 @@ def check_rule_params(config: Config, playbook_name: str, params_raw: dict[str, 
                       rule_params: dict[str, Any], *, approval: str = "risk") -> str:
     """Params model, allowlist and risk of one call, knowing which params alert data filled
     (those that differ from the rule's literal values); no side effects."""
-    from playbooks import load_registry
-    from playbooks.base import PlaybookContext, Risk
-    from receiver.errors import AdapterError, PlaybookError, TargetNotAllowed
-    from receiver.remediation.rules import params_from_alert
+    from receiver.remediation.preview import assess_call
 
-    playbook = load_registry().get(playbook_name)
-    if playbook is None:
-        return f"refused: unknown playbook {playbook_name}"
-    try:
-        params = playbook.parse_params(params_raw)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        return f"refused: invalid params: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-    ctx = PlaybookContext(targets=config.targets,
-                          from_alert=params_from_alert(rule_params, params_raw))
-    try:
-        playbook.check_allowed(params, ctx)
-    except TargetNotAllowed as exc:
-        return f"refused: target not allowed: {exc}"
-    except AdapterError as exc:
-        return f"allowlist check needs the live system: {exc}"
-    except PlaybookError as exc:
-        return f"allowlist check failed on the live system: {exc}"
-    risk = playbook.risk_for(params, ctx)
-    text = f"allowed; targets {', '.join(playbook.targets(params))}; risk {risk.value}"
-    note = playbook.risk_note(params, ctx)
-    forced = playbook.approval_required(params, ctx)
-    if forced:
-        text += f"; needs approval ({forced})"
-    elif approval == "required":
-        text += "; needs approval (the rule requires it)"
-    elif risk is Risk.HIGH and approval == "risk":
-        text += "; needs approval" + (f" ({note})" if note else " (high risk)")
-    elif risk is Risk.HIGH:
-        text += ("; high risk" + (f" ({note})" if note else "")
-                 + ", runs without approval (approval: auto)")
-    return text
+    return assess_call(config, playbook_name, params_raw, rule_params,
+                       approval=approval).text()
 
 
 def review_rules(config: Config) -> list[str]:
