@@ -150,7 +150,8 @@ def write_checkpoint(store: Store, config: Config, *, reason: str, process: str,
     key, directory = store.audit_key, store.checkpoint_dir
     if key is None or directory is None:
         return None
-    head = store.audit_head()
+    with store.unit(write=False) as uow:
+        head = uow.audit.head()
     at = now or datetime.now(UTC)
     body = sign_checkpoint(key, seq=head.seq, hash=head.hash, legacy_until=head.legacy_until,
                            at=at, reason=reason, process=process)

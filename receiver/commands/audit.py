@@ -70,16 +70,18 @@ def audit_export(config_path: str, fmt: str, incident: int | None, actor: str | 
     first = True
     try:
         while True:
-            rows = store.audit(AuditFilter(incident_id=incident, actor=actor, action=action,
-                                           after_seq=after, limit=5000))
-            if not rows:
+            with store.unit(write=False) as uow:
+                entries = uow.audit.query(AuditFilter(incident_id=incident, actor=actor,
+                                                      action=action, after_seq=after,
+                                                      limit=5000))
+            if not entries:
                 break
             if fmt == "jsonl":
-                output.write(to_jsonl(rows))
+                output.write(to_jsonl(entries))
             else:
-                text = to_csv(rows)
+                text = to_csv(entries)
                 output.write(text if first else text.split("\n", 1)[1])
             first = False
-            after = rows[-1]["seq"]
+            after = entries[-1].seq
     finally:
         store.close()
