@@ -395,6 +395,9 @@ def document() -> dict[str, Any]:
                                     ("401", "503")),
         }},
     }
+    from receiver.web.status_openapi import status_paths  # deferred: it imports this module
+
+    paths.update(status_paths(components))
     return {
         "openapi": "3.1.0",
         "info": {
