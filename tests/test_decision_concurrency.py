@@ -23,7 +23,7 @@ from receiver.errors import InvalidTransition
 from receiver.incidents import timers
 from receiver.people import approvals
 from receiver.people.approvals import DecisionError, decide_job
-from receiver.store import Store
+from receiver.store import Store, UnitOfWork
 from receiver.store import approvals as approval_store
 from receiver.store import incidents as incident_store
 from receiver.store import jobs as job_store
@@ -100,7 +100,7 @@ def test_late_approval_never_requeues_a_job_a_worker_has_claimed(store: Store, s
     second = Second(lambda: decide_job(store, kit.config, job_id, approve=True, user="bob",
                                        reason="", now=clock()))
     with store.db.transaction() as tx:
-        approvals._decide(tx, kit.config, job_id, True, "ann", "", clock(), {})  # noqa: SLF001
+        approvals._decide(UnitOfWork(tx), kit.config, job_id, True, "ann", "", clock(), {})  # noqa: SLF001
         claimed = job_store.claim(tx, worker="w-run", now=clock(), lease=timedelta(minutes=1))
         assert claimed is not None and claimed["id"] == job_id
         second.start_and_wait_for_lock(store_url)
@@ -122,7 +122,7 @@ def test_denial_racing_an_approval_is_refused_and_leaves_no_vote(store: Store, s
     second = Second(lambda: decide_job(store, kit.config, job_id, approve=False, user="bob",
                                        reason="no", now=clock()))
     with store.db.transaction() as tx:
-        approvals._decide(tx, kit.config, job_id, True, "ann", "", clock(), {})  # noqa: SLF001
+        approvals._decide(UnitOfWork(tx), kit.config, job_id, True, "ann", "", clock(), {})  # noqa: SLF001
         second.start_and_wait_for_lock(store_url)
     second.join()
     assert isinstance(second.error, DecisionError), second.error or second.result
@@ -167,7 +167,7 @@ def test_twenty_simultaneous_decisions_decide_once(store: Store, clock: Clock) -
         start.wait(10)
         try:
             got: Any = decide_job(store, kit.config, job_id, approve=n % 2 == 0, user=user,
-                                  reason="race", now=clock())["state"]
+                                  reason="race", now=clock()).state
         except DecisionError as exc:
             got = exc
         except Exception as exc:  # noqa: BLE001 - any other failure is what this test looks for
@@ -225,12 +225,12 @@ def test_worker_that_lost_its_lease_does_not_act(store: Store, clock: Clock) -> 
     another worker) does not run the playbook a second time."""
     kit = Kit(store, clock, [rule(guards={"cooldown": "0s"})])
     kit.fire(make_notification([make_alert(labels={"container": "web1"})], group_key="g"))
-    with store.db.transaction() as tx:
-        stale = job_store.claim(tx, worker="w-slow", now=clock(), lease=timedelta(seconds=60))
+    with store.unit() as uow:
+        stale = uow.jobs.claim(worker="w-slow", now=clock(), lease=timedelta(seconds=60))
     assert stale is not None
     clock.advance(seconds=61)
     other = kit.new_worker("w-next")
-    assert other.sweep() == [stale["id"]]  # interrupted, re-queued (idempotent)
+    assert other.sweep() == [stale.id]  # interrupted, re-queued (idempotent)
     assert other.run_once()
     assert kit.playbook.calls == ["web1"]
     kit.new_worker("w-slow")._process(stale)  # noqa: SLF001 - the stale worker goes on
@@ -294,7 +294,7 @@ def test_one_os_account_counts_once_even_deciding_at_the_same_instant(
         start.wait(10)
         try:
             got: Any = decide_job(store, kit.config, job_id, approve=True, user=user,
-                                  reason="ok", now=clock(), origin=origin)["state"]
+                                  reason="ok", now=clock(), origin=origin).state
         except DecisionError as exc:
             got = exc
         with lock:
@@ -312,4 +312,4 @@ def test_one_os_account_counts_once_even_deciding_at_the_same_instant(
     assert kit.job(job_id)["state"] == "awaiting_approval"
     other = decide_job(store, kit.config, job_id, approve=True, user="carol", reason="ok",
                        now=clock(), origin={"via": "cli", "os_user": "carol", "host": "ops-1"})
-    assert other["state"] == "queued"  # a second account completes the two-person rule
+    assert other.state == "queued"  # a second account completes the two-person rule

@@ -26,9 +26,7 @@ from receiver.comms.notify import Message, deliver_due, incident_url
 from receiver.incidents import lifecycle, postmortem
 from receiver.people.tokens import approval_links
 from receiver.store import Store
-from receiver.store import approvals as approval_store
 from receiver.store import evidence as evidence_store
-from receiver.store import jobs as job_store
 from tests.conftest import Clock, people
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification
@@ -241,11 +239,11 @@ def _fire_hostile(kit: Kit) -> tuple[int, set[str]]:
                                          commonAnnotations={"summary": EVIL})).incident_id)
     kit.drain()
     job_id = kit.jobs()[0]["id"]
-    with kit.store.db.transaction(write=False) as tx:
-        approval = approval_store.for_job(tx, job_id)
-        job = job_store.get(tx, job_id)
+    with kit.store.unit(write=False) as uow:
+        approval = uow.approvals.for_job(job_id)
+        job = uow.jobs.get(job_id)
     assert approval is not None and job is not None
-    links = {_approval(url) for url in approval_links(kit.config, approval, job).values()}
+    links = {_approval(url) for url in approval_links(kit.config, approval).values()}
     assert len(links) == 2
     return inc, links | {incident_url(kit.config, inc)}
 

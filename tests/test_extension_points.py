@@ -190,7 +190,7 @@ def test_default_approvers_come_from_the_playbook_class() -> None:
     assert RestoreDatabase.default_approvers == 2
     assert {n: pb.default_approvers for n, pb in REGISTRY.items()} == {
         "restart_container": 1, "scale_service": 1, "kill_query": 1, "flush_cache": 1,
-        "restore_database": 2, "maintenance_mode": 1,
+        "restore_database": 2, "maintenance_mode": 1, "rollback_deployment": 1,
     }
     registry: dict[str, Any] = {"four_eyes": FourEyes()}
     cfg = parse_config({"rules": [

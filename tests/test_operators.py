@@ -145,8 +145,8 @@ def test_restore_needs_two_approvers_by_default(store: Store, clock: Clock) -> N
         {"name": "restore3", "playbook": "restore_database", "params": {"location": "x"},
          "approval": {"approvers": 3}},
     ]})
-    assert required_approvers(cfg, {"rule": "restore", "playbook": "restore_database"})[0] == 2
-    assert required_approvers(cfg, {"rule": "restore3", "playbook": "restore_database"})[0] == 3
+    assert required_approvers(cfg, "restore", "restore_database")[0] == 2
+    assert required_approvers(cfg, "restore3", "restore_database")[0] == 3
 
 
 def test_configuration_loads_are_audited(store: Store, clock: Clock, tmp_path: Path) -> None:

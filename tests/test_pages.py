@@ -13,7 +13,6 @@ from receiver.app import create_app
 from receiver.people.tokens import approval_links
 from receiver.store import Store
 from receiver.store import approvals as approval_store
-from receiver.store import jobs as job_store
 from tests.conftest import OP_TOKEN, PASSWORD, READ_TOKEN, TOKEN, Clock, people
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification
@@ -56,11 +55,11 @@ def parked_job(kit: Any, labels: dict[str, str] | None = None) -> tuple[int, dic
     kit.fire(make_notification([make_alert(labels=lbl)], group_key="g-web"))
     kit.drain()
     job_id = kit.jobs()[0]["id"]
-    with kit.store.db.transaction(write=False) as tx:
-        approval = approval_store.for_job(tx, job_id)
-        job = job_store.get(tx, job_id)
+    with kit.store.unit(write=False) as uow:
+        approval = uow.approvals.for_job(job_id)
+        job = uow.jobs.get(job_id)
     assert approval is not None and job is not None
-    return job_id, approval_links(kit.config, approval, job)
+    return job_id, approval_links(kit.config, approval)
 
 
 def path_of(url: str) -> str:
@@ -236,11 +235,10 @@ def test_labels_with_html_render_inert_everywhere(web: Any) -> None:
         job = tx.fetchone("SELECT id FROM jobs ORDER BY id LIMIT 1")
     pages = ["/incidents", f"/incidents/{inc}", "/audit"]
     if job is not None:
-        with web.store.db.transaction(write=False) as tx:
-            approval = approval_store.for_job(tx, job["id"])
-            jrow = job_store.get(tx, job["id"])
+        with web.store.unit(write=False) as uow:
+            approval = uow.approvals.for_job(job["id"])
         if approval is not None:
-            pages.append(path_of(approval_links(web.config, approval, jrow)["alice"]))
+            pages.append(path_of(approval_links(web.config, approval)["alice"]))
     for path in pages:
         html = c.get(path).get_data(as_text=True)
         assert "<script>alert(1)" not in html, path

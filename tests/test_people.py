@@ -85,7 +85,7 @@ def paused(kit: Kit) -> bool:
     from receiver.remediation import controls, guards
 
     c = controls.state(kit.store).get(guards.PAUSED)
-    return c is not None and c["value"] == "true"
+    return c is not None and c.value == "true"
 
 
 def pause(kit: Kit) -> None:
@@ -395,13 +395,10 @@ def test_approval_link_tokens_stay_out_of_the_audit_log(kit: Kit) -> None:
     """Deciding through a link, and a refused tampered link, record the route with the
     token's short digest, never the token."""
     job_id = parked_job(kit)
-    with kit.store.db.transaction(write=False) as tx:
-        from receiver.store import approvals as approval_store
-        from receiver.store import jobs as job_store
-
-        approval = approval_store.for_job(tx, job_id)
-        job = job_store.get(tx, job_id)
-    links = approval_links(kit.config, approval, job)
+    with kit.store.unit(write=False) as uow:
+        approval = uow.approvals.for_job(job_id)
+    assert approval is not None
+    links = approval_links(kit.config, approval)
     token = links["bob"].rsplit("/", 1)[1]
     c = kit.app.test_client()
     login(c, "bob")

@@ -163,7 +163,7 @@ def test_high_risk_job_waits_for_approval_then_runs(store: Store, clock: Clock) 
     assert job["state"] == "awaiting_approval" and job["plan"]["summary"] == "poke web1"
     assert kit.playbook.calls == []
     assert decide_job(store, kit.config, job["id"], approve=True, user="carol", reason="",
-                      now=clock())["state"] == "queued"
+                      now=clock()).state == "queued"
     with pytest.raises(DecisionError, match="no longer waiting"):  # single use
         decide_job(store, kit.config, job["id"], approve=False, user="dave", reason="late",
                    now=clock())
@@ -362,11 +362,11 @@ def test_two_person_rule_needs_two_distinct_approvers(store: Store, clock: Clock
     with pytest.raises(DecisionError, match="not in an approving group"):
         decide_job(store, kit.config, job_id, approve=True, user="eve", reason="", now=clock())
     assert decide_job(store, kit.config, job_id, approve=True, user="ann", reason="",
-                      now=clock())["state"] == "awaiting_approval"
+                      now=clock()).state == "awaiting_approval"
     with pytest.raises(DecisionError, match="already decided"):
         decide_job(store, kit.config, job_id, approve=True, user="ann", reason="", now=clock())
     assert decide_job(store, kit.config, job_id, approve=True, user="ben", reason="",
-                      now=clock())["state"] == "queued"
+                      now=clock()).state == "queued"
     kit.drain()
     assert kit.job(job_id)["state"] == "succeeded"
     with store.db.transaction(write=False) as tx:

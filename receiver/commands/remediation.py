@@ -118,7 +118,7 @@ def _decide(config_path: str, job_id: int, approve: bool, as_user: str | None,
         sys.exit(1)
     finally:
         store.close()
-    click.echo(f"job #{job_id}: {row['state']} ({'approved' if approve else 'denied'} "
+    click.echo(f"job #{job_id}: {row.state} ({'approved' if approve else 'denied'} "
                f"by {who.person})")
 
 

@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from receiver.config.audit import AuditConfig, CheckpointSink, SyslogSink, WebhookSink
 from receiver.config.chat import ChatConfig, MatrixConfig
+from receiver.config.chat import ChatConfig, MatrixConfig
 from receiver.config.diagnostics import (
     PROBE_KINDS,
     DiagnosticCheck,
@@ -59,6 +60,7 @@ __all__ = [
     "BasicAuth",
     "BusinessHours",
     "ChatConfig",
+    "ChatConfig",
     "ChannelName",
     "CheckpointSink",
     "Config",
@@ -71,6 +73,7 @@ __all__ = [
     "IncidentsConfig",
     "LoggingConfig",
     "MaintenanceWindow",
+    "MatrixConfig",
     "MatrixConfig",
     "NotificationChannel",
     "NotificationRetry",
@@ -118,6 +121,7 @@ class Config(Section):
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
     status_page: StatusPageConfig = Field(default_factory=StatusPageConfig)
 

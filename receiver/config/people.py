@@ -23,6 +23,9 @@ class Person(Section):
     password_hash: str | None = None
     os_user: OsUser | None = None
     """The OS account whose CLI commands act as this person (default: the same name)."""
+    matrix: str | None = Field(
+        default=None, pattern=r"^@[a-z0-9._=/+-]{1,200}:[A-Za-z0-9.-]{1,200}(:[0-9]{1,5})?$")
+    """The Matrix user id that acts as this person in incident rooms (``@alice:example.org``)."""
 
 
 class TrustedProxy(Section):
@@ -91,6 +94,13 @@ class PeopleConfig(Section):
                 raise ValueError(f"os_user {person.os_user!r} is given to both "
                                  f"{owner[person.os_user]} and {name}")
             owner[person.os_user] = name
+        matrix: dict[str, str] = {}
+        for name, person in self.users.items():
+            if person.matrix is not None and person.matrix in matrix:
+                raise ValueError(f"matrix id {person.matrix!r} is given to both "
+                                 f"{matrix[person.matrix]} and {name}")
+            if person.matrix is not None:
+                matrix[person.matrix] = name
         return self
 
     def groups_of(self, user: str) -> set[str]:
@@ -106,4 +116,11 @@ class PeopleConfig(Section):
         same = self.users.get(os_user)
         if same is not None and same.os_user is None:
             return os_user
+        return None
+
+    def person_of_matrix(self, user_id: str) -> str | None:
+        """The person a Matrix user id acts as (their ``matrix`` field), or None."""
+        for name, person in self.users.items():
+            if person.matrix is not None and person.matrix == user_id:
+                return name
         return None

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from receiver.config import Config
 from receiver.errors import TokenError
+
+if TYPE_CHECKING:
+    from receiver.store.approvals import Approval
 
 APPROVAL_SALT = "remediator.approval-link.v1"
 
@@ -73,16 +77,18 @@ def read_token(key: str, token: str, *, now: datetime) -> ApprovalClaim:
     return claim
 
 
-def eligible_approvers(config: Config, approval: dict[str, Any]) -> list[str]:
-    groups = set(approval.get("groups") or [])
-    return sorted(u for u, p in config.people.users.items() if not groups or groups & set(p.groups))
+def eligible_approvers(config: Config, groups: Iterable[str]) -> list[str]:
+    """The configured users who may decide an approval limited to ``groups`` (everyone
+    when it names none)."""
+    wanted = set(groups)
+    return sorted(u for u, p in config.people.users.items() if not wanted or wanted & set(p.groups))
 
 
-def approval_links(config: Config, approval: dict[str, Any], job: dict[str, Any]) -> dict[str, str]:
+def approval_links(config: Config, approval: Approval) -> dict[str, str]:
     """One link per eligible approver (user -> URL)."""
     key = secret_key(config)
     base = config.server.public_url.rstrip("/")
     return {
-        user: f"{base}/approvals/{make_token(key, approval['id'], user, approval['expires_at'])}"
-        for user in eligible_approvers(config, approval)
+        user: f"{base}/approvals/{make_token(key, approval.id, user, approval.expires_at)}"
+        for user in eligible_approvers(config, approval.groups)
     }

@@ -1,52 +1,49 @@
-"""The remediation worker: claim a job, re-check guards, plan, lock, run, verify, conclude.
+"""The remediation worker: the loop around the steps of a job.
 
 Any number of worker processes, on any number of hosts, share one store. A job is leased to
 one worker at a time; the lease is renewed while the playbook runs. A lease that runs out
 (the worker died) makes the job ``interrupted``: it is re-run if its playbook is idempotent,
 and escalated to a human otherwise. Every step is written with its timeline event and audit
 entry in the same transaction as the state change.
+
+This module is the loop: threads, wake-ups (the store's listener), lease sweeps, chores.
+The steps of one job are in :mod:`receiver.remediation.steps` (claim, check, lock, plan,
+start, run, verify, conclude), what a job shares between them in
+:mod:`receiver.remediation.session`, and what a failure leads to (retry, next rule, breaker,
+escalation) in :mod:`receiver.remediation.failure`.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from contextlib import closing
+from datetime import datetime
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
 from playbooks import load_registry
-from playbooks.base import Playbook, PlaybookContext, Risk, RunResult
+from playbooks.base import Playbook
 from receiver.adapters import AdapterFactory
 from receiver.config import Config
-from receiver.errors import PlaybookError, StoreError, TargetNotAllowed
-from receiver.incidents.states import ACTIVE
+from receiver.errors import PlaybookError, StoreError
 from receiver.intake.engine import utcnow
 from receiver.people import approvals
-from receiver.remediation import guards
-from receiver.remediation.rules import RemediationRule, params_from_alert
-from receiver.remediation.verification import run_checks
+from receiver.remediation import failure, steps
+from receiver.remediation.failure import Failure
+from receiver.remediation.guards import Decision
+from receiver.remediation.session import JobSession, Refused, open_session, short
 from receiver.secrets import redactor_for
-from receiver.store import Store, events
-from receiver.store import incidents as incident_store
-from receiver.store import jobs as job_store
-from receiver.store.db import Listener, Row, Tx
+from receiver.store import Store, UnitOfWork
+from receiver.store.jobs import Job
+from receiver.store.locks import CHANNEL
 
 log = structlog.get_logger(__name__)
-
-LOCK_RETRY = timedelta(milliseconds=250)
-
-
-def _msg(exc: BaseException, limit: int = 500) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class Worker:
@@ -91,6 +88,11 @@ class Worker:
                                      args=(stop, "notify", self.deliver), daemon=True))
         pool.append(threading.Thread(target=self._chore_loop,
                                      args=(stop, "chores", self.chores), daemon=True))
+        if self.config.chat.enabled:  # incident rooms: receiver.comms.chat
+            from receiver.comms.chat import ChatService
+
+            chat = ChatService(self.config, self.store, clock=self.clock, worker_id=self.id)
+            pool.append(threading.Thread(target=chat.run_forever, args=(stop,), daemon=True))
         for t in pool:
             t.start()
         for t in pool:
@@ -110,7 +112,7 @@ class Worker:
         done += timers.run_due(self.store, self.config, now=self.clock())
         done += diagnostics.run_due(self.store, self.config, clock=self.clock,
                                     worker_id=self.id, adapters=self.adapters)
-        done += self.store.db.maintain()  # SQLite: checkpoint and truncate the WAL, bounded
+        done += self.store.maintain()  # SQLite: checkpoint and truncate the WAL, bounded
         done += metrics.refresh_snapshot_if_due(self.store, self.config, self.clock())
         return done
 
@@ -153,8 +155,8 @@ class Worker:
     def _until_next_due(self, poll: float) -> float:
         """Seconds until the earliest queued job becomes runnable (a retry, a lock wait),
         capped at the poll interval."""
-        with self.store.db.transaction(write=False) as tx:
-            due = job_store.next_due(tx)
+        with self.store.unit(write=False) as uow:
+            due = uow.jobs.next_due()
         if due is None:
             return poll
         return min(poll, max((due - self.clock()).total_seconds(), 0.01))
@@ -162,438 +164,143 @@ class Worker:
     def _listen(self, stop: threading.Event) -> None:
         """Wake the claim loop as soon as a job may be runnable, so that it starts in
         milliseconds: the store's listener on the jobs channel (LISTEN on PostgreSQL; on
-        SQLite any commit, seen within ~15 ms, see :class:`receiver.store.db.SqliteListener`),
+        SQLite any commit, seen within ~15 ms, see :class:`receiver.store.sqlite.SqliteListener`),
         woken by the commit that queued a job or freed the target it waits for
         (:func:`receiver.store.jobs.wake_workers`). The poll interval stays the fallback."""
-        listener: Listener | None = None
         while not stop.is_set():
             try:
-                if listener is None:
-                    listener = self.store.db.listen(job_store.CHANNEL)
-                while not stop.is_set():
-                    if listener.wait(listener.tick):
-                        self._wake.set()
+                with closing(self.store.listen(CHANNEL)) as listener:
+                    while not stop.is_set():
+                        if listener.wait(listener.tick):
+                            self._wake.set()
             except StoreError as exc:
                 log.warning("worker_listen_error", error=str(exc))
-                if listener is not None:
-                    listener.close()
-                    listener = None
                 stop.wait(2)
-        if listener is not None:
-            listener.close()
         self._wake.set()  # stopping: the claim loops end now, not after their poll wait
 
-    # -- one step -----------------------------------------------------------------------
+    # -- jobs -------------------------------------------------------------------------
     def sweep(self) -> list[int]:
         """Conclude jobs whose lease ran out (re-run idempotent ones, escalate the rest) and
         approvals past their expiry."""
         now = self.clock()
         handled = approvals.expire_due(self.store, now)
-        with self.store.db.transaction(write=False) as tx:
-            candidates = job_store.expired_leases(tx, now)
+        with self.store.unit(write=False) as uow:
+            candidates = uow.jobs.expired_leases(now)
         for cand in candidates:
-            with self.store.db.transaction() as tx:
-                incident_store.lock(tx, cand["incident_id"])
-                job = job_store.interrupt(tx, cand["id"], now)
-                if job is None:
-                    continue  # another worker swept it first
-                handled.append(job["id"])
-                self._event(tx, job, "job_interrupted", "system",
-                            f"job #{job['id']} interrupted: its worker's lease ran out", {})
-                playbook = self.registry.get(job["playbook"])
-                idempotent = playbook is not None and playbook.idempotent
-                # The row is ours since the conditional interrupt above: these moves are
-                # made from exactly 'interrupted'.
-                if idempotent and job["attempts"] < max(job["max_attempts"], 1) + 2:
-                    if job_store.move(tx, job["id"], "queued", now=now,
-                                      from_states=("interrupted",)):
-                        self._event(tx, job, "job_requeued", "system",
-                                    f"job #{job['id']} re-queued: {job['playbook']} is "
-                                    "idempotent", {})
-                elif job_store.move(tx, job["id"], "escalated", now=now,
-                                    from_states=("interrupted",),
-                                    reason="interrupted; not safe to re-run automatically"):
-                    self._escalate(tx, job, "interrupted while running; "
-                                   f"{job['playbook']} is not idempotent, a human must check")
+            with self.store.unit() as uow:
+                if failure.interrupted(uow, cand, registry=self.registry, now=now):
+                    handled.append(cand.id)
         if handled:
             self.wake()
         return handled
 
     def run_once(self) -> bool:
-        """Claim and process one job; False when there was nothing to claim."""
+        """Claim and process one job; False when there was nothing to claim.
+
+        The claim, the guards and the target locks are one transaction; then the plan, the
+        start (a transaction), the run, the verification and the conclusion (a transaction).
+        """
         now = self.clock()
-        with self.store.db.transaction() as tx:
-            job = job_store.claim(tx, worker=self.id, now=now, lease=self.lease)
+        session: JobSession | None = None
+        crash: Exception | None = None
+        with self.store.unit() as uow:
+            job = steps.claim(uow, worker=self.id, now=now, lease=self.lease)
             if job is None:
                 return False
-            self._event(tx, job, "job_claimed", "system",
-                        f"job #{job['id']} claimed by {self.id} (attempt {job['attempts']})",
-                        {"worker": self.id, "attempt": job["attempts"]})
-        bound = log.bind(job_id=job["id"], incident_id=job["incident_id"], rule=job["rule"])
+            try:
+                session, decision = self._admit(uow, job, now)
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - concluded below, after the claim commits
+                crash = exc
+        bound = log.bind(job_id=job.id, incident_id=job.incident_id, rule=job.rule)
         try:
-            self._process(job)
+            if crash is not None:
+                raise crash
+            if session is not None and decision is not None:
+                self._carry(session, decision)
             self.wake()  # a job waiting for this one's targets may go now
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - any bug ends this job as failed, not the worker
             bound.exception("job_crashed")
-            with self.store.db.transaction() as tx:
-                incident_store.lock(tx, job["incident_id"])
-                if job_store.move(tx, job["id"], "failed", now=self.clock(), owner=self.id,
-                                  reason=_msg(exc)):
-                    job_store.release_locks(tx, job["id"])
-                    self._event(tx, job, "job_failed", "system",
-                                f"job #{job['id']} failed: {_msg(exc)}", {})
-                    self._escalate(tx, job, f"job crashed: {_msg(exc)}")
+            with self.store.unit() as uow:
+                failure.crashed(uow, job, short(exc), owner=self.id, now=self.clock())
+        finally:
+            if session is not None:
+                session.close()
         return True
 
-    def _process(self, job: Row) -> None:
-        rule = self.config.rule(job["rule"])
-        playbook = self.registry.get(job["playbook"])
-        if rule is None or playbook is None:
-            missing = "rule" if rule is None else "playbook"
-            self._conclude(job, "refused", f"{missing} {job['rule']!r} is no longer configured")
-            return
-        ctx = PlaybookContext(targets=self.config.targets, clock=self.clock,
-                              log=log.bind(job_id=job["id"]), adapters=self.adapters,
-                              from_alert=params_from_alert(rule.params, job["params"]))
-        try:
-            params = playbook.parse_params(job["params"])
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                for e in exc.errors(include_url=False, include_input=False)
-            )
-            self._conclude(job, "refused", f"invalid params: {problems}")
+    def _process(self, job: Job) -> None:
+        """Handle a job this worker has claimed (check, lock, then the rest)."""
+        with self.store.unit() as uow:
+            session, decision = self._admit(uow, job, self.clock())
+        if session is None:
             return
         try:
-            playbook.check_allowed(params, ctx)
-        except TargetNotAllowed as exc:
-            self._conclude(job, "refused", f"target not allowed: {exc}")
-            return
-        targets = playbook.targets(params)
-        risk = playbook.risk_for(params, ctx)
-        always = playbook.approval_required(params, ctx)
+            if decision is not None:
+                self._carry(session, decision)
+        finally:
+            session.close()
 
-        now = self.clock()
-        with self.store.db.transaction() as tx:
-            decision = guards.evaluate(tx, job=job, rule=rule, config=self.config,
-                                       targets=targets, high_risk=risk is Risk.HIGH,
-                                       always_approve=always, now=now)
-            if decision.outcome == "block":
-                moved = job_store.move(tx, job["id"], "blocked", now=now, owner=self.id,
-                                       reason=decision.reason, targets=targets)
-                if moved:
-                    self._event(tx, job, "job_blocked", "system",
-                                f"job #{job['id']} blocked by {decision.guard}: {decision.reason}",
-                                {"guard": decision.guard, **decision.detail})
-                return
-
-        if decision.outcome in ("dry_run", "approval"):
-            try:
-                plan = playbook.plan(params, ctx)
-            except (PlaybookError, OSError) as exc:
-                self._fail(job, rule, f"plan failed: {_msg(exc)}", targets=targets)
-                return
-            now = self.clock()
-            state = "dry_run" if decision.outcome == "dry_run" else "awaiting_approval"
-            with self.store.db.transaction() as tx:
-                moved = job_store.move(tx, job["id"], state, now=now, owner=self.id,
-                                       reason=decision.reason, plan=plan.as_dict(),
-                                       targets=targets, risk=risk.value,
-                                       idempotent=int(playbook.idempotent))
-                if moved and state == "awaiting_approval":
-                    approvals.open_approval(tx, self.config, moved, now)
-                if moved:
-                    kind = "job_dry_run" if state == "dry_run" else "job_awaiting_approval"
-                    self._event(tx, job, kind, "system",
-                                f"job #{job['id']} {state.replace('_', ' ')}: {plan.summary}"
-                                f" ({decision.reason})",
-                                {"guard": decision.guard, "plan": plan.as_dict()})
-            return
-
-        # Take the targets' locks first: the plan is made (and the cooldown re-checked)
-        # while no other job can act on them.
-        if not self._lock_targets(job, rule, targets):
-            return
+    def _admit(self, uow: UnitOfWork, job: Job,
+               now: datetime) -> tuple[JobSession | None, Decision | None]:
+        """In the claim's unit of work: the job's session, its guards and (when it may act
+        now) its target locks. The decision to carry on with, or None when the job ended
+        here (refused, blocked) or waits for a target."""
         try:
-            plan = playbook.plan(params, ctx)
+            session = open_session(job, config=self.config, registry=self.registry,
+                                   store=self.store, adapters=self.adapters, clock=self.clock)
+        except Refused as exc:
+            steps.refuse(uow, job, str(exc), owner=self.id, now=now)
+            return None, None
+        decision = steps.check(uow, session, owner=self.id, now=now, config=self.config)
+        if decision is None:
+            return session, None
+        if decision.outcome == "pass" and not steps.lock(
+                uow, session, owner=self.id, now=now, lease=self.lease,
+                poll_interval=self.config.remediation.poll_interval):
+            return session, None
+        return session, decision
+
+    def _carry(self, s: JobSession, decision: Decision) -> None:
+        """Plan, then park the job (dry run, approval) or start, run, verify, conclude."""
+        try:
+            plan = steps.plan(s)
         except (PlaybookError, OSError) as exc:
-            self._fail(job, rule, f"plan failed: {_msg(exc)}", targets=targets)
+            targets = s.targets
+            self._fail(s, Failure(f"plan failed: {short(exc)}", targets=targets))
             return
-        now = self.clock()
-        with self.store.db.transaction() as tx:
-            incident_store.lock(tx, job["incident_id"])
-            # The point of no return: act only while this worker still holds a live lease
-            # (a sweep may have interrupted and re-queued the job while it was planned).
-            started = job_store.start(
-                tx, job["id"], self.id, now=now, until=now + self.lease,
-                fields={"plan": plan.as_dict(), "targets": targets, "risk": risk.value,
-                        "idempotent": int(playbook.idempotent),
-                        "max_attempts": rule.on_failure.retries + 1
-                        if rule.on_failure.action == "retry" else 1},
-            )
-            if started is None:
-                current = job_store.get(tx, job["id"])
-                if current is None or current["state"] != "running":
-                    job_store.release_locks(tx, job["id"])
-                log.warning("job_lease_lost", job_id=job["id"], worker=self.id,
-                            state=current["state"] if current else None)
+        if decision.outcome in ("dry_run", "approval"):
+            with self.store.unit() as uow:
+                steps.park(uow, s, decision, plan, owner=self.id, now=self.clock(),
+                           config=self.config)
+            return
+        with self.store.unit() as uow:
+            if not steps.start(uow, s, plan, owner=self.id, now=self.clock(),
+                               lease=self.lease):
                 return
-            job_store.record_targets(tx, job["id"], rule.name, targets, now)
-            self._event(tx, job, "job_started", "system",
-                        f"job #{job['id']} running {playbook.name}: {plan.summary}",
-                        {"plan": plan.as_dict(), "targets": targets}, at=now)
-            incident_store.transition(tx, job["incident_id"], "mitigating", now=now,
-                                      actor="system", reason=f"job #{job['id']} started",
-                                      job_id=job["id"], only_from=frozenset({"open",
-                                                                             "acknowledged"}))
-
-        result, error = self._run_with_heartbeat(job, playbook, params, ctx)
+        result, error = steps.run(s, store=self.store, owner=self.id, lease=self.lease,
+                                  clock=self.clock)
         if error is not None or result is None or not result.ok:
             why = error or (result.summary if result else "no result")
-            self._fail(job, rule, why, result=result, targets=targets)
+            self._fail(s, Failure(why, result=result, targets=s.targets))
             return
-
-        checks: list[dict[str, Any]] = []
-        ok = True
-        try:
-            own = playbook.verify(params, ctx, result)
-        except (PlaybookError, OSError) as exc:
-            own = None
-            checks.append({"check": "playbook", "ok": False, "summary": _msg(exc)})
-            ok = False
-        if own is not None:
-            checks.append({"check": "playbook", **own.as_dict()})
-            ok = ok and own.ok
-        if ok:
-            labels = self._alert_labels(job)
-            for c in run_checks(rule.verify, labels, lambda: self._resolved(job), self.sleep,
-                                hosts=self.config.targets.http, adapters=self.adapters):
-                checks.append(c.as_dict())
-                ok = ok and c.ok
-        self._finish(job, rule, result, checks, ok)
-
-    # -- helpers ------------------------------------------------------------------------
-    def _lock_targets(self, job: Row, rule: RemediationRule, targets: list[str]) -> bool:
-        """Lock every target for this job. If another job holds one, put this job back in
-        the queue until that lock is released (said once on the timeline). Under the lock,
-        the cooldown is checked again, so two jobs cannot both pass it and act in turn."""
-        now = self.clock()
-        with self.store.db.transaction() as tx:
-            busy = job_store.acquire_locks(tx, job["id"], targets, now=now,
-                                           until=now + self.lease)
-            if busy:
-                # Woken when the holder releases the lock (job_store.release_locks); the timed
-                # retry is only a fallback, like the poll interval everywhere else.
-                fallback = max(LOCK_RETRY, self.config.remediation.poll_interval)
-                delay = fallback * (1 + random.random())  # noqa: S311 - jitter, not security
-                moved, holder, new = job_store.wait_for_target(
-                    tx, job["id"], busy[0], owner=self.id, now=now, retry_at=now + delay,
-                    attempts=job["attempts"] - 1)
-                if moved is None:
-                    return False  # the lease was lost meanwhile: the job is not ours to move
-                if new:  # said once, not at every retry
-                    how = "is promised to" if holder and holder.get("promised") else "is held by"
-                    self._event(tx, job, "job_waiting", "system",
-                                f"job #{job['id']} waits: {busy[0]} {how} job "
-                                f"#{holder['job_id'] if holder else '?'}", {"targets": busy})
-                return False
-            blocked = guards.cooldown_block(tx, job=job, rule=rule, targets=targets, now=now)
-            if blocked is not None:
-                job_store.release_locks(tx, job["id"])
-                if job_store.move(tx, job["id"], "blocked", now=now, owner=self.id,
-                                  reason=blocked.reason, targets=targets):
-                    self._event(tx, job, "job_blocked", "system",
-                                f"job #{job['id']} blocked by cooldown: {blocked.reason}",
-                                {"guard": "cooldown", **blocked.detail})
-                return False
-        return True
-
-
-    def _run_with_heartbeat(
-        self, job: Row, playbook: Playbook[Any], params: Any, ctx: PlaybookContext
-    ) -> tuple[RunResult | None, str | None]:
-        done = threading.Event()
-
-        def beat() -> None:
-            interval = max(self.lease.total_seconds() / 3, 0.2)
-            while not done.wait(interval):
-                try:
-                    with self.store.db.transaction() as tx:
-                        job_store.extend_lease(tx, job["id"], self.id, self.clock() + self.lease)
-                except StoreError as exc:
-                    log.warning("lease_renewal_failed", job_id=job["id"], error=str(exc))
-
-        t = threading.Thread(target=beat, daemon=True)
-        t.start()
-        try:
-            return playbook.run(params, ctx), None
-        except (PlaybookError, OSError, TimeoutError) as exc:
-            return None, _msg(exc)
-        finally:
-            done.set()
-            t.join()
-
-    def _finish(self, job: Row, rule: RemediationRule, result: RunResult,
-                checks: list[dict[str, Any]], ok: bool) -> None:
-        now = self.clock()
-        payload = {**result.as_dict(), "verification": checks}
+        checks, ok = steps.verify(s, result, config=self.config, sleep=self.sleep)
         if not ok:
             failed = next((c for c in checks if not c["ok"]), {"summary": "verification failed"})
-            self._fail(job, rule, f"verification failed: {failed['summary']}", result=result,
-                       payload=payload,
-                       first=("verification_failed",
-                              f"job #{job['id']} verification failed: {failed['summary']}",
-                              {"checks": checks}))
+            self._fail(s, Failure(
+                f"verification failed: {failed['summary']}", result=result,
+                payload={**result.as_dict(), "verification": checks},
+                first=("verification_failed",
+                       f"job #{s.job.id} verification failed: {failed['summary']}",
+                       {"checks": checks})))
             return
-        with self.store.db.transaction() as tx:
-            incident_store.lock(tx, job["incident_id"])
-            if not job_store.move(tx, job["id"], "succeeded", now=now, owner=self.id,
-                                  result=payload):
-                return
-            job_store.release_locks(tx, job["id"])
-            if checks:
-                self._event(tx, job, "verification_passed", "system",
-                            f"job #{job['id']} verified: "
-                            + "; ".join(c["summary"] for c in checks), {"checks": checks},
-                            at=now)
-            self._event(tx, job, "job_succeeded", "system",
-                        f"job #{job['id']} succeeded: {result.summary}", {"result": payload},
-                        at=now)
-            incident_store.transition(tx, job["incident_id"], "mitigated", now=now,
-                                      actor="system", reason=f"job #{job['id']} succeeded",
-                                      job_id=job["id"], only_from=ACTIVE)
+        with self.store.unit() as uow:
+            steps.conclude(uow, s, result, checks, owner=self.id, now=self.clock())
 
-    def _fail(self, job: Row, rule: RemediationRule, why: str, *,
-              result: RunResult | None = None, targets: list[str] | None = None,
-              payload: dict[str, Any] | None = None,
-              first: tuple[str, str, dict[str, Any]] | None = None) -> None:
-        """Conclude a failed attempt (retry, fail, next rule, escalate), only while this worker
-        still owns the job; ``first`` is an event recorded just before, on the same terms."""
-        now = self.clock()
-        on = rule.on_failure
-        nxt = self.config.rule(on.next_rule) if on.action == "next" and on.next_rule else None
-        next_params = self._params_for(job, nxt) if nxt is not None else {}
-        with self.store.db.transaction() as tx:
-            incident_store.lock(tx, job["incident_id"])
-            fields: dict[str, Any] = {"reason": why[:1000]}
-            if payload is not None or result is not None:
-                fields["result"] = payload or (result.as_dict() if result else None)
-            if targets is not None:
-                fields["targets"] = targets
-            retry = on.action == "retry" and job["attempts"] <= on.retries
-            if retry:
-                delay = on.backoff * (2 ** (job["attempts"] - 1))
-                moved = job_store.move(tx, job["id"], "queued", now=now, owner=self.id,
-                                       not_before=now + delay, **fields)
-                if moved:
-                    job_store.release_locks(tx, job["id"])
-                    if first is not None:
-                        self._event(tx, job, first[0], "system", first[1], first[2])
-                    self._event(tx, job, "job_retry_scheduled", "system",
-                                f"job #{job['id']} failed ({why}); retry {job['attempts']}/"
-                                f"{on.retries} in {int(delay.total_seconds())}s", {"error": why})
-                return
-            if not job_store.move(tx, job["id"], "failed", now=now, owner=self.id, **fields):
-                return
-            job_store.release_locks(tx, job["id"])
-            if first is not None:
-                self._event(tx, job, first[0], "system", first[1], first[2])
-            self._event(tx, job, "job_failed", "system", f"job #{job['id']} failed: {why}",
-                        {"error": why})
-            self._maybe_trip_breaker(tx, job, rule, now)
-            if nxt is not None and job["chain_depth"] < self.config.remediation.max_chain_depth:
-                follow = job_store.enqueue_followup(tx, job, rule=nxt.name, playbook=nxt.playbook,
-                                                    params=next_params, now=now)
-                if follow is not None:
-                    self._event(tx, follow, "job_enqueued", "system",
-                                f"job #{follow['id']} queued after job #{job['id']} failed:"
-                                f" rule {nxt.name} -> {nxt.playbook}",
-                                {"parent_job_id": job["id"]})
-                    job_store.wake_workers(tx)
-                    return
-            self._escalate(tx, job, f"remediation failed: {why}")
-
-    def _params_for(self, job: Row, rule: RemediationRule) -> dict[str, Any]:
-        from receiver.remediation.rules import TemplateError, render_rule_params
-
-        labels, annotations = self._alert_labels(job), self._alert_annotations(job)
-        try:
-            params: dict[str, Any] = render_rule_params(rule, labels, annotations)
-        except TemplateError:
-            params = dict(rule.params)  # the follow-up job is then refused with the reason
-        return params
-
-    def _maybe_trip_breaker(self, tx: Tx, job: Row, rule: RemediationRule,
-                            now: datetime) -> None:
-        """K failures of a rule within its window open its breaker: further jobs of the rule
-        need approval until someone resets it."""
-        cb = rule.guards.circuit_breaker
-        failures = job_store.failures_since(tx, rule.name, now - cb.window)
-        if failures < cb.failures:
-            return
-        reason = f"{failures} failures within {cb.window}"
-        # One conditional upsert: of several workers failing jobs of this rule at once, the
-        # one that opens the breaker says so.
-        if job_store.set_control_unless(tx, guards.breaker(rule.name), "open", reason=reason,
-                                        actor="system", now=now):
-            self._event(tx, job, "circuit_opened", "system",
-                        f"circuit breaker opened for rule {rule.name}: {reason}; further "
-                        "jobs of this rule need approval until it is reset",
-                        {"rule": rule.name, "failures": failures})
-
-    def _escalate(self, tx: Tx, job: Row, why: str) -> None:
-        """Hand the incident back to people: the event (notified), and an incident that
-        automation was mitigating returns to open, or to acknowledged if someone had."""
-        now = self.clock()
-        self._event(tx, job, "escalated", "system", f"escalated to a human: {why}",
-                    {"job_id": job["id"]}, as_job=False, at=now)
-        row = tx.fetchone("SELECT acknowledged_at FROM incidents WHERE id = :id",
-                          {"id": job["incident_id"]})
-        back = "acknowledged" if row and row["acknowledged_at"] else "open"
-        incident_store.transition(tx, job["incident_id"], back, now=now, actor="system",
-                                  reason=f"remediation by job #{job['id']} did not succeed",
-                                  job_id=job["id"], only_from=frozenset({"mitigating"}))
-
-    def _event(self, tx: Tx, job: Row, kind: str, actor: str, message: str,
-               detail: dict[str, Any], *, as_job: bool = True,
-               at: datetime | None = None) -> None:
-        events.record(tx, incident_id=job["incident_id"], at=at or self.clock(), kind=kind,
-                      actor=actor, message=message, detail=detail,
-                      job_id=job["id"] if as_job else None)
-
-    def _conclude(self, job: Row, state: str, reason: str) -> None:
-        with self.store.db.transaction() as tx:
-            if job_store.move(tx, job["id"], state, now=self.clock(), owner=self.id,
-                              reason=reason[:1000]):
-                kind = "job_refused" if state == "refused" else f"job_{state}"
-                self._event(tx, job, kind, "system", f"job #{job['id']} {state}: {reason}",
-                            {"reason": reason})
-
-    def _alert_row(self, job: Row) -> Row | None:
-        if job["alert_id"] is None:
-            return None
-        with self.store.db.transaction(write=False) as tx:
-            return tx.fetchone("SELECT labels, annotations, status FROM alerts WHERE id = :id",
-                               {"id": job["alert_id"]})
-
-    def _alert_labels(self, job: Row) -> dict[str, str]:
-        row = self._alert_row(job)
-        return dict(row["labels"]) if row else {}
-
-    def _alert_annotations(self, job: Row) -> dict[str, str]:
-        row = self._alert_row(job)
-        return dict(row["annotations"]) if row else {}
-
-    def _resolved(self, job: Row) -> bool:
-        with self.store.db.transaction(write=False) as tx:
-            if job["alert_id"] is not None:
-                row = tx.fetchone("SELECT status FROM alerts WHERE id = :id",
-                                  {"id": job["alert_id"]})
-                return row is not None and row["status"] == "resolved"
-            row = tx.fetchone(
-                "SELECT COUNT(*) AS n FROM alerts WHERE incident_id = :id AND status = 'firing'",
-                {"id": job["incident_id"]},
-            )
-            return row is not None and int(row["n"]) == 0
+    def _fail(self, s: JobSession, f: Failure) -> None:
+        chain = failure.next_rule(self.config, s)
+        with self.store.unit() as uow:
+            failure.fail(uow, s, f, owner=self.id, now=self.clock(), config=self.config,
+                         chain=chain)

@@ -157,3 +157,43 @@ def prune_login_attempts(tx: Tx, now: datetime, window: timedelta) -> None:
 
 class SessionRepository(Repository):
     """Login sessions and failed-login counters."""
+
+    def create(self, *, id_hash: str, user: str, now: datetime, expires_at: datetime,
+               password_fingerprint: str, address: str | None) -> None:
+        create_session(self.tx, id_hash=id_hash, user=user, now=now, expires_at=expires_at,
+                       password_fingerprint=password_fingerprint, address=address)
+
+    def get(self, id_hash: str) -> SessionRecord | None:
+        return get_session(self.tx, id_hash)
+
+    def touch(self, id_hash: str, now: datetime) -> None:
+        touch_session(self.tx, id_hash, now)
+
+    def revoke(self, id_hash: str, now: datetime, reason: str) -> bool:
+        """End one session; False when it was already ended (or never existed)."""
+        return revoke_session(self.tx, id_hash, now, reason)
+
+    def revoke_user(self, user: str, now: datetime, reason: str) -> int:
+        """End every live session of ``user``; the number ended."""
+        return revoke_user_sessions(self.tx, user, now, reason)
+
+    def live(self, user: str, now: datetime) -> list[SessionRecord]:
+        return live_sessions(self.tx, user, now)
+
+    def prune(self, before: datetime) -> None:
+        """Forget sessions that expired before ``before``."""
+        prune_sessions(self.tx, before)
+
+    def count_login_attempt(self, kind: str, key: str, now: datetime,
+                            window: timedelta) -> LoginCount:
+        """Count one attempt for ``(kind, key)`` (see :func:`count_login_attempt`)."""
+        return count_login_attempt(self.tx, kind, key, now, window)
+
+    def give_back_attempt(self, kind: str, key: str) -> None:
+        give_back_attempt(self.tx, kind, key)
+
+    def clear_login_attempts(self, kind: str, key: str) -> None:
+        clear_login_attempts(self.tx, kind, key)
+
+    def prune_login_attempts(self, now: datetime, window: timedelta) -> None:
+        prune_login_attempts(self.tx, now, window)

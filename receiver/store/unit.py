@@ -19,6 +19,7 @@ from functools import cached_property
 from receiver.store.approvals import ApprovalRepository
 from receiver.store.audit import AuditRepository
 from receiver.store.chat import ChatRepository
+from receiver.store.chat import ChatRepository
 from receiver.store.controls import ControlRepository
 from receiver.store.db import Tx
 from receiver.store.events import EventRepository
@@ -102,6 +103,10 @@ class UnitOfWork:
     @cached_property
     def status(self) -> StatusRepository:
         return StatusRepository(self.tx)
+
+    @cached_property
+    def chat(self) -> ChatRepository:
+        return ChatRepository(self.tx)
 
     @cached_property
     def chat(self) -> ChatRepository:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -94,7 +95,7 @@ def incident_action(incident_id: int) -> Response:
     row = lifecycle.act(svc.store, svc.config, incident_id, action, user=_operator_name(),
                         now=svc.intake.clock(), text=body.text, value=body.value,
                         origin=origin())  # a refusal: web/errors.py answers it
-    return jsonify(row)
+    return jsonify(dataclasses.asdict(row))
 
 
 @bp.get("/incidents/<id:incident_id>/postmortem.md")
@@ -119,7 +120,7 @@ def decide_job(job_id: int, decision: str) -> Response:
     row = decide(svc.store, svc.config, job_id, approve=decision == "approve",
                  user=_operator_name(), reason=reason, now=svc.intake.clock(),
                  origin={**origin(), "via": "api"})  # a refusal: web/errors.py answers it
-    return jsonify({"job_id": job_id, "state": row["state"]})
+    return jsonify({"job_id": job_id, "state": row.state})
 
 
 @bp.post("/controls/<any(pause, resume):what>")

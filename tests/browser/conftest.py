@@ -287,11 +287,11 @@ class Server:
             found: dict[str, str] = wait_for(lambda: self.sink.links_for(job_id),
                                              f"the approval notification for job {job_id}")
             return found
-        with self.store.db.transaction(write=False) as tx:
-            approval = approval_store.for_job(tx, job_id)
-            job = job_store.get(tx, job_id)
+        with self.store.unit(write=False) as uow:
+            approval = uow.approvals.for_job(job_id)
+            job = uow.jobs.get(job_id)
         assert approval is not None and job is not None
-        return approval_links(self.config, approval, job)
+        return approval_links(self.config, approval)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -1,0 +1,166 @@
+"""Outgoing: a room for each incident at a chat severity, and its timeline posted in order.
+
+:func:`deliver_due` is called by every worker, as often as ``chat.poll_interval``:
+
+1. **plan** (one transaction): each active incident at one of ``chat.severities`` without a
+   room gets its ``chat_rooms`` row (the incident id is the primary key: one room, whatever
+   the number of workers and Alertmanager peers); each timeline event of a kind in
+   ``chat.events``, on an incident with a room, gets its ``chat_messages`` row (unique per
+   event) with the text rendered once;
+2. **send**: a room with work is leased to one worker (a conditional UPDATE). The worker
+   creates the room if it has none (name, alias, topic), invites the people, posts and
+   pins the summary, then posts the room's pending messages oldest first. Each step that
+   succeeds is written at once; the first failure stops the room's work and schedules the
+   next try (``chat.retry``), so a homeserver that is down delays the messages, in order,
+   and loses none. A send repeated after a lost answer carries the same transaction id and
+   is one message in the room.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+
+from receiver.comms.chat import text
+from receiver.comms.chat.base import ChatBackend, RoomSpec
+from receiver.config import Config
+from receiver.errors import DeliveryFailed
+from receiver.store import Store
+from receiver.store.chat import ChatRoom
+
+log = structlog.get_logger(__name__)
+
+BATCH = 20
+"""Messages posted per lease of a room (the next lease goes on at once)."""
+
+
+def incident_url(config: Config, incident_id: int) -> str:
+    base = (config.notifications.link_base or config.server.public_url).rstrip("/")
+    return f"{base}/incidents/{incident_id}"
+
+
+def invitees(config: Config) -> list[str]:
+    """The Matrix ids of the people in the invited groups (``chat.invite_groups``, default:
+    the groups that any rule's approval names)."""
+    groups = config.chat.invite_groups
+    wanted = set(groups) if groups is not None else {
+        g for rule in config.rules for g in rule.approval.groups}
+    return sorted({p.matrix for p in config.people.users.values()
+                   if p.matrix and wanted & set(p.groups)})
+
+
+def backoff(attempts: int, config: Config) -> timedelta:
+    retry = config.chat.retry
+    initial, cap = retry.backoff_initial.total_seconds(), retry.backoff_max.total_seconds()
+    return timedelta(seconds=min(cap, initial * 2.0 ** min(max(attempts - 1, 0), 30)))
+
+
+def plan(store: Store, config: Config, backend: str, now: datetime) -> int:
+    """Rows for the rooms and messages now wanted; how many were added (one transaction)."""
+    chat = config.chat
+    added = 0
+    with store.unit() as uow:
+        for cand in uow.chat.rooms_to_open([s.value for s in chat.severities]):
+            facts = uow.chat.facts(cand.incident_id)
+            if facts is None:
+                continue
+            uow.chat.open_room(cand.incident_id, backend=backend,
+                               name=text.room_name(chat.room_name, facts),
+                               room_key=secrets.token_hex(8), now=now)
+            added += 1
+        for event in uow.chat.events_to_post([k.value for k in chat.events]):
+            uow.chat.add_message(event.incident_id, kind=event.kind,
+                                 body=text.event_body(event),
+                                 txn_id=f"remediator.{event.incident_id}.{event.id}."
+                                        f"{secrets.token_hex(4)}",
+                                 source_event_id=event.id, job_id=event.job_id, now=now)
+            added += 1
+    return added
+
+
+def _set_up(store: Store, config: Config, backend: ChatBackend, room: ChatRoom,
+            worker: str, now: datetime) -> ChatRoom | None:
+    """Create the room (or find the one an earlier try made), invite, post and pin the
+    summary; the room after it, or None when its name had to change (tried again soon)."""
+    with store.unit(write=False) as uow:
+        facts = uow.chat.facts(room.incident_id)
+    if facts is None:
+        raise DeliveryFailed(f"incident {room.incident_id} is gone")
+    link = incident_url(config, room.incident_id)
+    room_id = room.room_id
+    if room_id is None:
+        room_id = backend.create_room(RoomSpec(alias=room.name, name=f"#{room.name}",
+                                               topic=text.topic(facts, link),
+                                               key=room.room_key))
+        with store.unit() as uow:
+            if room_id is None:
+                renamed = uow.chat.rename(room.incident_id, worker=worker)
+                log.warning("chat_room_alias_taken", incident_id=room.incident_id,
+                            name=room.name, renamed=renamed.name if renamed else None)
+                uow.chat.release(room.incident_id, worker=worker)
+                return None
+            uow.chat.room_created(room.incident_id, room_id, worker=worker)
+    for user in invitees(config):
+        try:
+            backend.invite(room_id, user)
+        except DeliveryFailed as exc:  # one person who cannot be invited stops nobody else
+            log.warning("chat_invite_failed", incident_id=room.incident_id, user=user,
+                        error=str(exc))
+    pinned = backend.send_text(room_id, f"remediator.{room.room_key}.summary",
+                               text.summary(facts, link))
+    backend.pin(room_id, [pinned])
+    with store.unit() as uow:
+        uow.chat.room_ready(room.incident_id, worker=worker, now=now)
+        return uow.chat.room(room.incident_id)
+
+
+def _work(store: Store, config: Config, backend: ChatBackend, room: ChatRoom, worker: str,
+          clock: Callable[[], datetime]) -> int:
+    """Bring one leased room up to date; the number of messages posted."""
+    current: ChatRoom | None = room
+    if room.state == "pending":
+        current = _set_up(store, config, backend, room, worker, clock())
+        if current is None:
+            return 0
+    assert current is not None and current.room_id is not None  # noqa: S101 - ready rooms have an id
+    sent = 0
+    with store.unit(write=False) as uow:
+        pending = uow.chat.pending_messages(room.incident_id, limit=BATCH)
+    for message in pending:
+        event_id = backend.send_text(current.room_id, message.txn_id, message.body)
+        with store.unit() as uow:
+            if uow.chat.message_sent(message.id, event_id, now=clock()):
+                sent += 1
+    with store.unit() as uow:
+        uow.chat.release(room.incident_id, worker=worker)
+    return sent
+
+
+def deliver_due(store: Store, config: Config, backend: ChatBackend, *,
+                clock: Callable[[], datetime], worker_id: str, limit: int = 50) -> int:
+    """Plan, then work on up to ``limit`` due rooms; the number of messages posted. Safe to
+    run from any number of threads and processes at once."""
+    plan(store, config, backend.name, clock())
+    timeout = config.chat.matrix.timeout if config.chat.matrix else timedelta(seconds=10)
+    lease = max(timedelta(seconds=60), timeout * (BATCH + 5))
+    posted = 0
+    for _ in range(limit):
+        now = clock()
+        with store.unit() as uow:
+            room = uow.chat.claim_room(worker=worker_id, now=now, until=now + lease)
+        if room is None:
+            break
+        bound = log.bind(incident_id=room.incident_id, room=room.name, worker=worker_id)
+        try:
+            posted += _work(store, config, backend, room, worker_id, clock)
+        except DeliveryFailed as exc:
+            retry_at = clock() + backoff(room.attempts + 1, config)
+            with store.unit() as uow:
+                uow.chat.release(room.incident_id, worker=worker_id, error=str(exc)[:1000],
+                                 retry_at=retry_at)
+            bound.warning("chat_delivery_failed", error=str(exc), attempts=room.attempts + 1,
+                          retry_at=retry_at.isoformat())
+    return posted

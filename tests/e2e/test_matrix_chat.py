@@ -1,0 +1,363 @@
+"""Incident rooms on a real Matrix homeserver (Synapse on loopback, started by the tests).
+
+The receiver's webhook (the Flask app), the store, the remediation worker and the chat
+service run in this process; Synapse is the real one, and what the tests assert about the
+rooms is read back from it through the client-server API, as the people in them see it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.app import create_app
+from receiver.comms.chat import ChatService
+from receiver.comms.chat.matrix import MatrixBackend
+from receiver.config import Config, parse_config
+from receiver.intake.engine import utcnow
+from receiver.remediation.worker import Worker
+from receiver.store import AuditFilter, Store, open_store
+from tests.conftest import TOKEN
+from tests.engine_kit import FakeAction
+from tests.factories import make_alert, make_notification
+from tests.support import wait_until
+from tests.synapse import MatrixUser, Synapse
+
+pytestmark = pytest.mark.slow
+
+PEERS = ("http://alertmanager-0.example:9093", "http://alertmanager-1.example:9093",
+         "http://alertmanager-2.example:9093")
+PUBLIC_URL = "https://remediator.example"
+
+
+@dataclass
+class People:
+    bot: MatrixUser
+    alice: MatrixUser
+    bob: MatrixUser
+    eve: MatrixUser
+    mallory: MatrixUser
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
+    server = Synapse(tmp_path_factory.mktemp("synapse"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def matrix(synapse: Synapse) -> People:
+    return People(*(synapse.register(n) for n in ("remediator", "alice", "bob", "eve",
+                                                  "mallory")))
+
+
+@dataclass
+class Env:
+    config: Config
+    store: Store
+    app: Any
+    worker: Worker
+    chat: ChatService
+    playbook: FakeAction
+
+    def fire(self, alert: dict[str, Any], peers: tuple[str, ...] = PEERS[:1]) -> None:
+        """The same notification from each of ``peers`` at once (HA Alertmanagers)."""
+        barrier = threading.Barrier(len(peers))
+        answers: list[int] = []
+
+        def post(peer: str) -> None:
+            client = self.app.test_client()
+            body = make_notification([alert], external_url=peer)
+            barrier.wait()
+            answers.append(client.post("/api/v1/alerts", json=body,
+                                       headers={"Authorization": f"Bearer {TOKEN}"}).status_code)
+
+        threads = [threading.Thread(target=post, args=(p,)) for p in peers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert answers == [200] * len(peers)
+
+    def deliver(self, replicas: int = 1) -> None:
+        """Run the chat delivery of ``replicas`` workers at the same instant."""
+        services = [ChatService(self.config, self.store, clock=utcnow, worker_id=f"w{i}")
+                    for i in range(replicas)]
+        barrier = threading.Barrier(replicas)
+        errors: list[BaseException] = []
+
+        def run(service: ChatService) -> None:
+            barrier.wait()
+            try:
+                service.deliver()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in services]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+
+    def rooms(self) -> list[Any]:
+        with self.store.unit(write=False) as uow:
+            return uow.chat.rooms()
+
+    def messages(self, incident_id: int) -> list[Any]:
+        with self.store.unit(write=False) as uow:
+            return uow.chat.messages(incident_id)
+
+
+def chat_config(synapse: Synapse, people: People, tmp_path: Path,
+                playbook: FakeAction, **chat: Any) -> Config:
+    return parse_config({
+        "data_dir": str(tmp_path / "data"),
+        "auth": {"bearer_token": "env:REMEDIATOR_TEST_TOKEN"},
+        "server": {"secure_cookies": False, "public_url": PUBLIC_URL},
+        "people": {"users": {
+            "alice": {"groups": ["oncall"], "matrix": people.alice.user_id},
+            "bob": {"groups": ["oncall"], "matrix": people.bob.user_id},
+            "eve": {"groups": ["web"], "matrix": people.eve.user_id},
+        }},
+        "rules": [{
+            "name": "poke-after-approval",
+            "matchers": ['alertname="DiskFull"'],
+            "playbook": playbook.name,
+            "params": {"target": "{{ labels.service }}"},
+            "approval": {"mode": "required", "groups": ["oncall"]},
+            "guards": {"cooldown": "0s"},
+        }],
+        "chat": {"matrix": {"homeserver": synapse.url, "user_id": people.bot.user_id,
+                            "access_token": "env:REMEDIATOR_TEST_MATRIX_TOKEN"},
+                 "retry": {"backoff_initial": "50ms", "backoff_max": "200ms"}, **chat},
+    }, registry={playbook.name: playbook})
+
+
+@pytest.fixture
+def env(synapse: Synapse, matrix: People, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> Iterator[Env]:
+    monkeypatch.setenv("REMEDIATOR_TEST_MATRIX_TOKEN", matrix.bot.token)
+    backend = getattr(request, "param", "sqlite")
+    url = (request.getfixturevalue("store_url_pg") if backend == "postgres"
+           else f"sqlite:///{tmp_path}/remediator.db")
+    store = open_store(url, pool_min=1, pool_max=8)
+    store.migrate()
+    playbook = FakeAction()
+    config = chat_config(synapse, matrix, tmp_path, playbook)
+    app = create_app(config, store=store)
+    worker = Worker(config, store, worker_id="w-test", registry={playbook.name: playbook},
+                    sleep=lambda _s: None)
+    chat = ChatService(config, store, clock=utcnow, worker_id="w-chat")
+    yield Env(config, store, app, worker, chat, playbook)
+    store.close()
+
+
+@pytest.fixture
+def store_url_pg(pg_template: str) -> Iterator[str]:
+    from tests.conftest import drop_pg_database, new_pg_database, pg_url
+
+    name = new_pg_database(pg_template)
+    yield pg_url(name)
+    drop_pg_database(name)
+
+
+def disk_full(service: str = "billing-db", **annotations: str) -> dict[str, Any]:
+    return make_alert(alertname="DiskFull", labels={"service": service},
+                      annotations={"summary": f"Disk full on {service}",
+                                   "runbook_url": "https://runbooks.example/disk-full",
+                                   **annotations})
+
+
+def ready_room(env: Env) -> Any:
+    room = wait_until(lambda: (env.deliver() or [r for r in env.rooms() if r.state == "ready"]),
+                      20, "the room to be ready")[0]
+    assert room.room_id
+    return room
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env", ["sqlite", "postgres"], indirect=True)
+def test_one_room_per_incident_from_three_peers_and_three_workers(env: Env,
+                                                                   matrix: People) -> None:
+    """The same notification from three Alertmanager peers at once, delivered by three
+    workers at once, makes one room: the configured name, a topic and a pinned summary with
+    severity, SLA deadline, incident link, runbook and service, and the approvers invited."""
+    before = matrix.bot.joined_rooms()
+    env.fire(disk_full(summary="Disk full on billing-db <b>now</b> @room"), peers=PEERS)
+    env.deliver(replicas=3)
+    env.deliver(replicas=3)
+    rooms = env.rooms()
+    assert len(rooms) == 1
+    room = rooms[0]
+    assert room.state == "ready"
+    made = matrix.bot.joined_rooms() - before
+    assert made == {room.room_id}
+    today = utcnow().strftime("%Y-%m-%d")
+    assert room.name.startswith(f"incident-{today}-diskfull-disk-full-on-billing-db-b-now-b")
+    assert len(room.name) <= 80
+    assert matrix.bot.resolve(room.name) == room.room_id
+    assert matrix.bot.state(room.room_id, "m.room.name")["name"] == f"#{room.name}"
+
+    topic = matrix.bot.state(room.room_id, "m.room.topic")["topic"]
+    incident_link = f"{PUBLIC_URL}/incidents/{room.incident_id}"
+    for part in ("P1", "SLA: acknowledge by", incident_link, "services: billing-db",
+                 "runbook: https://runbooks.example/disk-full"):
+        assert part in topic, (part, topic)
+
+    pinned = matrix.bot.state(room.room_id, "m.room.pinned_events")["pinned"]
+    assert len(pinned) == 1
+    content = matrix.bot.event(room.room_id, pinned[0])["content"]
+    assert content["msgtype"] == "m.text"
+    assert "format" not in content and "formatted_body" not in content
+    assert content["m.mentions"] == {}
+    body = content["body"]
+    for part in ("Severity: P1", "SLA: acknowledge by", f"Incident page: {incident_link}",
+                 "Runbook: https://runbooks.example/disk-full", "Services: billing-db"):
+        assert part in body, (part, body)
+    assert "<b>now</b>" in body  # the alert's text, as text
+    assert "@room" not in body  # and no room-wide ping hidden in it
+
+    assert matrix.bot.members(room.room_id, "invite") == {matrix.alice.user_id,
+                                                         matrix.bob.user_id}
+
+
+def test_events_posted_in_order(env: Env, matrix: People) -> None:
+    """The timeline is posted in the room in the order it happened: each event once."""
+    env.fire(disk_full())
+    room = ready_room(env)
+    while env.worker.run_once():
+        pass
+    env.deliver()
+    with env.store.unit(write=False) as uow:
+        wanted = [e for e in uow.chat.events_to_post(["opened"], limit=10)]
+    assert wanted == []  # every event of the room has its message
+    queued = env.messages(room.incident_id)
+    assert all(m.state == "sent" for m in queued)
+    kinds = [m.kind for m in queued]
+    assert kinds[0] == "opened" and "job_awaiting_approval" in kinds
+    matrix.alice.join(room.room_id)
+    seen = [m for m in matrix.alice.messages(room.room_id)
+            if m["sender"] == matrix.bot.user_id]
+    assert [m["content"]["body"] for m in seen[1:]] == [m.body for m in queued]
+    assert [m["event_id"] for m in seen[1:]] == [m.event_id for m in queued]
+
+
+def _awaiting(env: Env, matrix: People) -> tuple[Any, Any]:
+    env.fire(disk_full())
+    room = ready_room(env)
+    while env.worker.run_once():
+        pass
+    env.deliver()
+    request = next(m for m in env.messages(room.incident_id)
+                   if m.kind == "job_awaiting_approval")
+    assert request.state == "sent" and request.job_id is not None
+    assert f"!approve {request.job_id}" in request.body
+    matrix.alice.join(room.room_id)
+    return room, request
+
+
+def _audit(env: Env, action: str) -> list[dict[str, Any]]:
+    """The audit entries of ``action`` as plain mappings."""
+    out = []
+    for entry in env.store.audit(AuditFilter(action=action)):
+        out.append(dict(entry) if isinstance(entry, dict) else vars(entry))
+    return out
+
+
+def _job_state(env: Env, job_id: int) -> str:
+    with env.store.unit(write=False) as uow:
+        return str(uow.tx.fetchone("SELECT state FROM jobs WHERE id = :j", {"j": job_id})["state"])
+
+
+def test_alice_approves_with_a_reaction_and_the_job_runs_once(env: Env, matrix: People) -> None:
+    """alice (mapped, in the approving group) reacts ✅: the approval is hers, through the
+    approval code, and the job runs once; a second ✅ and a repeated sync change nothing."""
+    room, request = _awaiting(env, matrix)
+    reaction = matrix.alice.react(room.room_id, request.event_id, "\u2705")
+    wait_until(lambda: env.chat.sync(timeout=1) and _job_state(env, request.job_id) == "queued",
+               20, "the approval to be read")
+    while env.worker.run_once():
+        pass
+    assert env.playbook.calls == ["billing-db"]
+    matrix.alice.react(room.room_id, request.event_id, "\u2705\ufe0f")
+    matrix.bob.join(room.room_id)
+    matrix.bob.react(room.room_id, request.event_id, "\u2705")
+    env.chat.sync(timeout=1)
+    while env.worker.run_once():
+        pass
+    assert env.playbook.calls == ["billing-db"]
+    entries = _audit(env, "job.approved")
+    assert len(entries) == 1
+    assert entries[0]["actor"] == "user:alice"
+    assert entries[0]["origin"]["chat_user"] == matrix.alice.user_id
+    assert entries[0]["origin"]["event_id"] == reaction
+
+
+def test_mallory_and_eve_are_refused_and_audited(env: Env, matrix: People) -> None:
+    """A reaction from an identity mapped to nobody (mallory), and one from a person outside
+    the approving group (eve), decide nothing; each refusal is audited with the chat
+    identity and the event id. A ✅ on a message that is no approval request is ignored."""
+    room, request = _awaiting(env, matrix)
+    # mallory gets in by an invitation from alice, who can invite in a private_chat room
+    matrix.alice.ok("POST", f"/rooms/{room.room_id}/invite", {"user_id": matrix.mallory.user_id})
+    matrix.mallory.join(room.room_id)
+    matrix.alice.ok("POST", f"/rooms/{room.room_id}/invite", {"user_id": matrix.eve.user_id})
+    matrix.eve.join(room.room_id)
+    by_mallory = matrix.mallory.react(room.room_id, request.event_id, "\u2705")
+    by_eve = matrix.eve.say(room.room_id, f"!approve {request.job_id} trust me")
+    opened = env.messages(room.incident_id)[0]
+    matrix.alice.react(room.room_id, opened.event_id, "\u2705")  # not an approval request
+    wait_until(lambda: env.chat.sync(timeout=1) is not None and len(
+        _audit(env, "approval.refused")) >= 2, 20, "two refusals")
+    while env.worker.run_once():
+        pass
+    assert env.playbook.calls == []
+    assert _job_state(env, request.job_id) == "awaiting_approval"
+    refused = {e["origin"]["event_id"]: e for e in _audit(env, "approval.refused")}
+    assert set(refused) == {by_mallory, by_eve}
+    assert refused[by_mallory]["actor"] == f"chat:{matrix.mallory.user_id}"
+    assert refused[by_mallory]["details"]["code"] == "unknown_chat_identity"
+    assert refused[by_mallory]["origin"]["chat_user"] == matrix.mallory.user_id
+    assert refused[by_eve]["actor"] == "user:eve"
+    assert refused[by_eve]["details"]["code"] == "not_allowed"
+    assert refused[by_eve]["origin"]["chat_user"] == matrix.eve.user_id
+
+
+def test_messages_wait_while_the_homeserver_is_down(env: Env, matrix: People,
+                                                    synapse: Synapse) -> None:
+    """With the homeserver stopped, messages wait in the store; once it is back each is
+    delivered once, in order, and a send repeated with its transaction id (a lost answer)
+    is still one message."""
+    env.fire(disk_full())
+    room = ready_room(env)
+    synapse.stop()
+    try:
+        while env.worker.run_once():
+            pass
+        env.deliver()
+        env.deliver()
+        waiting = [m for m in env.messages(room.incident_id) if m.state == "pending"]
+        assert waiting, "the job's events wait for the homeserver"
+        assert env.rooms()[0].last_error
+    finally:
+        synapse.start()
+    wait_until(lambda: env.deliver() or all(m.state == "sent"
+                                            for m in env.messages(room.incident_id)),
+               30, "the waiting messages to go out")
+    sent = env.messages(room.incident_id)
+    backend = MatrixBackend(env.config.chat.matrix)  # type: ignore[arg-type]
+    again = backend.send_text(room.room_id, sent[-1].txn_id, sent[-1].body)
+    assert again == sent[-1].event_id
+    matrix.alice.join(room.room_id)
+    bodies = [m["content"]["body"] for m in matrix.alice.messages(room.room_id)
+              if m["sender"] == matrix.bot.user_id][1:]
+    assert bodies == [m.body for m in sent]
