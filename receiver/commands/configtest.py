@@ -81,3 +81,58 @@ def test_command(files: tuple[Path, ...], config_path: str | None, verbose: bool
     click.echo(f"{passed} passed, {failed} failed in {took:.2f}s")
     if failed:
         sys.exit(1)
+
+
+@click.command()
+@click.option("--config", "-c", "config_path", envvar="REMEDIATOR_CONFIG",
+              default="remediator.yml", show_default=True, type=click.Path(dir_okay=False),
+              help="the NEW config; its store holds the notifications replayed.")
+@click.option("--current", "current_path", default="remediator.yml", show_default=True,
+              type=click.Path(dir_okay=False), help="the config in force now.")
+@click.option("--since", "since_text", default="7d", show_default=True,
+              help="replay the notifications received within this (e.g. 24h, 7d).")
+@click.option("--limit", default=50, show_default=True,
+              help="print at most this many changed notifications.")
+def replay(config_path: str, current_path: str, since_text: str, limit: int) -> None:
+    """What a config change would change: every notification stored since --since judged by
+    the current config and by the new one (severity, incident, jobs, approvals). Read-only."""
+    from datetime import UTC, datetime
+
+    from receiver.commands.options import load_config_or_exit
+    from receiver.configtest.replay import replay as run_replay
+    from receiver.durations import parse_duration
+    from receiver.store import open_store
+
+    try:
+        since = datetime.now(UTC) - parse_duration(since_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    new = load_config_or_exit(config_path)
+    current = load_config_or_exit(current_path)
+    store = open_store(new.store_url(), pool_min=0, pool_max=2)  # reads only: no audit key
+    started = time.monotonic()
+    try:
+        with store.unit(write=False) as uow:
+            total = uow.inbox.count_since(since)
+            stored = uow.inbox.since(since)
+            if sys.stderr.isatty():
+                with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
+                    report = run_replay(stored, current, new, step=lambda: bar.update(1))
+            else:
+                report = run_replay(stored, current, new)
+    finally:
+        store.close()
+    for change in report.changes[:limit]:
+        click.echo(f"notification {change.notification_id} ({change.received_at}):")
+        for line in change.lines:
+            click.echo(f"  {line}")
+    if len(report.changes) > limit:
+        click.echo(f"... and {len(report.changes) - limit} more changed notifications")
+    c = report.counts
+    click.echo(
+        f"{report.notifications} notifications since {since.isoformat(timespec='seconds')}: "
+        f"{len(report.changes)} would change (severity {c['severity']}, incident "
+        f"{c['incident']}, jobs +{c['job_added']} -{c['job_removed']}, approval or allowlist "
+        f"{c['approval']}); incidents {len(report.incidents_before)} -> "
+        f"{len(report.incidents_after)}; {report.unreadable} unreadable; "
+        f"{time.monotonic() - started:.2f}s")

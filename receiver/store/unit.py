@@ -19,12 +19,12 @@ from functools import cached_property
 from receiver.store.approvals import ApprovalRepository
 from receiver.store.audit import AuditRepository
 from receiver.store.chat import ChatRepository
-from receiver.store.chat import ChatRepository
 from receiver.store.controls import ControlRepository
 from receiver.store.db import Tx
 from receiver.store.events import EventRepository
 from receiver.store.evidence import EvidenceRepository
 from receiver.store.health import HealthRepository
+from receiver.store.inbox import InboxRepository
 from receiver.store.incidents import IncidentRepository
 from receiver.store.ingest import NotificationRepository
 from receiver.store.jobs import JobRepository
@@ -51,6 +51,10 @@ class UnitOfWork:
     @cached_property
     def notifications(self) -> NotificationRepository:
         return NotificationRepository(self.tx)
+
+    @cached_property
+    def inbox(self) -> InboxRepository:
+        return InboxRepository(self.tx)
 
     @cached_property
     def jobs(self) -> JobRepository:
@@ -103,10 +107,6 @@ class UnitOfWork:
     @cached_property
     def status(self) -> StatusRepository:
         return StatusRepository(self.tx)
-
-    @cached_property
-    def chat(self) -> ChatRepository:
-        return ChatRepository(self.tx)
 
     @cached_property
     def chat(self) -> ChatRepository:
