@@ -32,6 +32,7 @@ def load_registry() -> dict[str, Playbook[Any]]:
     from playbooks.maintenance_mode import MaintenanceMode
     from playbooks.restart_container import RestartContainer
     from playbooks.restore_database import RestoreDatabase
+    from playbooks.rollback_deployment import RollbackDeployment
     from playbooks.scale_service import ScaleService
 
     playbooks: list[Playbook[Any]] = [
@@ -41,6 +42,7 @@ def load_registry() -> dict[str, Playbook[Any]]:
         FlushCache(),
         RestoreDatabase(),
         MaintenanceMode(),
+        RollbackDeployment(),
     ]
     return {playbook.name: playbook for playbook in playbooks}
 

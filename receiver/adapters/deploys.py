@@ -54,8 +54,11 @@ class ServiceRevision:
     update_message: str | None
     image: str
     spec_digest: str
+    template_digest: str
+    """Digest of the spec's task template: what the tasks run (image, command, env...)."""
     previous_image: str | None
     previous_digest: str | None
+    previous_template_digest: str | None
     replicas: int | None
     running: int
     running_current: int
@@ -101,8 +104,10 @@ def _revision(attrs: dict[str, Any], tasks: list[dict[str, Any]]) -> ServiceRevi
         update_message=status.get("Message") or None,
         image=_image(spec),
         spec_digest=spec_digest(spec),
+        template_digest=spec_digest(spec.get("TaskTemplate")),
         previous_image=_image(previous) if previous else None,
         previous_digest=spec_digest(previous) if previous else None,
+        previous_template_digest=spec_digest(previous.get("TaskTemplate")) if previous else None,
         replicas=int(replicated.get("Replicas", 1)) if replicated is not None else None,
         running=len(running),
         running_current=len(on_current),

@@ -288,6 +288,7 @@ def test_registry_declares_every_playbook() -> None:
         "flush_cache": (False, Risk.HIGH),
         "restore_database": (False, Risk.HIGH),
         "maintenance_mode": (True, Risk.HIGH),
+        "rollback_deployment": (False, Risk.HIGH),
     }
     assert all(isinstance(pb, Playbook) for pb in REGISTRY.values())
 
