@@ -18,9 +18,9 @@ from receiver.audit.chain import AuditKey, ChainReport, verify_chain
 from receiver.errors import StoreConflict
 from receiver.secrets import Redactor
 from receiver.store import audit as _audit
-from receiver.store import incidents as _incidents
+from receiver.store import incident_views as _incidents
 from receiver.store.audit import AuditFilter
-from receiver.store.db import Database, open_database
+from receiver.store.db import Database, Listener, open_database
 from receiver.store.ingest import ingest as _ingest
 from receiver.store.migrations import migrate as _migrate
 from receiver.store.migrations import pending as _pending
@@ -78,10 +78,13 @@ class Store:
         raise AssertionError("unreachable")
 
     def list_incidents(self, f: IncidentFilter) -> list[dict[str, Any]]:
+        """The incident list's read model (see :mod:`receiver.store.incident_views`)."""
         with self.db.transaction(write=False) as tx:
             return _incidents.list_incidents(tx, f)
 
     def get_incident(self, incident_id: int) -> dict[str, Any] | None:
+        """The API's JSON body of one incident; code that reads an incident's parts uses
+        ``uow.incidents.detail(incident_id)``, a record."""
         with self.db.transaction(write=False) as tx:
             return _incidents.get_incident(tx, incident_id)
 
@@ -113,6 +116,15 @@ class Store:
         """Cut ``redactor``'s secrets (with those it already had) from every timeline event
         and audit entry this store writes."""
         self.db.redactor = self.db.redactor.merged(redactor)
+
+    def listen(self, channel: str) -> Listener:
+        """A listener woken by the commits that notify ``channel`` (see
+        :meth:`receiver.store.db.Database.listen`); close it when done."""
+        return self.db.listen(channel)
+
+    def maintain(self) -> int:
+        """The backend's periodic upkeep (SQLite: checkpoint the WAL), bounded."""
+        return self.db.maintain()
 
     def close(self) -> None:
         self.db.close()

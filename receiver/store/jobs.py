@@ -1,23 +1,48 @@
-"""Remediation jobs: claim with a lease, conditional state changes, target locks, counters.
+"""Remediation jobs: claim with a lease, conditional state changes, waits for a target.
 
 Every state change is ``UPDATE ... WHERE state IN (<allowed from>) RETURNING``: two workers
 (or a worker and a human) racing on one job cannot both win, and the caller checks the row it
 gets back. A ``running`` job belongs to the worker holding its lease: only that worker moves
 it (``owner=``), apart from the sweep of an expired lease (:func:`interrupt`). A decision
 moves a job only from ``awaiting_approval`` (:func:`decide`), never a claimed or running one.
+
+Target locks and the targets jobs acted on are in :mod:`receiver.store.locks`, runtime
+controls in :mod:`receiver.store.controls` (their functions are re-exported here).
+:class:`JobRepository` (``uow.jobs``) returns :class:`Job` records.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.errors import InvalidTransition
 from receiver.remediation import job_states
 from receiver.remediation.job_states import FINAL, JOB_TRANSITIONS
+from receiver.store.controls import (  # noqa: F401 - the controls' statements, re-exported
+    controls,
+    get_control,
+    set_control,
+    set_control_unless,
+)
 from receiver.store.db import Row, Tx
-from receiver.store.repository import Repository
+from receiver.store.locks import (  # noqa: F401 - the targets' statements, re-exported
+    CHANNEL,
+    Holder,
+    acquire_locks,
+    actions_since,
+    extend_locks,
+    first_waiting,
+    holder,
+    last_action,
+    record_targets,
+    release_locks,
+    targets_since,
+    wake_workers,
+)
+from receiver.store.repository import Repository, maybe, records
 
 JOB_COLUMNS = (
     "id, incident_id, alert_id, rule, playbook, dedupe_key, params, state, severity, attempts,"
@@ -28,15 +53,63 @@ JOB_COLUMNS = (
 
 # The job state table lives in receiver.remediation.job_states; this module applies it.
 
+
+@dataclass(frozen=True)
+class Job:
+    """One job, every column of :data:`JOB_COLUMNS` (JSON columns decoded)."""
+
+    id: int
+    incident_id: int
+    alert_id: int | None
+    rule: str
+    playbook: str
+    dedupe_key: str
+    params: dict[str, Any]
+    state: str
+    severity: str
+    attempts: int
+    max_attempts: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    not_before: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    approved_at: datetime | None
+    idempotent: int
+    risk: str | None
+    targets: list[str] | None
+    plan: dict[str, Any] | None
+    result: dict[str, Any] | None
+    reason: str | None
+    parent_job_id: int | None
+    chain_depth: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ExpiredLease:
+    """A running job whose worker stopped renewing its lease (a candidate, not locked)."""
+
+    id: int
+    incident_id: int
+
+
+@dataclass(frozen=True)
+class TargetWait:
+    """A job put back to wait for a target (:meth:`JobRepository.wait_for_target`)."""
+
+    job: Job | None
+    """The job, queued; None when the lease was lost meanwhile (nothing was moved)."""
+    holder: Holder | None
+    """Who keeps the target from it, if anyone still does."""
+    new: bool
+    """Whether the job was not already waiting for this target (said once on the timeline)."""
+
 PROMISED_RETRY = timedelta(milliseconds=500)
 """The timed retry of a job that found its target free but promised to an older waiting job
 (see :func:`acquire_locks`): that one normally takes it at once and wakes this one when it
 releases it; the retry covers a promised job that a guard stops before it takes the lock."""
-
-CHANNEL = "remediator_jobs"
-"""What the workers listen on (:meth:`receiver.store.db.Database.listen`) to claim a job
-as soon as one may be runnable."""
-
 
 def get(tx: Tx, job_id: int) -> Row | None:
     return tx.fetchone(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = :id", {"id": job_id})  # noqa: S608 - constant columns
@@ -154,10 +227,7 @@ def extend_lease(tx: Tx, job_id: int, owner: str, until: datetime) -> bool:
         {"id": job_id, "owner": owner, "until": until},
     )
     if row is not None:
-        tx.execute(
-            "UPDATE target_locks SET expires_at = :until WHERE job_id = :id",
-            {"id": job_id, "until": until},
-        )
+        extend_locks(tx, job_id, until)
     return row is not None
 
 
@@ -183,70 +253,6 @@ def interrupt(tx: Tx, job_id: int, now: datetime) -> Row | None:
     return row
 
 
-def acquire_locks(
-    tx: Tx, job_id: int, targets: list[str], *, now: datetime, until: datetime
-) -> list[str]:
-    """Lock every target for the job; return the targets held by another job, or promised
-    to an older job waiting for them (then none are taken): a released target goes to the
-    jobs that waited for it in their order, not to whichever job asks first."""
-    busy = []
-    for target in sorted(targets):
-        if _first_waiting(tx, target, before=job_id) is not None:
-            busy.append(target)
-            continue
-        row = tx.fetchone(
-            """INSERT INTO target_locks (target, job_id, expires_at) VALUES (:t, :job, :until)
-               ON CONFLICT (target) DO UPDATE SET job_id = excluded.job_id,
-                                                  expires_at = excluded.expires_at
-                WHERE target_locks.expires_at < :now OR target_locks.job_id = excluded.job_id
-               RETURNING job_id""",
-            {"t": target, "job": job_id, "until": until, "now": now},
-        )
-        if row is None:
-            busy.append(target)
-    if busy:
-        release_locks(tx, job_id)
-    return busy
-
-
-def _first_waiting(tx: Tx, target: str, *, before: int) -> Row | None:
-    """The oldest job older than ``before`` waiting for ``target`` (queued, or claimed and
-    not yet holding it)."""
-    return tx.fetchone(
-        "SELECT id AS job_id FROM jobs WHERE waiting_for = :t AND id < :job"
-        " AND state IN ('queued', 'running') ORDER BY id LIMIT 1",
-        {"t": target, "job": before},
-    )
-
-
-def release_locks(tx: Tx, job_id: int) -> None:
-    """Free the job's targets, and make the queued jobs waiting for one of them (see
-    :func:`wait_for_target`) runnable at once, and wake the workers at commit
-    (:func:`wake_workers`).
-
-    The locks are deleted first: a job that found one of them held and is still committing
-    its wait holds that lock row (ON CONFLICT locks it), so on PostgreSQL the DELETE waits
-    for it, and the UPDATE after it then sees the wait."""
-    freed = tx.fetchall("DELETE FROM target_locks WHERE job_id = :id RETURNING target",
-                        {"id": job_id})
-    if not freed:
-        return
-    marks = ", ".join(f":t{i}" for i in range(len(freed)))
-    woken = tx.fetchall(
-        "UPDATE jobs SET not_before = NULL WHERE state = 'queued'"  # noqa: S608 - placeholders only
-        f" AND waiting_for IN ({marks}) RETURNING id",
-        {f"t{i}": row["target"] for i, row in enumerate(freed)},
-    )
-    if woken:
-        wake_workers(tx)
-
-
-def wake_workers(tx: Tx) -> None:
-    """Wake the workers' claim loops when ``tx`` commits: it queued a job or made one
-    runnable (see :meth:`Tx.notify`; the workers listen on :data:`CHANNEL`)."""
-    tx.notify(CHANNEL)
-
-
 def wait_for_target(tx: Tx, job_id: int, target: str, *, owner: str, now: datetime,
                     retry_at: datetime, attempts: int) -> tuple[Row | None, Row | None, bool]:
     """Put the owner's running job back in the queue to wait for ``target``, locked by
@@ -257,61 +263,18 @@ def wait_for_target(tx: Tx, job_id: int, target: str, *, owner: str, now: dateti
     neither does any more) and
     whether the job was not already waiting for this target (a wait is said once on the
     timeline, not at every retry)."""
-    held = tx.fetchone("SELECT job_id, expires_at FROM target_locks WHERE target = :t",
-                       {"t": target})
+    held = holder(tx, target)
     before = tx.fetchone("SELECT waiting_for FROM jobs WHERE id = :id", {"id": job_id})
     if held is not None:
         retry_at = min(retry_at, max(held["expires_at"], now))
     else:  # promised to an older waiting job, which takes it at once unless a guard stops it
-        first = _first_waiting(tx, target, before=job_id)
+        first = first_waiting(tx, target, before=job_id)
         held = {**first, "promised": True} if first is not None else None
         retry_at = min(retry_at, now + PROMISED_RETRY)
     row = move(tx, job_id, "queued", now=now, owner=owner, not_before=retry_at,
                attempts=attempts, waiting_for=target)
     new = row is not None and (before is None or before["waiting_for"] != target)
     return row, held, new
-
-
-def record_targets(tx: Tx, job_id: int, rule: str, targets: list[str], now: datetime) -> None:
-    for target in targets:
-        tx.execute(
-            "INSERT INTO job_targets (job_id, rule, target, acted_at) VALUES (:j, :r, :t, :now)"
-            " ON CONFLICT (job_id, target) DO NOTHING",
-            {"j": job_id, "r": rule, "t": target, "now": now},
-        )
-
-
-def last_action(tx: Tx, rule: str, targets: list[str], exclude_job: int) -> datetime | None:
-    if not targets:
-        return None
-    marks = ", ".join(f":t{i}" for i in range(len(targets)))
-    params: dict[str, Any] = {f"t{i}": t for i, t in enumerate(targets)}
-    params.update({"rule": rule, "job": exclude_job})
-    row = tx.fetchone(
-        f"SELECT MAX(acted_at) AS last_at FROM job_targets WHERE rule = :rule"  # noqa: S608 - placeholders only
-        f" AND target IN ({marks}) AND job_id <> :job",
-        params,
-    )
-    return row["last_at"] if row else None
-
-
-def actions_since(tx: Tx, since: datetime, rule: str | None = None) -> int:
-    """Jobs that acted (touched at least one target) since ``since``, for rate budgets."""
-    extra = " AND rule = :rule" if rule is not None else ""
-    row = tx.fetchone(
-        f"SELECT COUNT(DISTINCT job_id) AS n FROM job_targets WHERE acted_at >= :since{extra}",  # noqa: S608 - fixed fragment
-        {"since": since, "rule": rule} if rule is not None else {"since": since},
-    )
-    return int(row["n"]) if row else 0
-
-
-def targets_since(tx: Tx, since: datetime, rule: str | None = None) -> int:
-    extra = " AND rule = :rule" if rule is not None else ""
-    row = tx.fetchone(
-        f"SELECT COUNT(DISTINCT target) AS n FROM job_targets WHERE acted_at >= :since{extra}",  # noqa: S608 - fixed fragment
-        {"since": since, "rule": rule} if rule is not None else {"since": since},
-    )
-    return int(row["n"]) if row else 0
 
 
 def failures_since(tx: Tx, rule: str, since: datetime) -> int:
@@ -373,44 +336,87 @@ def list_for_incident(tx: Tx, incident_id: int) -> list[Row]:
     )
 
 
-def get_control(tx: Tx, name: str) -> Row | None:
-    return tx.fetchone(
-        "SELECT name, value, reason, updated_by, updated_at FROM controls WHERE name = :n",
-        {"n": name},
-    )
-
-
-def set_control(tx: Tx, name: str, value: str, *, reason: str, actor: str, now: datetime) -> None:
-    tx.execute(
-        """INSERT INTO controls (name, value, reason, updated_by, updated_at)
-           VALUES (:n, :v, :r, :a, :now)
-           ON CONFLICT (name) DO UPDATE SET value = excluded.value, reason = excluded.reason,
-                  updated_by = excluded.updated_by, updated_at = excluded.updated_at""",
-        {"n": name, "v": value, "r": reason, "a": actor, "now": now},
-    )
-
-
-def set_control_unless(tx: Tx, name: str, value: str, *, reason: str, actor: str,
-                       now: datetime) -> bool:
-    """Set a control unless it already has ``value``, in one conditional upsert; True when
-    this call changed it (so that, of several workers tripping one breaker at once, one
-    says so)."""
-    row = tx.fetchone(
-        """INSERT INTO controls (name, value, reason, updated_by, updated_at)
-           VALUES (:n, :v, :r, :a, :now)
-           ON CONFLICT (name) DO UPDATE SET value = excluded.value, reason = excluded.reason,
-                  updated_by = excluded.updated_by, updated_at = excluded.updated_at
-            WHERE controls.value <> excluded.value
-           RETURNING name""",
-        {"n": name, "v": value, "r": reason, "a": actor, "now": now},
-    )
-    return row is not None
-
-
-def controls(tx: Tx) -> dict[str, Row]:
-    rows = tx.fetchall("SELECT name, value, reason, updated_by, updated_at FROM controls")
-    return {r["name"]: r for r in rows}
-
-
 class JobRepository(Repository):
-    """Remediation jobs: claim, conditional moves, target locks, counters, controls."""
+    """Remediation jobs as :class:`Job` records: claim, conditional moves, leases, waits.
+    Target locks are ``uow.targets`` (:mod:`receiver.store.locks`), controls
+    ``uow.controls`` (:mod:`receiver.store.controls`)."""
+
+    def get(self, job_id: int) -> Job | None:
+        return maybe(Job, get(self.tx, job_id))
+
+    def lock(self, job_id: int) -> Job | None:
+        """The job under its row lock (take the incident's first, see :func:`lock`)."""
+        return maybe(Job, lock(self.tx, job_id))
+
+    def claim(self, *, worker: str, now: datetime, lease: timedelta) -> Job | None:
+        """The oldest runnable job, leased to ``worker`` (see :func:`claim`)."""
+        return maybe(Job, claim(self.tx, worker=worker, now=now, lease=lease))
+
+    def next_due(self) -> datetime | None:
+        """When the earliest queued job becomes runnable (a retry, a lock wait)."""
+        return next_due(self.tx)
+
+    def move(self, job_id: int, to: str, *, now: datetime, owner: str | None = None,
+             from_states: Collection[str] | None = None, **fields: Any) -> Job | None:
+        """The job moved to ``to`` by one conditional UPDATE (see :func:`move`); None when
+        it was not in a state it may move from."""
+        return maybe(Job, move(self.tx, job_id, to, now=now, owner=owner,
+                               from_states=from_states, **fields))
+
+    def start(self, job_id: int, owner: str, *, now: datetime, until: datetime,
+              fields: dict[str, Any]) -> Job | None:
+        """The last check before a playbook acts (see :func:`start`); None: do not act."""
+        return maybe(Job, start(self.tx, job_id, owner, now=now, until=until, fields=fields))
+
+    def extend_lease(self, job_id: int, owner: str, until: datetime) -> bool:
+        return extend_lease(self.tx, job_id, owner, until)
+
+    def expired_leases(self, now: datetime) -> list[ExpiredLease]:
+        return records(ExpiredLease, expired_leases(self.tx, now))
+
+    def interrupt(self, job_id: int, now: datetime) -> Job | None:
+        """Mark one expired job ``interrupted`` (once, whoever sweeps) and free its targets."""
+        return maybe(Job, interrupt(self.tx, job_id, now))
+
+    def wait_for_target(self, job_id: int, target: str, *, owner: str, now: datetime,
+                        retry_at: datetime, attempts: int) -> TargetWait:
+        """Put the owner's running job back in the queue to wait for ``target`` (see
+        :func:`wait_for_target`)."""
+        row, held, new = wait_for_target(self.tx, job_id, target, owner=owner, now=now,
+                                         retry_at=retry_at, attempts=attempts)
+        who = None if held is None else Holder(int(held["job_id"]), bool(held.get("promised")))
+        return TargetWait(maybe(Job, row), who, new)
+
+    def failures_since(self, rule: str, since: datetime) -> int:
+        return failures_since(self.tx, rule, since)
+
+    def enqueue_followup(self, parent: Job, *, rule: str, playbook: str,
+                         params: dict[str, Any], now: datetime) -> Job | None:
+        """A job chained from ``parent`` (on_failure next rule); unique per parent and rule."""
+        return maybe(Job, insert(
+            self.tx, incident_id=parent.incident_id, alert_id=parent.alert_id, rule=rule,
+            playbook=playbook, dedupe_key=f"after-job:{parent.id}", params=params,
+            severity=parent.severity, now=now, parent_job_id=parent.id,
+            chain_depth=parent.chain_depth + 1))
+
+    def insert(self, *, incident_id: int, alert_id: int | None, rule: str, playbook: str,
+               dedupe_key: str, params: dict[str, Any], severity: str, now: datetime,
+               parent_job_id: int | None = None, chain_depth: int = 0) -> Job | None:
+        """Queue a job; None when the rule already has one with this ``dedupe_key``."""
+        return maybe(Job, insert(self.tx, incident_id=incident_id, alert_id=alert_id,
+                                 rule=rule, playbook=playbook, dedupe_key=dedupe_key,
+                                 params=params, severity=severity, now=now,
+                                 parent_job_id=parent_job_id, chain_depth=chain_depth))
+
+    def decide(self, job_id: int, *, approve: bool, actor: str, reason: str,
+               now: datetime) -> Job | None:
+        """Approve (back to the queue) or deny a parked job, once (see :func:`decide`)."""
+        return maybe(Job, decide(self.tx, job_id, approve=approve, actor=actor, reason=reason,
+                                 now=now))
+
+    def for_incident(self, incident_id: int) -> list[Job]:
+        return records(Job, list_for_incident(self.tx, incident_id))
+
+    def wake_workers(self) -> None:
+        """Wake the workers' claim loops when this unit of work commits."""
+        wake_workers(self.tx)
