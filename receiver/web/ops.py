@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from receiver.errors import ApiError, StoreError
 from receiver.incidents.metrics import IncidentCollector, current_snapshot
+from receiver.runtime.health import AuditVerifier, Collectors, HealthCollector
 from receiver.store import reports
 from receiver.web.services import services
 
@@ -60,7 +61,10 @@ def metrics() -> Response:
     def load() -> reports.Snapshot:
         return current_snapshot(svc.store, svc.config, svc.intake.clock())
 
-    collector = IncidentCollector(load, svc.intake.clock)
+    verifier = current_app.extensions.setdefault("remediator.audit_verifier",
+                                                 AuditVerifier(svc.store))
+    collector = Collectors(IncidentCollector(load, svc.intake.clock),
+                           HealthCollector(svc.store, svc.intake.clock, verifier))
     try:
         data, content_type = svc.metrics.exposition(collector)
     except StoreError:
