@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(postgresql redis-server docker.io busybox-static prometheus prometheus-alertmanager
-          prometheus-blackbox-exporter chromium wrk ca-certificates haproxy)
+          prometheus-blackbox-exporter chromium wrk ca-certificates haproxy debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
