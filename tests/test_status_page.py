@@ -6,6 +6,7 @@ audited, and /status, /status.json and the Atom feed show nothing internal."""
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,16 @@ COMPONENTS = [
 ]
 BOB_TOKEN = "bob-operator-token-123456"
 BOB = {"Authorization": f"Bearer {BOB_TOKEN}"}
+CAROL_TOKEN = "carol-operator-token-123456"
+CAROL = {"Authorization": f"Bearer {CAROL_TOKEN}"}
 
 
 def status_config(tmp_path: Path, **status: Any) -> Any:
     ppl = people()
     ppl["api_tokens"]["bob"] = {"token": "env:RM_STATUS_BOB_TOKEN", "user": "bob",
                                 "scope": "operator"}
+    ppl["api_tokens"]["carol-ops"] = {"token": "env:RM_STATUS_CAROL_TOKEN", "user": "carol",
+                                      "scope": "operator"}
     return make_config(auth={"bearer_token": "env:REMEDIATOR_TEST_TOKEN"}, people=ppl,
                        data_dir=str(tmp_path / "data"), server={"secure_cookies": False},
                        status_page={"enabled": True, "title": "Example status",
@@ -88,6 +93,7 @@ class Site:
 @pytest.fixture
 def site(store: Store, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
     monkeypatch.setenv("RM_STATUS_BOB_TOKEN", BOB_TOKEN)
+    monkeypatch.setenv("RM_STATUS_CAROL_TOKEN", CAROL_TOKEN)
     return Site(store, clock, tmp_path)
 
 
@@ -95,6 +101,7 @@ def site(store: Store, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyP
 def approving_site(store: Store, clock: Clock, tmp_path: Path,
                    monkeypatch: pytest.MonkeyPatch) -> Site:
     monkeypatch.setenv("RM_STATUS_BOB_TOKEN", BOB_TOKEN)
+    monkeypatch.setenv("RM_STATUS_CAROL_TOKEN", CAROL_TOKEN)
     return Site(store, clock, tmp_path, approval={"first_post": True})
 
 
@@ -286,6 +293,7 @@ def test_generated_label_values_never_reach_the_public_views(
     mistaken for page text) is absent from the page, the summary and the feed, also once
     the incident is public."""
     monkeypatch.setenv("RM_STATUS_BOB_TOKEN", BOB_TOKEN)
+    monkeypatch.setenv("RM_STATUS_CAROL_TOKEN", CAROL_TOKEN)
     tmp = tmp_path_factory.mktemp("status-hyp")
     store = open_store(f"sqlite:///{tmp}/remediator.db")
     store.migrate()
@@ -340,6 +348,48 @@ def test_the_feed_is_atom_with_one_entry_per_published_update(site: Site) -> Non
     entries = root.findall(f"{ATOM}entry")
     assert [e.findtext(f"{ATOM}content") for e in entries] == ["Two.", "One."]
     assert entries[0].findtext(f"{ATOM}title") == "API trouble: Resolved"
+
+
+def test_feed_and_page_survive_any_operator_text(site: Site) -> None:
+    """Control characters, CDATA ends and markup in an operator's text leave the feed
+    well-formed Atom and the page escaped; a configured secret pasted in is cut from every
+    public view."""
+    inc = site.fire({"service": "api"})
+    body = f"a\x01b\x1b]]><!-- <entry>x</entry> & {OP_TOKEN} \ufffe end"
+    assert site.post(inc, title="T ]]> \x0b", status="identified", body=body).status_code == 200
+    r = site.client.get("/status/feed.atom")
+    root = ET.fromstring(r.data)  # noqa: S314 - our own output
+    [entry] = root.findall(f"{ATOM}entry")
+    content = entry.findtext(f"{ATOM}content") or ""
+    assert content.startswith("ab]]><!-- <entry>x</entry> & ") and content.endswith(" end")
+    for text in site.public_texts():
+        assert OP_TOKEN not in text
+    assert "&lt;entry&gt;" in site.client.get("/status").get_data(as_text=True)
+
+
+def test_simultaneous_approvals_publish_once(approving_site: Site) -> None:
+    """Two operators approving the same first post at the same instant: one publishes it,
+    the other gets 409, and one approval is audited."""
+    site = approving_site
+    uid = site.post(site.fire({"service": "api"}), title="T", status="investigating",
+                    body="x").get_json()["update_id"]
+    barrier = threading.Barrier(2)
+    answers: list[int] = []
+
+    def approve(headers: dict[str, str]) -> None:
+        c = site.app.test_client()
+        barrier.wait()
+        answers.append(c.post(f"/api/v1/status/updates/{uid}/approve", headers=headers,
+                              json={}).status_code)
+
+    threads = [threading.Thread(target=approve, args=(h,)) for h in (BOB, CAROL)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(answers) == [200, 409]
+    assert site.audit_actions().count("status.update_approved") == 1
+    assert len(site.summary()["incidents"][0]["incident_updates"]) == 1
 
 
 def test_the_page_is_static_html_that_refreshes_itself(site: Site) -> None:

@@ -2,8 +2,9 @@
 
 Every row here is written by an operator (the page form or the API), never by intake: an
 incident is public only once an operator has written an update for it, under a title of
-their own. Each change is audited in the transaction that makes it. A first update that
-waits for approval is decided by a conditional ``UPDATE ... WHERE state = 'pending' AND
+their own. Configured secrets are cut from titles and texts before they are stored. Each
+change is audited in the transaction that makes it. A first update that waits for
+approval is decided by a conditional ``UPDATE ... WHERE state = 'pending' AND
 created_by <> :approver``, so it is decided once, and never by its own author.
 """
 
@@ -143,7 +144,8 @@ class StatusRepository(Repository):
             "INSERT INTO status_incidents (incident_id, title, status, severity, created_by,"
             " created_at, updated_at) VALUES (:inc, :title, 'investigating', :sev, :actor,"
             " :now, :now) ON CONFLICT (incident_id) DO NOTHING",
-            {"inc": incident_id, "title": title, "sev": severity, "actor": actor, "now": now})
+            {"inc": incident_id, "title": self.tx.redactor.text(title), "sev": severity,
+             "actor": actor, "now": now})
         found = self.for_incident(incident_id, lock=True)
         assert found is not None  # noqa: S101 - inserted or present just above
         return found
@@ -190,7 +192,8 @@ class StatusRepository(Repository):
             "INSERT INTO status_updates (status_incident_id, status, body, state, created_by,"
             " created_at, published_at) VALUES (:si, :status, :body, :state, :actor, :now,"
             " :pub) RETURNING id",
-            {"si": incident.id, "status": status, "body": body, "state": state,
+            {"si": incident.id, "status": status, "body": self.tx.redactor.text(body),
+             "state": state,
              "actor": actor, "now": now, "pub": now if state == "published" else None})
         assert row is not None  # noqa: S101 - INSERT ... RETURNING
         action = "status.update_published" if state == "published" else "status.update_submitted"
@@ -203,7 +206,8 @@ class StatusRepository(Repository):
 
     def retitle(self, incident: StatusIncident, title: str, now: datetime) -> None:
         self.tx.execute("UPDATE status_incidents SET title = :t, updated_at = :now"
-                        " WHERE id = :id", {"t": title, "now": now, "id": incident.id})
+                        " WHERE id = :id",
+                        {"t": self.tx.redactor.text(title), "now": now, "id": incident.id})
 
     def publish(self, incident: StatusIncident, *, status: str, severity: str,
                 components: list[str], now: datetime) -> None:
