@@ -77,9 +77,22 @@ class PlaybookContext:
     :func:`receiver.remediation.rules.params_from_alert`); None: not known, so every param
     counts."""
 
+    _allowed: list[tuple[object, object]] = field(default_factory=list, repr=False,
+                                                   compare=False)
+
     def filled_by_alert(self, param: str) -> bool:
         """Whether the value of ``param`` came (or may have come) from alert data."""
         return self.from_alert is None or param in self.from_alert
+
+    def ensure_allowed(self, playbook: Playbook[Any], params: StrictParams) -> None:
+        """``playbook.check_allowed(params, self)``, once per context and params: the
+        worker checks a job's params when it takes the job, and the plan and run of the
+        same job (one context) find them checked. Playbooks call this, not
+        ``check_allowed``, before they act."""
+        if any(p is playbook and q is params for p, q in self._allowed):
+            return
+        playbook.check_allowed(params, self)
+        self._allowed.append((playbook, params))
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ class FlushCache(Playbook[FlushCacheParams]):
             target.check_pattern(params.key_pattern(), params.target)
 
     def plan(self, params: FlushCacheParams, ctx: PlaybookContext) -> Plan:
-        self.check_allowed(params, ctx)
+        ctx.ensure_allowed(self, params)
         target, db = self._target_db(params, ctx)
         with ctx.adapters.redis(target, db=db) as cache:
             if params.mode == "pattern":
@@ -181,7 +181,7 @@ class FlushCache(Playbook[FlushCacheParams]):
     def run(self, params: FlushCacheParams, ctx: PlaybookContext) -> RunResult:
         if ctx.dry_run:
             return dry_run_result(self.plan(params, ctx))
-        self.check_allowed(params, ctx)
+        ctx.ensure_allowed(self, params)
         target, db = self._target_db(params, ctx)
         ctx.log.info("flushing cache", target=params.target, mode=params.mode, db=db)
         with ctx.adapters.redis(target, db=db) as cache:

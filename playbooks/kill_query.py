@@ -185,7 +185,7 @@ class KillQuery(Playbook[KillQueryParams]):
         )
 
     def plan(self, params: KillQueryParams, ctx: PlaybookContext) -> Plan:
-        self.check_allowed(params, ctx)
+        ctx.ensure_allowed(self, params)
         target = ctx.targets.postgres_target(params.target)
         with ctx.adapters.postgres(target) as pg:
             chosen, skipped = select_backends(
@@ -212,7 +212,7 @@ class KillQuery(Playbook[KillQueryParams]):
     def run(self, params: KillQueryParams, ctx: PlaybookContext) -> RunResult:
         if ctx.dry_run:
             return dry_run_result(self.plan(params, ctx))
-        self.check_allowed(params, ctx)
+        ctx.ensure_allowed(self, params)
         target = ctx.targets.postgres_target(params.target)
         with ctx.adapters.postgres(target) as pg:
             chosen, skipped = select_backends(

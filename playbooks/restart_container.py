@@ -116,7 +116,7 @@ class RestartContainer(Playbook[RestartContainerParams]):
         return containers
 
     def plan(self, params: RestartContainerParams, ctx: PlaybookContext) -> Plan:
-        self.check_allowed(params, ctx)
+        ctx.ensure_allowed(self, params)
         with ctx.adapters.docker(ctx.targets.docker) as docker:
             containers = self._resolve(params, ctx, docker)
         steps = [
@@ -139,7 +139,7 @@ class RestartContainer(Playbook[RestartContainerParams]):
     def run(self, params: RestartContainerParams, ctx: PlaybookContext) -> RunResult:
         if ctx.dry_run:
             return dry_run_result(self.plan(params, ctx))
-        self.check_allowed(params, ctx)
+        ctx.ensure_allowed(self, params)
         with ctx.adapters.docker(ctx.targets.docker) as docker:
             before = self._resolve(params, ctx, docker)
             for container in before:

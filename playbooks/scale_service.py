@@ -11,6 +11,11 @@ Idempotent and low risk, within the allowlist's bounds (``targets.swarm_services
 
 A re-run of an absolute count is a no-op; a re-run of a step steps again (still clamped).
 
+Undo scales back to the count recorded before the run (checked against the bounds again),
+only while the service still has the count the run left; for Compose, scaling back down
+removes the highest-numbered containers (those the run created), and back up creates new
+ones from an existing replica.
+
 Compose services are the containers labelled ``com.docker.compose.project``/``.service``
 (one-off ``run`` containers excluded). Scaling up creates containers from the configuration of
 an existing replica, numbered after the highest; scaling down removes the highest-numbered.
@@ -93,6 +98,7 @@ class ScaleService(Playbook[ScaleServiceParams]):
     Params = ScaleServiceParams
     idempotent = True
     risk = Risk.LOW
+    undoable = True
 
     def targets(self, params: ScaleServiceParams) -> list[str]:
         if params.kind == "swarm":
@@ -128,7 +134,7 @@ class ScaleService(Playbook[ScaleServiceParams]):
         return len(replicas), replicas
 
     def plan(self, params: ScaleServiceParams, ctx: PlaybookContext) -> Plan:
-        self.check_allowed(params, ctx)
+        ctx.ensure_allowed(self, params)
         bounds = self._bounds(params, ctx)
         with ctx.adapters.docker(ctx.targets.docker) as docker:
             current, replicas = self._current(params, docker)
@@ -151,7 +157,7 @@ class ScaleService(Playbook[ScaleServiceParams]):
     def run(self, params: ScaleServiceParams, ctx: PlaybookContext) -> RunResult:
         if ctx.dry_run:
             return dry_run_result(self.plan(params, ctx))
-        self.check_allowed(params, ctx)
+        ctx.ensure_allowed(self, params)
         bounds = self._bounds(params, ctx)
         with ctx.adapters.docker(ctx.targets.docker) as docker:
             before, replicas = self._current(params, docker)
@@ -234,3 +240,52 @@ class ScaleService(Playbook[ScaleServiceParams]):
             summary=f"{self._what(params)}: {running} running, {spec} configured, {desired} wanted",
             detail={"running": running, "configured": spec, "desired": desired},
         )
+
+    def _undo_params(
+        self, params: ScaleServiceParams, result: RunResult
+    ) -> tuple[ScaleServiceParams, int] | None:
+        """The params that scale back, and the count the run left; None: it changed nothing."""
+        before, desired = result.detail.get("before"), result.detail.get("desired")
+        if not isinstance(before, int) or not isinstance(desired, int):
+            raise PlaybookError("the run's result does not record the replica count before it")
+        if before == desired:
+            return None
+        back = {**params.model_dump(), "replicas": before, "step": None}
+        return ScaleServiceParams.model_validate(back), desired
+
+    def _check_unchanged(self, params: ScaleServiceParams, ctx: PlaybookContext, left: int) -> None:
+        with ctx.adapters.docker(ctx.targets.docker) as docker:
+            current, _ = self._current(params, docker)
+        if current != left:
+            raise PlaybookError(
+                f"{self._what(params)} has {current} replica(s), not the {left} the run left; "
+                "it changed since, so it is not scaled back"
+            )
+
+    def undo_plan(
+        self, params: ScaleServiceParams, ctx: PlaybookContext, result: RunResult
+    ) -> Plan:
+        undo = self._undo_params(params, result)
+        if undo is None:
+            return Plan(summary=f"nothing to undo: {self._what(params)} was not scaled",
+                        steps=[], targets=self.targets(params))
+        back, left = undo
+        self._check_unchanged(back, ctx, left)
+        plan = self.plan(back, ctx)
+        return Plan(summary=f"undo: {plan.summary}", steps=plan.steps, targets=plan.targets,
+                    detail=plan.detail)
+
+    def undo(
+        self, params: ScaleServiceParams, ctx: PlaybookContext, result: RunResult
+    ) -> RunResult:
+        undo = self._undo_params(params, result)
+        if undo is None:
+            return RunResult(ok=True, summary=f"nothing to undo: {self._what(params)} was "
+                             "not scaled", detail={"changed": False})
+        if ctx.dry_run:
+            return dry_run_result(self.undo_plan(params, ctx, result))
+        back, left = undo
+        self._check_unchanged(back, ctx, left)
+        done = self.run(back, ctx)
+        return RunResult(ok=done.ok, summary=f"undo: {done.summary}",
+                         detail={**done.detail, "undo_of": left})

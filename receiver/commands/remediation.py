@@ -99,18 +99,18 @@ def _decide(config_path: str, job_id: int, approve: bool, as_user: str | None,
             token_ref: str | None, reason: str) -> None:
     from receiver.intake.engine import utcnow
     from receiver.people.approvals import DecisionError, decide_job
-    from receiver.store import approvals as approval_store
 
     config = load_config_or_exit(config_path)
     who = resolve(config, _as(as_user), token_ref)
     assert who.person is not None  # noqa: S101 - resolve() refuses unmapped accounts here
     store = store_for(config)
     try:
-        with store.db.transaction(write=False) as tx:
-            approval = approval_store.for_job(tx, job_id)
-            votes = (approval_store.votes(tx, approval["id"])
-                     if approval is not None and approval["state"] == "pending" else [])
-        check_one_vote_per_account([dict(v) for v in votes], who)
+        with store.unit(write=False) as uow:
+            approval = uow.approvals.for_job(job_id)
+            votes = (uow.approvals.votes(approval.id)
+                     if approval is not None and approval.state == "pending" else [])
+        check_one_vote_per_account([{"approver": v.approver, "origin": v.origin}
+                                    for v in votes], who)
         row = decide_job(store, config, job_id, approve=approve, user=who.person,
                          reason=reason, now=utcnow(), origin=who.origin())
     except DecisionError as exc:

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from receiver.remediation import guards
-from receiver.store import Store, audit
-from receiver.store import jobs as job_store
+from receiver.store import Store
+from receiver.store.controls import Control
 
 
 def set_control(
@@ -23,17 +23,16 @@ def set_control(
     now: datetime,
     origin: dict[str, Any] | None = None,
 ) -> None:
-    with store.db.transaction() as tx:
-        before = job_store.get_control(tx, name)
-        job_store.set_control(tx, name, value, reason=reason, actor=actor, now=now)
-        audit.append(
-            tx,
+    with store.unit() as uow:
+        before = uow.controls.get(name)
+        uow.controls.set(name, value, reason=reason, actor=actor, now=now)
+        uow.audit.append(
             at=now,
             actor=actor,
             action="control.set",
             subject=f"control:{name}",
             details={"name": name, "value": value, "reason": reason,
-                     "previous": before["value"] if before else None},
+                     "previous": before.value if before else None},
             origin=origin,
         )
 
@@ -54,9 +53,10 @@ def reset_breaker(store: Store, rule: str, *, actor: str, reason: str, now: date
     set_control(store, guards.breaker(rule), "closed", actor=actor, reason=reason, now=now)
 
 
-def state(store: Store) -> dict[str, dict[str, Any]]:
-    with store.db.transaction(write=False) as tx:
-        return job_store.controls(tx)
+def state(store: Store) -> dict[str, Control]:
+    """Every control set so far, by name."""
+    with store.unit(write=False) as uow:
+        return uow.controls.all()
 
 
 def record_config_loaded(store: Store, path: str, *, process: str, now: datetime) -> str:
@@ -66,9 +66,9 @@ def record_config_loaded(store: Store, path: str, *, process: str, now: datetime
     from pathlib import Path
 
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    with store.db.transaction() as tx:
-        audit.append(tx, at=now, actor="system", action="config.loaded",
-                     subject=f"config:{Path(path).name}",
-                     details={"path": str(Path(path).resolve()), "sha256": digest,
-                              "process": process})
+    with store.unit() as uow:
+        uow.audit.append(at=now, actor="system", action="config.loaded",
+                         subject=f"config:{Path(path).name}",
+                         details={"path": str(Path(path).resolve()), "sha256": digest,
+                                  "process": process})
     return digest

@@ -23,8 +23,8 @@ from receiver.config import Config
 from receiver.durations import format_duration
 from receiver.intake.severity import Severity
 from receiver.remediation.rules import RateBudget, RemediationRule
-from receiver.store import jobs as job_store
-from receiver.store.db import Row, Tx
+from receiver.store import UnitOfWork
+from receiver.store.jobs import Job
 
 PAUSED = "paused"
 DRY_RUN = "dry_run"
@@ -53,14 +53,14 @@ PASS = Decision("pass")
 
 
 def cooldown_block(
-    tx: Tx, *, job: Row, rule: RemediationRule, targets: list[str], now: datetime
+    uow: UnitOfWork, *, job: Job, rule: RemediationRule, targets: list[str], now: datetime
 ) -> Decision | None:
     """The cooldown guard alone; the worker checks it again while holding the targets' locks.
     A cooldown of 0 is off (clocks of two workers may differ by a little)."""
     cooldown = rule.guards.cooldown
     if cooldown <= timedelta(0):
         return None
-    last = job_store.last_action(tx, rule.name, targets, exclude_job=job["id"])
+    last = uow.targets.last_action(rule.name, targets, exclude_job=job.id)
     if last is not None and now - last < cooldown:
         return Decision("block", "cooldown",
                         f"rule {rule.name} acted on these targets at {last.isoformat()}; "
@@ -70,9 +70,9 @@ def cooldown_block(
 
 
 def evaluate(
-    tx: Tx,
+    uow: UnitOfWork,
     *,
-    job: Row,
+    job: Job,
     rule: RemediationRule,
     config: Config,
     targets: list[str],
@@ -80,13 +80,15 @@ def evaluate(
     always_approve: str | None,
     now: datetime,
 ) -> Decision:
-    controls = job_store.controls(tx)
+    """The first guard that stops or diverts the job, in the module's order, read in
+    ``uow`` (the worker's claim transaction); :data:`PASS` when none does."""
+    controls = uow.controls.all()
     for name in (PAUSED, rule_paused(rule.name)):
         c = controls.get(name)
-        if c is not None and c["value"] == "true":
+        if c is not None and c.value == "true":
             scope = "all remediation" if name == PAUSED else f"rule {rule.name}"
             return Decision("block", "kill_switch",
-                            f"{scope} paused by {c['updated_by']}: {c['reason']}",
+                            f"{scope} paused by {c.updated_by}: {c.reason}",
                             {"control": name})
 
     for window in config.remediation.maintenance_windows:
@@ -96,7 +98,7 @@ def evaluate(
                             {"window": window.name})
 
     g = rule.guards
-    blocked = cooldown_block(tx, job=job, rule=rule, targets=targets, now=now)
+    blocked = cooldown_block(uow, job=job, rule=rule, targets=targets, now=now)
     if blocked is not None:
         return blocked
 
@@ -108,7 +110,7 @@ def evaluate(
     for budget, rule_name, label in budgets:
         if budget is None:
             continue
-        used = job_store.actions_since(tx, now - budget.per, rule_name)
+        used = uow.targets.actions_since(now - budget.per, rule_name)
         if used >= budget.max:
             return Decision("block", "rate_budget",
                             f"{label} rate budget spent: {used} actions in the last "
@@ -130,7 +132,7 @@ def evaluate(
         if limit is None:
             continue
         label = f"rule {only_rule}" if only_rule else "global"
-        touched = job_store.targets_since(tx, now - span, only_rule)
+        touched = uow.targets.targets_since(now - span, only_rule)
         if touched + len(targets) > limit:
             return Decision("block", "blast_radius",
                             f"{label} blast radius: {touched} targets touched in the last "
@@ -138,16 +140,16 @@ def evaluate(
                             {"touched": touched, "max": limit})
 
     c = controls.get(DRY_RUN)
-    if config.remediation.dry_run or g.dry_run or (c is not None and c["value"] == "true"):
+    if config.remediation.dry_run or g.dry_run or (c is not None and c.value == "true"):
         return Decision("dry_run", "dry_run", "dry-run: recording the plan, touching nothing")
 
-    if job["approved_at"] is not None:
+    if job.approved_at is not None:
         return PASS
     b = controls.get(breaker(rule.name))
-    if b is not None and b["value"] == "open":
+    if b is not None and b.value == "open":
         return Decision("approval", "circuit_breaker",
-                        f"circuit breaker open for rule {rule.name}: {b['reason']}")
-    severity = Severity(job["severity"])
+                        f"circuit breaker open for rule {rule.name}: {b.reason}")
+    severity = Severity(job.severity)
     if always_approve:
         return Decision("approval", "approval_policy", f"needs approval: {always_approve}")
     if rule.approval.required_for(severity, high_risk=high_risk):

@@ -25,9 +25,7 @@ from receiver.people.tokens import (
 )
 from receiver.remediation import controls, guards
 from receiver.store import AuditFilter, IncidentFilter
-from receiver.store import approvals as approval_store
-from receiver.store import audit as audit_store
-from receiver.store import jobs as job_store
+from receiver.store.controls import Control
 from receiver.web.errors import ApiError
 from receiver.web.operators import (
     check_csrf,
@@ -54,9 +52,9 @@ bp = Blueprint("pages", __name__)
 PAGE = 50
 
 
-def _paused() -> dict[str, Any] | None:
+def _paused() -> Control | None:
     c = controls.state(services().store).get(guards.PAUSED)
-    return c if c is not None and c["value"] == "true" else None
+    return c if c is not None and c.value == "true" else None
 
 
 def render(template: str, status: int = 200, **ctx: Any) -> Response:
@@ -115,9 +113,9 @@ def logout() -> Any:
     op = current_operator()
     assert op is not None  # noqa: S101 - page_login_required guarantees it
     if end_session(op):
-        with services().store.db.transaction() as tx:
-            audit_store.append(tx, at=_now(), actor=f"user:{op.name}", action="auth.logout",
-                               subject=f"user:{op.name}"[:120], origin=origin())
+        with services().store.unit() as uow:
+            uow.audit.append(at=_now(), actor=f"user:{op.name}", action="auth.logout",
+                             subject=f"user:{op.name}"[:120], origin=origin())
     return redirect(url_for("pages.login"))
 
 
@@ -222,48 +220,45 @@ def controls_form() -> Any:
 def _approval_context(token: str) -> dict[str, Any]:
     svc = services()
     claim = read_token(secret_key(svc.config), token, now=_now())
-    with svc.store.db.transaction(write=False) as tx:
-        approval = approval_store.get(tx, claim.approval_id)
+    with svc.store.unit(write=False) as uow:
+        approval = uow.approvals.get(claim.approval_id)
         if approval is None:
             raise TokenError("invalid_token", "this approval link is not valid")
-        job = job_store.get(tx, approval["job_id"])
-        votes = approval_store.votes(tx, approval["id"])
-        ctl = job_store.controls(tx)
-    inc = svc.store.get_incident(approval["incident_id"])
+        job = uow.jobs.get(approval.job_id)
+        votes = uow.approvals.votes(approval.id)
+        ctl = {name: c.value for name, c in uow.controls.all().items()}
+        inc = uow.incidents.detail(approval.incident_id)
     assert job is not None and inc is not None  # noqa: S101 - foreign keys guarantee them
-    rule = svc.config.rule(job["rule"])
+    rule = svc.config.rule(job.rule)
     guard_state = [
-        ("kill switch", "PAUSED" if ctl.get(guards.PAUSED, {}).get("value") == "true"
-         else "off"),
-        ("rule paused", "yes" if ctl.get(guards.rule_paused(job["rule"]), {}).get("value")
-         == "true" else "no"),
-        ("circuit breaker", ctl.get(guards.breaker(job["rule"]), {}).get("value", "closed")),
+        ("kill switch", "PAUSED" if ctl.get(guards.PAUSED) == "true" else "off"),
+        ("rule paused", "yes" if ctl.get(guards.rule_paused(job.rule)) == "true" else "no"),
+        ("circuit breaker", ctl.get(guards.breaker(job.rule), "closed")),
         ("dry-run", "on" if svc.config.remediation.dry_run or (rule and rule.guards.dry_run)
          else "off"),
         ("maintenance", ", ".join(w.name for w in svc.config.remediation.maintenance_windows
                                   if w.active(_now())) or "none active"),
     ]
     decided = None
-    mine = next((v for v in votes if v["approver"] == claim.approver), None)
-    if approval["state"] != "pending":
-        who = approval["decided_by"] or "the system"
-        decided = (f"Already decided: {approval['state']} by {who} at "
-                   f"{approval['decided_at'].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    mine = next((v for v in votes if v.approver == claim.approver), None)
+    if approval.state != "pending":
+        who = approval.decided_by or "the system"
+        at = approval.decided_at.astimezone(UTC) if approval.decided_at else None
+        decided = f"Already decided: {approval.state} by {who} at {at:%Y-%m-%d %H:%M:%S} UTC"
     elif mine is not None:
-        decided = (f"You already {mine['decision']}d this at "
-                   f"{mine['at'].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC; "
+        decided = (f"You already {mine.decision}d this at "
+                   f"{mine.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC; "
                    "waiting for other approvers.")
     return {"claim": claim, "approval": approval, "job": job, "inc": inc, "votes": votes,
-            "approves": sum(1 for v in votes if v["decision"] == "approve"),
+            "approves": sum(1 for v in votes if v.decision == "approve"),
             "guard_state": guard_state, "decided": decided, "approver": claim.approver}
 
 
 def _token_problem(exc: TokenError) -> Response:
-    store = services().store
-    with store.db.transaction() as tx:
-        audit_store.append(tx, at=_now(), actor="anonymous", action="approval.refused",
-                           subject="approval-link", origin=origin(),
-                           details={"code": exc.code, "message": str(exc)})
+    with services().store.unit() as uow:
+        uow.audit.append(at=_now(), actor="anonymous", action="approval.refused",
+                         subject="approval-link", origin=origin(),
+                         details={"code": exc.code, "message": str(exc)})
     return render("message.html", status=exc.status,
                   title="Approval link refused", message=str(exc), level="error")
 
@@ -295,7 +290,7 @@ def decide(token: str) -> Response:
     op = current_operator()
     assert op is not None  # noqa: S101 - page_login_required guarantees it
     if op.name != ctx["approver"]:
-        approval_logic.refuse(svc.store, ctx["job"]["id"], op.name, "wrong_approver",
+        approval_logic.refuse(svc.store, ctx["job"].id, op.name, "wrong_approver",
                               f"link of {ctx['approver']} used by {op.name}", _now(), origin())
         return render("approval.html", status=403, can_decide=False,
                       problem=f"This link belongs to {ctx['approver']}, not {op.name}.", **ctx)
@@ -306,7 +301,7 @@ def decide(token: str) -> Response:
         return render("approval.html", status=400, can_decide=True,
                       problem="Say why you deny it.", **ctx)
     try:
-        approval_logic.decide_job(svc.store, svc.config, ctx["job"]["id"], approve=approve,
+        approval_logic.decide_job(svc.store, svc.config, ctx["job"].id, approve=approve,
                                   user=op.name, reason=reason, now=_now(),
                                   origin={**origin(), "via": "approval-link"})
     except approval_logic.DecisionError as exc:

@@ -86,7 +86,7 @@ def parked_job(server: Server, cache: redis.Redis) -> tuple[int, int]:
 
 def is_paused(server: Server) -> bool:
     c = controls.state(server.store).get(guards.PAUSED)
-    return c is not None and c["value"] == "true"
+    return c is not None and c.value == "true"
 
 
 def attack(page: Page, url: str, target: str) -> tuple[int, str]:
