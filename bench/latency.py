@@ -578,27 +578,44 @@ def run_backend(setup: Setup, rates: list[float], steady_n: int, burst_n: int,
     return res
 
 
-SWEEP_TX = ("sweep: expire approvals tx", "sweep: expired leases tx")
+SWEEP_TX = ("sweep: expire approvals (write)", "sweep: expired leases (read)")
 RUN_ONCE_TX = (
-    "claim tx (claim + job_claimed)",
-    "guards tx",
-    "start tx (target lock, job_targets, job_started, incident mitigating)",
-    "alert labels read tx",
-    "finish tx (succeeded, events, incident mitigated)",
+    "claim tx (claim, guards, target locks; job_claimed) (write)",
+    "started tx (lease check, job_targets, job_started, incident mitigating) (write)",
+    "concluded tx (succeeded, locks released, events, incident mitigated) (write)",
 )
+"""The transactions of one successful job, in order, as ``run_once()`` makes them; a job whose
+sequence differs is counted in ``jobs_with_unexpected_tx_sequence`` and its transactions are
+labelled by position."""
+
+
+def _import_worker() -> tuple[Any, Any, Any, Any]:
+    """The worker, its guards module and the intake, wherever this tree keeps them (the bench
+    also runs on trees from before the modules were grouped)."""
+    try:
+        from receiver.intake.alertmanager import Notification
+        from receiver.intake.engine import Intake
+        from receiver.remediation import guards as guards_module
+        from receiver.remediation.worker import Worker
+    except ImportError:
+        from receiver.alertmanager import Notification  # type: ignore[no-redef]
+        from receiver.engine import Intake  # type: ignore[no-redef]
+        from receiver.worker import Worker  # type: ignore[no-redef]
+
+        from receiver import guards as guards_module  # type: ignore[no-redef]
+    return Notification, Intake, guards_module, Worker
 
 
 def worker_profile(backend: str, rounds: int, rclient: redis.Redis) -> dict[str, Any]:
     """Where a job's time goes inside the worker, in-process and one job at a time (no HTTP,
-    no other thread): each store transaction (commit included) and each playbook call, in
-    the order ``Worker._loop`` makes them on one wake-up: ``sweep()`` then ``run_once()``."""
+    no other thread): each store transaction (commit included, write or read-only) and each
+    playbook call, in the order ``Worker._loop`` makes them on one wake-up: ``sweep()`` then
+    ``run_once()``. The transactions of ``run_once()`` are the job's; the sweep's are counted
+    apart (a worker sweeps once per poll interval, not once per job)."""
     from receiver.config import parse_config
-    from receiver.intake.alertmanager import Notification
-    from receiver.intake.engine import Intake
-    from receiver.remediation import guards as guards_module
-    from receiver.remediation.worker import Worker
     from receiver.store import open_store
 
+    Notification, Intake, guards_module, Worker = _import_worker()
     os.environ.setdefault("BENCH_REDIS_URL", REDIS_URL)
     # the worker logs each job: keep stdout for the JSON report
     structlog.configure(
@@ -617,6 +634,10 @@ def worker_profile(backend: str, rounds: int, rclient: redis.Redis) -> dict[str,
                 spans.append((kind, t0, time.perf_counter()))
 
         return wrapper
+
+    def tx_counts(txs: list[tuple[str, float, float]]) -> tuple[int, int]:
+        writes = sum(1 for kind, _, _ in txs if kind == "tx:write")
+        return writes, len(txs) - writes
 
     try:
         with fresh_store(backend, tmp) as url:
@@ -639,11 +660,16 @@ def worker_profile(backend: str, rounds: int, rclient: redis.Redis) -> dict[str,
                 t0 = time.perf_counter()
                 with plain_tx(*a, **kw) as tx:
                     yield tx
-                spans.append(("tx", t0, time.perf_counter()))
+                kind = "tx:write" if kw.get("write", a[0] if a else True) else "tx:read"
+                spans.append((kind, t0, time.perf_counter()))
 
             store.db.transaction = tx_timed  # type: ignore[method-assign]
             per_label: dict[str, list[float]] = {}
             totals, commit_to_run, odd = [], [], 0
+            writes_per_job: list[int] = []
+            reads_per_job: list[int] = []
+            sweep_writes: list[int] = []
+            sweep_reads: list[int] = []
             try:
                 run = uuid.uuid4().hex[:8]
                 for i in range(rounds + 3):  # the first 3 warm up
@@ -654,32 +680,53 @@ def worker_profile(backend: str, rounds: int, rclient: redis.Redis) -> dict[str,
                     spans.clear()
                     t0 = time.perf_counter()
                     worker.sweep()
+                    swept = len(spans)
                     worker.run_once()
                     total = time.perf_counter() - t0
                     if i < 3:
                         continue
-                    txs = [sp for sp in spans if sp[0] == "tx"]
-                    labels = list(SWEEP_TX + RUN_ONCE_TX)
-                    if len(txs) != len(labels):
+                    sweep_txs = [sp for sp in spans[:swept] if sp[0].startswith("tx:")]
+                    job_txs = [sp for sp in spans[swept:] if sp[0].startswith("tx:")]
+                    w, r = tx_counts(job_txs)
+                    writes_per_job.append(w)
+                    reads_per_job.append(r)
+                    w, r = tx_counts(sweep_txs)
+                    sweep_writes.append(w)
+                    sweep_reads.append(r)
+                    labels = list(RUN_ONCE_TX)
+                    if len(job_txs) != len(labels):
                         odd += 1
-                        labels = [f"tx{n}" for n in range(len(txs))]
-                    for label, (_, a, b) in zip(labels, txs, strict=True):
+                        labels = [f"tx{n} ({k.removeprefix('tx:')})"
+                                  for n, (k, _, _) in enumerate(job_txs)]
+                    for label, (_, a, b) in zip(labels, job_txs, strict=True):
+                        per_label.setdefault(label, []).append(b - a)
+                    for label, (_, a, b) in zip(SWEEP_TX, sweep_txs, strict=False):
                         per_label.setdefault(label, []).append(b - a)
                     for kind, a, b in spans:
-                        if kind != "tx":
+                        if not kind.startswith("tx:"):
                             per_label.setdefault(kind, []).append(b - a)
                     run_start = next((a for k, a, _ in spans if k == "run"), None)
-                    if len(txs) == len(SWEEP_TX + RUN_ONCE_TX) and run_start is not None:
-                        commit_to_run.append(run_start - txs[4][2])
+                    before_run = [sp for sp in job_txs if run_start is not None
+                                  and sp[0] == "tx:write" and sp[2] <= run_start]
+                    if before_run and run_start is not None:
+                        commit_to_run.append(run_start - before_run[-1][2])
                     totals.append(total)
             finally:
                 guards_module.evaluate = evaluate
                 store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+    def spread(values: list[int]) -> dict[str, Any]:
+        return {"min": min(values, default=None), "max": max(values, default=None),
+                "mean": round(statistics.fmean(values), 2) if values else None}
+
     out: dict[str, Any] = {
         "unit": "ms, per job, one job at a time in-process (no HTTP, no concurrency)",
         "jobs": len(totals),
+        "write_tx_per_job": spread(writes_per_job),
+        "read_tx_per_job": spread(reads_per_job),
+        "sweep_tx": {"write": spread(sweep_writes), "read": spread(sweep_reads)},
         "steps": {k: {"p50": dist(v)["p50"], "mean": dist(v)["mean"], "p99": dist(v)["p99"]}
                   for k, v in per_label.items()},
         "start_tx_commit_to_adapter_call": dist(commit_to_run),
@@ -763,10 +810,11 @@ def main(argv: list[str] | None = None) -> int:
                 "the job back to wait: the commit that releases the lock makes it runnable "
                 "(jobs.waiting_for; NOTIFY on PostgreSQL, data_version on SQLite), a timed "
                 "retry after max(LOCK_RETRY 250ms, poll_interval) x (1-2), capped at the "
-                "lock's expiry, is only the fallback (the worker's _lock_targets); "
+                "lock's expiry, is only the fallback (receiver/remediation/steps.py lock); "
                 "alert_to_action_claimed_once is the distribution without those jobs",
                 "worker_profile": "in-process, one job at a time: each store transaction "
-                "(commit included) and playbook call of one sweep() + run_once()",
+                "(commit included) and playbook call of one sweep() + run_once(); "
+                "write_tx_per_job / read_tx_per_job count run_once()'s transactions by kind",
             },
         },
         "targets": TARGETS,
@@ -781,6 +829,9 @@ def main(argv: list[str] | None = None) -> int:
             d = res[phase]["alert_to_action_ms"]
             print(f"  {phase}: p50 {d.get('p50')} p99 {d.get('p99')} max {d.get('max')} ms;"
                   f" states {res[phase]['states']}", file=sys.stderr)
+        prof = res["worker_profile"]
+        print(f"  worker_profile: write tx per job {prof['write_tx_per_job']}, read tx per job"
+              f" {prof['read_tx_per_job']}", file=sys.stderr)
         report[backend] = res
 
     text = json.dumps(report, indent=2, default=str)
