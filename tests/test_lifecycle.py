@@ -62,10 +62,10 @@ def test_acknowledge_records_who_when_and_stops_nothing_else(kit: Kit, clock: Cl
     inc = open_incident(kit)
     clock.advance(minutes=3)
     row = lifecycle.act(kit.store, kit.config, inc, "acknowledge", user="alice", now=clock())
-    assert row["state"] == "acknowledged" and row["acknowledged_at"] == clock()
-    assert row["assignee"] == "alice"
+    assert row.state == "acknowledged" and row.acknowledged_at == clock()
+    assert row.assignee == "alice"
     again = lifecycle.act(kit.store, kit.config, inc, "acknowledge", user="bob", now=clock())
-    assert again["acknowledged_at"] == row["acknowledged_at"]  # a repeat changes nothing
+    assert again.acknowledged_at == row.acknowledged_at  # a repeat changes nothing
     actions = [e["action"] for e in kit.store.audit(AuditFilter(incident_id=inc))]
     assert "incident.state_changed" in actions and "incident.acknowledged" in actions
 
@@ -103,8 +103,8 @@ def test_assign_note_severity(kit: Kit, clock: Clock) -> None:
                       value="P0")
     row = lifecycle.act(kit.store, kit.config, inc, "severity", user="bob", now=clock(),
                         value="P0", text="customers affected")
-    assert row["severity"] == "P0"
-    assert (row["ack_due_at"] - row["opened_at"]).total_seconds() == 15 * 60
+    assert row.severity == "P0"
+    assert (row.ack_due_at - row.opened_at).total_seconds() == 15 * 60
     detail = kit.store.get_incident(inc)
     assert detail["assignee"] == "bob"
     assert [e["message"] for e in detail["timeline"] if e["kind"] == "note"] == ["checked the DB"]

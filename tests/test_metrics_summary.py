@@ -88,12 +88,12 @@ def test_summary_equals_the_per_incident_report(store: Store, seed: int) -> None
         outcomes = report_store.playbook_outcomes(tx)
     assert sum(s.incidents for s in summary.values()) == 400
     for sev in report.SEVERITIES:
-        rows = [r for r in facts if r["severity"] == sev]
+        rows = [r for r in facts if r.severity == sev]
         s = summary[sev]
         assert s.incidents == len(rows)
-        assert s.active == sum(1 for r in rows if r["state"] in report_store.ACTIVE_STATES)
+        assert s.active == sum(1 for r in rows if r.state in report_store.ACTIVE_STATES)
         assert s.sla_breaches == sum(1 for r in rows if report.breached(r, NOW))
-        assert s.false_alarms == sum(1 for r in rows if r["false_alarm_at"] is not None)
+        assert s.false_alarms == sum(1 for r in rows if r.false_alarm_at is not None)
         assert s.noise == sum(1 for r in rows if report.is_noise(r, NOISE))
         for name in ("acknowledge", "mitigate", "resolve"):
             values = [v for r in rows if (v := report.durations(r)[name]) is not None]

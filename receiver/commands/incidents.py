@@ -40,8 +40,8 @@ def _incident_action(config_path: str, incident_id: int, action: str, as_user: s
         sys.exit(1)
     finally:
         store.close()
-    click.echo(f"incident #{incident_id}: {row['state']} ({row['severity']})"
-               + (f", commander {row['assignee']}" if row.get("assignee") else ""))
+    click.echo(f"incident #{incident_id}: {row.state} ({row.severity})"
+               + (f", commander {row.assignee}" if row.assignee else ""))
 
 
 def _incident_command(name: str, action: str, text_arg: str | None = None,
@@ -124,7 +124,6 @@ def report(config_path: str, since: str, as_json: bool) -> None:
     from receiver.durations import parse_duration
     from receiver.incidents import report as rep
     from receiver.intake.engine import utcnow
-    from receiver.store import reports
 
     config = load_config_or_exit(config_path)
     try:
@@ -135,8 +134,8 @@ def report(config_path: str, since: str, as_json: bool) -> None:
     start = now - window
     store = store_for(config)
     try:
-        with store.db.transaction(write=False) as tx:
-            built = rep.build(reports.incident_facts(tx, start), reports.job_facts(tx, start),
+        with store.unit(write=False) as uow:
+            built = rep.build(uow.reports.incident_facts(start), uow.reports.job_facts(start),
                               since=start, now=now, noise_window=config.sla.noise_window)
     finally:
         store.close()

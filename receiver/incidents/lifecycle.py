@@ -14,29 +14,27 @@ from receiver.errors import ActionError, InvalidTransition
 from receiver.incidents.states import ACTIVE, check_transition
 from receiver.intake.engine import SlaClock
 from receiver.intake.severity import Severity
-from receiver.store import Store, events
-from receiver.store import incidents as incident_store
-from receiver.store.db import Row, Tx
+from receiver.store import Store, UnitOfWork
+from receiver.store.incidents import IncidentHead
 
 MAX_TEXT = 20_000
 
 
-def _load(tx: Tx, incident_id: int) -> Row:
-    incident_store.lock(tx, incident_id)
-    row = tx.fetchone("SELECT id, state, severity, opened_at, acknowledged_at, ack_due_at,"
-                      " assignee FROM incidents WHERE id = :id", {"id": incident_id})
-    if row is None:
+def _load(uow: UnitOfWork, incident_id: int) -> IncidentHead:
+    uow.incidents.lock(incident_id)
+    inc = uow.incidents.head(incident_id)
+    if inc is None:
         raise ActionError("not_found", f"no incident {incident_id}", 404)
-    return row
+    return inc
 
 
-def _move(tx: Tx, inc: Row, to: str, *, actor: str, reason: str, now: datetime,
-          origin: dict[str, Any] | None) -> None:
-    if inc["state"] == to:
+def _move(uow: UnitOfWork, inc: IncidentHead, to: str, *, actor: str, reason: str,
+          now: datetime, origin: dict[str, Any] | None) -> None:
+    if inc.state == to:
         return  # a repeated action is a no-op
-    check_transition(inc["state"], to)  # InvalidTransition (an ActionError, 409) if forbidden
-    if not incident_store.transition(tx, inc["id"], to, now=now, actor=actor, reason=reason,
-                                     origin=origin):
+    check_transition(inc.state, to)  # InvalidTransition (an ActionError, 409) if forbidden
+    if not uow.incidents.transition(inc.id, to, now=now, actor=actor, reason=reason,
+                                    origin=origin):
         raise ActionError("conflict", "the incident changed meanwhile; reload and retry")
 
 
@@ -60,90 +58,80 @@ def act(
     text: str = "",
     value: str = "",
     origin: dict[str, Any] | None = None,
-) -> Row:
-    """Run one named action; returns the incident row after it."""
+) -> IncidentHead:
+    """Run one named action; returns the incident after it."""
     actor = f"user:{user}"
-    with store.db.transaction() as tx:
-        inc = _load(tx, incident_id)
+    with store.unit() as uow:
+        inc = _load(uow, incident_id)
+        incidents, events = uow.incidents, uow.events
         if action == "acknowledge":
-            if inc["state"] == "open":
-                _move(tx, inc, "acknowledged", actor=actor, reason=text, now=now, origin=origin)
-            elif inc["acknowledged_at"] is None and inc["state"] in ACTIVE:
-                tx.execute("UPDATE incidents SET acknowledged_at = :now WHERE id = :id"
-                           " AND acknowledged_at IS NULL", {"id": incident_id, "now": now})
-            if inc["acknowledged_at"] is None:
-                events.record(tx, incident_id=incident_id, at=now, kind="acknowledged",
+            if inc.state == "open":
+                _move(uow, inc, "acknowledged", actor=actor, reason=text, now=now,
+                      origin=origin)
+            elif inc.acknowledged_at is None and inc.state in ACTIVE:
+                incidents.stamp_acknowledged(incident_id, now)
+            if inc.acknowledged_at is None:
+                events.record(incident_id=incident_id, at=now, kind="acknowledged",
                               actor=actor, message=f"acknowledged by {user}", origin=origin,
-                              detail={"late": now > inc["ack_due_at"]})
-            if inc["assignee"] is None:
-                tx.execute("UPDATE incidents SET assignee = :u WHERE id = :id",
-                           {"u": user, "id": incident_id})
+                              detail={"late": now > inc.ack_due_at})
+            if inc.assignee is None:
+                incidents.take_command(incident_id, user)
         elif action == "assign":
             who = _text(value, "assignee")
             if who not in config.people.users:
                 raise ActionError("invalid", f"unknown user {who!r}", 400)
-            tx.execute("UPDATE incidents SET assignee = :u, updated_at = :now WHERE id = :id",
-                       {"u": who, "now": now, "id": incident_id})
-            events.record(tx, incident_id=incident_id, at=now, kind="assigned", actor=actor,
+            incidents.assign(incident_id, who, now)
+            events.record(incident_id=incident_id, at=now, kind="assigned", actor=actor,
                           message=f"incident commander: {who}", detail={"assignee": who},
                           origin=origin)
         elif action == "note":
             note = _text(text, "note")
-            events.record(tx, incident_id=incident_id, at=now, kind="note", actor=actor,
+            events.record(incident_id=incident_id, at=now, kind="note", actor=actor,
                           message=note, detail={}, origin=origin)
         elif action == "resolve":
-            firing = tx.fetchone("SELECT COUNT(*) AS n FROM alerts WHERE incident_id = :id"
-                                 " AND status = 'firing'", {"id": incident_id})
-            still = int(firing["n"]) if firing else 0
+            still = incidents.firing_alerts(incident_id)
             reason = _text(text, "reason", required=False) or "resolved by hand"
             if still:
                 reason += f" (while {still} alert(s) still firing)"
-            _move(tx, inc, "resolved", actor=actor, reason=reason, now=now, origin=origin)
-            tx.execute("UPDATE incidents SET resolved_by = :u WHERE id = :id",
-                       {"u": user, "id": incident_id})
+            _move(uow, inc, "resolved", actor=actor, reason=reason, now=now, origin=origin)
+            incidents.set_resolved_by(incident_id, user)
         elif action == "close":
-            if inc["severity"] in ("P0", "P1"):
-                pm = tx.fetchone("SELECT postmortem FROM incidents WHERE id = :id",
-                                 {"id": incident_id})
-                if not (pm and (pm["postmortem"] or "").strip()):
+            if inc.severity in ("P0", "P1"):
+                if not (incidents.postmortem(incident_id) or "").strip():
                     raise ActionError("postmortem_required",
-                                      f"closing a {inc['severity']} incident needs its "
+                                      f"closing a {inc.severity} incident needs its "
                                       "post-mortem first (save it on the incident)")
-            _move(tx, inc, "closed", actor=actor, reason=_text(text, "reason", required=False),
+            _move(uow, inc, "closed", actor=actor, reason=_text(text, "reason", required=False),
                   now=now, origin=origin)
         elif action == "false_alarm":
-            _move(tx, inc, "false_alarm", actor=actor,
+            _move(uow, inc, "false_alarm", actor=actor,
                   reason=_text(text, "reason", required=False) or "marked a false alarm",
                   now=now, origin=origin)
-            tx.execute("UPDATE incidents SET false_alarm_at = :now WHERE id = :id",
-                       {"now": now, "id": incident_id})
+            incidents.mark_false_alarm(incident_id, now)
         elif action == "severity":
             try:
                 new = Severity(value)
             except ValueError as exc:
                 raise ActionError("invalid", "severity must be P0, P1, P2 or P3", 400) from exc
             reason = _text(text, "reason")
-            if new.value != inc["severity"]:
-                due = SlaClock(config).ack_due(new, inc["opened_at"])
-                tx.execute("UPDATE incidents SET severity = :s, severity_reason = :r,"
-                           " ack_due_at = :due, updated_at = :now WHERE id = :id",
-                           {"s": new.value, "r": f"set by {user}: {reason}", "due": due,
-                            "now": now, "id": incident_id})
-                events.record(tx, incident_id=incident_id, at=now, kind="severity_changed",
+            if new.value != inc.severity:
+                due = SlaClock(config).ack_due(new, inc.opened_at)
+                incidents.set_severity(incident_id, new.value, reason=f"set by {user}: {reason}",
+                                       ack_due_at=due, now=now)
+                events.record(incident_id=incident_id, at=now, kind="severity_changed",
                               actor=actor,
-                              message=f"severity {inc['severity']} -> {new.value}: {reason}",
-                              detail={"from": inc["severity"], "to": new.value,
+                              message=f"severity {inc.severity} -> {new.value}: {reason}",
+                              detail={"from": inc.severity, "to": new.value,
                                       "reason": reason}, origin=origin)
         elif action == "postmortem":
             body = _text(text, "post-mortem")
-            tx.execute("UPDATE incidents SET postmortem = :t, updated_at = :now WHERE id = :id",
-                       {"t": body, "now": now, "id": incident_id})
-            events.record(tx, incident_id=incident_id, at=now, kind="postmortem_saved",
+            incidents.save_postmortem(incident_id, body, now)
+            events.record(incident_id=incident_id, at=now, kind="postmortem_saved",
                           actor=actor, message=f"post-mortem saved by {user}",
                           detail={"chars": len(body)}, origin=origin)
         else:
             raise ActionError("invalid", f"unknown action {action!r}", 400)
-        return _load(tx, incident_id)
+        return _load(uow, incident_id)
 
 
 ACTIONS = ("acknowledge", "assign", "note", "resolve", "close", "false_alarm", "severity",

@@ -28,7 +28,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from receiver.store import reports
 from receiver.store.reports import Snapshot
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -92,26 +91,26 @@ DURATION_BUCKETS: tuple[float, ...] = (
 def refresh_snapshot_if_due(store: Any, config: Any, now: datetime) -> int:
     """A worker chore: recompute the incident figures when the stored ones are older than
     ``server.metrics_refresh``, so that a scrape reads one row instead of every incident."""
-    with store.db.transaction(write=False) as tx:
-        snap = reports.load_snapshot(tx)
+    with store.unit(write=False) as uow:
+        snap = uow.reports.load_snapshot()
     if snap is not None and timedelta(0) <= now - snap.computed_at < config.server.metrics_refresh:
         return 0
-    with store.db.transaction() as tx:
-        reports.save_snapshot(tx, reports.compute_snapshot(
-            tx, now=now, noise_window=config.sla.noise_window, bounds=DURATION_BUCKETS))
+    with store.unit() as uow:
+        uow.reports.save_snapshot(uow.reports.compute_snapshot(
+            now=now, noise_window=config.sla.noise_window, bounds=DURATION_BUCKETS))
     return 1
 
 
 def current_snapshot(store: Any, config: Any, now: datetime) -> Snapshot:
     """The figures a scrape serves: the stored snapshot while it is fresh (younger than
     twice ``server.metrics_refresh``), else computed now (no worker running, say)."""
-    with store.db.transaction(write=False) as tx:
-        snap = reports.load_snapshot(tx)
+    with store.unit(write=False) as uow:
+        snap = uow.reports.load_snapshot()
         if (snap is not None and snap.bounds == DURATION_BUCKETS
                 and timedelta(0) <= now - snap.computed_at < 2 * config.server.metrics_refresh):
             return snap
-        return reports.compute_snapshot(tx, now=now, noise_window=config.sla.noise_window,
-                                        bounds=DURATION_BUCKETS)
+        return uow.reports.compute_snapshot(now=now, noise_window=config.sla.noise_window,
+                                            bounds=DURATION_BUCKETS)
 
 
 class IncidentCollector(Collector):

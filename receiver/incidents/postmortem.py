@@ -11,18 +11,21 @@ configured secrets are redacted from the record before it is rendered.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from receiver.comms.markup import md_code, md_text
 from receiver.config import Config
 from receiver.durations import format_duration
-from receiver.secrets import redactor_for
+from receiver.secrets import Redactor, redactor_for
 from receiver.store import Store
+from receiver.store.incident_views import IncidentDetail
 
 _cell = md_text
 _WORD = re.compile(r"[a-z][a-z_]*")
+R = TypeVar("R")
 
 
 def _kind(value: Any) -> str:
@@ -40,48 +43,56 @@ def _d(start: datetime | None, end: datetime | None) -> str:
     return format_duration(max(end - start, timedelta(0)))
 
 
-def milestones(inc: dict[str, Any]) -> dict[str, datetime | None]:
-    starts = [a["starts_at"] for a in inc["alerts"]]
+def milestones(inc: IncidentDetail) -> dict[str, datetime | None]:
+    starts = [a.starts_at for a in inc.alerts]
     return {
         "started": min(starts) if starts else None,
-        "detected": inc["opened_at"],
-        "acknowledged": inc["acknowledged_at"],
-        "mitigated": inc["mitigated_at"],
-        "resolved": inc["resolved_at"],
-        "closed": inc["closed_at"],
+        "detected": inc.opened_at,
+        "acknowledged": inc.acknowledged_at,
+        "mitigated": inc.mitigated_at,
+        "resolved": inc.resolved_at,
+        "closed": inc.closed_at,
     }
 
 
+def _scrub(secrets: Redactor, value: R) -> R:
+    """``value`` with every secret cut from it; records (and tuples of them) stay records."""
+    if not secrets:
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _scrub(secrets, getattr(value, f.name))
+                   for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, tuple | list):
+        return type(value)(_scrub(secrets, v) for v in value)
+    return secrets(value)
+
+
 def render(store: Store, config: Config, incident_id: int) -> str | None:
-    inc = store.get_incident(incident_id)
-    if inc is None:
-        return None
-    with store.db.transaction(write=False) as tx:
-        sent = tx.fetchall(
-            "SELECT o.kind, o.message, d.channel, d.delivered_at FROM outbox o"
-            " JOIN outbox_deliveries d ON d.outbox_id = o.id"
-            " WHERE o.incident_id = :id AND d.state = 'delivered' ORDER BY d.delivered_at",
-            {"id": incident_id},
-        )
+    with store.unit(write=False) as uow:
+        found = uow.incidents.detail(incident_id)
+        if found is None:
+            return None
+        sent = uow.incidents.sent_notices(incident_id)
     secrets = redactor_for(config)
-    inc, sent = secrets(inc), secrets(sent)
+    inc, sent = _scrub(secrets, found), _scrub(secrets, sent)
     m = milestones(inc)
     out: list[str] = []
     w = out.append
-    w(f"# Post-mortem: {_cell(inc['title'])} (incident #{inc['id']})")
+    w(f"# Post-mortem: {_cell(inc.title)} (incident #{inc.id})")
     w("")
-    w(f"_Draft generated from the incident record. Severity {_cell(inc['severity'])}, "
-      f"state {_cell(inc['state'])}._")
+    w(f"_Draft generated from the incident record. Severity {_cell(inc.severity)}, "
+      f"state {_cell(inc.state)}._")
     w("")
     w("## Summary")
     w("")
-    w(f"- **Severity:** {_cell(inc['severity'])} ({_cell(inc['severity_reason'])})")
-    w(f"- **State:** {_cell(inc['state'])}")
-    w(f"- **Incident commander:** {_cell(inc.get('assignee') or '—')}")
-    w(f"- **Alertmanager group:** {md_code(inc['group_key']) or '—'} "
-      f"(receiver {md_code(inc['receiver']) or '—'})")
-    w(f"- **Acknowledge-by deadline (SLA):** {_t(inc['ack_due_at'])}"
-      + (" — **breached**" if inc.get("sla_breached_at") else ""))
+    w(f"- **Severity:** {_cell(inc.severity)} ({_cell(inc.severity_reason)})")
+    w(f"- **State:** {_cell(inc.state)}")
+    w(f"- **Incident commander:** {_cell(inc.assignee or '—')}")
+    w(f"- **Alertmanager group:** {md_code(inc.group_key) or '—'} "
+      f"(receiver {md_code(inc.receiver) or '—'})")
+    w(f"- **Acknowledge-by deadline (SLA):** {_t(inc.ack_due_at)}"
+      + (" — **breached**" if inc.sla_breached_at else ""))
     w("")
     w("## Impact")
     w("")
@@ -97,9 +108,9 @@ def render(store: Store, config: Config, incident_id: int) -> str | None:
     w("")
     names: dict[str, int] = {}
     instances, services = set(), set()
-    for a in inc["alerts"]:
-        names[a["alertname"]] = names.get(a["alertname"], 0) + 1
-        labels = a["labels"]
+    for a in inc.alerts:
+        names[a.alertname] = names.get(a.alertname, 0) + 1
+        labels = a.labels
         if labels.get("instance"):
             instances.add(labels["instance"])
         for key in ("service", "job", "container", "namespace"):
@@ -116,45 +127,45 @@ def render(store: Store, config: Config, incident_id: int) -> str | None:
     w("")
     w("| Time (UTC) | Who | Event | Detail |")
     w("| --- | --- | --- | --- |")
-    rows = [(e["at"], e["actor"], e["kind"], e["message"]) for e in inc["timeline"]]
-    rows += [(n["delivered_at"], "system", "notification",
-              f"{n['kind']} sent to {n['channel']}") for n in sent]  # cells escape below
+    rows = [(e.at, e.actor, e.kind, e.message) for e in inc.timeline]
+    rows += [(n.delivered_at, "system", "notification",
+              f"{n.kind} sent to {n.channel}") for n in sent]  # cells escape below
     for at, actor, kind, message in sorted(rows, key=lambda r: r[0]):
         w(f"| {_t(at)} | {_cell(actor)} | {_kind(kind)} | {_cell(message)} |")
     w("")
     w("## Remediation")
     w("")
-    if not inc["jobs"]:
+    if not inc.jobs:
         w("No automatic remediation ran.")
-    for j in inc["jobs"]:
-        plan = (j.get("plan") or {}).get("summary", "")
-        result = (j.get("result") or {}).get("summary", "")
-        w(f"- Job #{j['id']} {md_code(j['playbook'])} (rule {_cell(j['rule'])}): "
-          f"**{_cell(j['state'])}**."
+    for j in inc.jobs:
+        plan = (j.plan or {}).get("summary", "")
+        result = (j.result or {}).get("summary", "")
+        w(f"- Job #{j.id} {md_code(j.playbook)} (rule {_cell(j.rule)}): "
+          f"**{_cell(j.state)}**."
           + (f" Plan: {_cell(plan)}." if plan else "")
           + (f" Result: {_cell(result)}." if result else "")
-          + (f" Reason: {_cell(j['reason'])}." if j.get("reason") else ""))
-    for a in inc["approvals"]:
+          + (f" Reason: {_cell(j.reason)}." if j.reason else ""))
+    for ap in inc.approvals:
         past = {"approve": "approved", "deny": "denied"}
-        votes = "; ".join(f"{_cell(v['approver'])} "
-                          f"{_cell(past.get(v['decision'], v['decision']))} at "
-                          f"{_t(v['at'])}" for v in a["votes"]) or "no votes"
-        w(f"- Approval for job #{a['job_id']}: {_cell(a['state'])} ({votes}).")
+        votes = "; ".join(f"{_cell(v.approver)} "
+                          f"{_cell(past.get(v.decision, v.decision))} at "
+                          f"{_t(v.at)}" for v in ap.votes) or "no votes"
+        w(f"- Approval for job #{ap.job_id}: {_cell(ap.state)} ({votes}).")
     w("")
     w("## Diagnostics")
     w("")
-    if not inc["evidence"]:
+    if not inc.evidence:
         w("No diagnostics were recorded.")
-    for e in inc["evidence"]:
-        w(f"- {_t(e['started_at'])} **{_cell(e['check_name'])}** ({_cell(e['kind'])}, "
-          f"{'ok' if e['ok'] else 'failed'}): {_cell(e['summary'])}")
+    for e in inc.evidence:
+        w(f"- {_t(e.started_at)} **{_cell(e.check_name)}** ({_cell(e.kind)}, "
+          f"{'ok' if e.ok else 'failed'}): {_cell(e.summary)}")
     w("")
-    notes = [e for e in inc["timeline"] if e["kind"] == "note"]
+    notes = [e for e in inc.timeline if e.kind == "note"]
     if notes:
         w("## Notes")
         w("")
         for n in notes:
-            w(f"- {_t(n['at'])} {_cell(n['actor'])}: {_cell(n['message'])}")
+            w(f"- {_t(n.at)} {_cell(n.actor)}: {_cell(n.message)}")
         w("")
     for section, hint in (
         ("Root cause", "What failed, and why. Link evidence from the timeline above."),

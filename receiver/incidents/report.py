@@ -17,7 +17,7 @@ from statistics import fmean
 from typing import Any
 
 from receiver.intake.severity import Severity
-from receiver.store.db import Row
+from receiver.store.reports import IncidentFacts, JobFacts
 
 SEVERITIES = [s.value for s in Severity]
 
@@ -28,25 +28,25 @@ def seconds(start: datetime | None, end: datetime | None) -> float | None:
     return max((end - start).total_seconds(), 0.0)
 
 
-def durations(r: Row) -> dict[str, float | None]:
+def durations(r: IncidentFacts) -> dict[str, float | None]:
     return {
-        "detect": seconds(r["first_alert_at"], r["opened_at"]),
-        "acknowledge": seconds(r["opened_at"], r["acknowledged_at"]),
-        "mitigate": seconds(r["opened_at"], r["mitigated_at"]),
-        "resolve": seconds(r["opened_at"], r["resolved_at"]),
+        "detect": seconds(r.first_alert_at, r.opened_at),
+        "acknowledge": seconds(r.opened_at, r.acknowledged_at),
+        "mitigate": seconds(r.opened_at, r.mitigated_at),
+        "resolve": seconds(r.opened_at, r.resolved_at),
     }
 
 
-def breached(r: Row, now: datetime) -> bool:
-    responses = [t for t in (r["acknowledged_at"], r["resolved_at"], r["closed_at"],
-                             r["false_alarm_at"]) if t is not None]
+def breached(r: IncidentFacts, now: datetime) -> bool:
+    responses = [t for t in (r.acknowledged_at, r.resolved_at, r.closed_at,
+                             r.false_alarm_at) if t is not None]
     first = min(responses) if responses else None
-    return (first or now) > r["ack_due_at"]
+    return (first or now) > r.ack_due_at
 
 
-def is_noise(r: Row, window: timedelta) -> bool:
-    return (r["resolved_at"] is not None and r["human_events"] == 0 and r["jobs_started"] == 0
-            and r["resolved_at"] - r["opened_at"] <= window)
+def is_noise(r: IncidentFacts, window: timedelta) -> bool:
+    return (r.resolved_at is not None and r.human_events == 0 and r.jobs_started == 0
+            and r.resolved_at - r.opened_at <= window)
 
 
 @dataclass
@@ -94,11 +94,11 @@ def _mean(values: list[float | None]) -> float | None:
     return fmean(present) if present else None
 
 
-def build(incidents: list[Row], jobs: list[Row], *, since: datetime | None, now: datetime,
-          noise_window: timedelta) -> Report:
+def build(incidents: list[IncidentFacts], jobs: list[JobFacts], *, since: datetime | None,
+          now: datetime, noise_window: timedelta) -> Report:
     report = Report(since, now)
     for sev in SEVERITIES:
-        rows = [r for r in incidents if r["severity"] == sev]
+        rows = [r for r in incidents if r.severity == sev]
         d = [durations(r) for r in rows]
         report.by_severity[sev] = SeverityStats(
             incidents=len(rows),
@@ -107,13 +107,13 @@ def build(incidents: list[Row], jobs: list[Row], *, since: datetime | None, now:
             mttm=_mean([x["mitigate"] for x in d]),
             mttr=_mean([x["resolve"] for x in d]),
             sla_breaches=sum(1 for r in rows if breached(r, now)),
-            false_alarms=sum(1 for r in rows if r["false_alarm_at"] is not None),
+            false_alarms=sum(1 for r in rows if r.false_alarm_at is not None),
             noise=sum(1 for r in rows if is_noise(r, noise_window)),
         )
     for j in jobs:
-        p = report.playbooks.setdefault(j["playbook"], {"succeeded": 0, "failed": 0,
-                                                         "escalated": 0, "other": 0})
-        key = j["state"] if j["state"] in ("succeeded", "failed", "escalated") else "other"
+        p = report.playbooks.setdefault(j.playbook, {"succeeded": 0, "failed": 0,
+                                                      "escalated": 0, "other": 0})
+        key = j.state if j.state in ("succeeded", "failed", "escalated") else "other"
         p[key] += 1
     for p in report.playbooks.values():
         concluded = p["succeeded"] + p["failed"] + p["escalated"]

@@ -51,6 +51,11 @@ def can_transition(current: str, target: str) -> bool:
     return target in TRANSITIONS.get(current, frozenset())
 
 
+def sources(target: str) -> tuple[str, ...]:
+    """The states an incident may move to ``target`` from, in lifecycle order."""
+    return tuple(s for s in STATES if can_transition(s, target))
+
+
 def check_transition(current: str, target: str) -> None:
     if current == target:
         return  # a duplicate event is a no-op, not an error
@@ -59,4 +64,4 @@ def check_transition(current: str, target: str) -> None:
 
 
 __all__ = ["ACTIVE", "ACTIVE_STATES", "FINAL", "STATES", "TRANSITIONS", "IncidentState",
-           "can_transition", "check_transition"]
+           "can_transition", "check_transition", "sources"]

@@ -74,9 +74,18 @@ def record(
 class EventRepository(Repository):
     """Timeline events and what their kind causes."""
 
-    def record(self, *, incident_id: int, at: datetime, kind: EventKind | str, actor: str,
-               message: str, detail: dict[str, Any] | None = None, job_id: int | None = None,
-               origin: dict[str, Any] | None = None) -> None:
-        """Write one timeline event and what its kind causes (see :func:`record`)."""
+    def record(
+        self,
+        *,
+        incident_id: int,
+        at: datetime,
+        kind: EventKind | str,
+        actor: str,
+        message: str,
+        detail: dict[str, Any] | None = None,
+        job_id: int | None = None,
+        origin: dict[str, Any] | None = None,
+    ) -> None:
+        """One timeline event and what its kind causes (see :func:`record`)."""
         record(self.tx, incident_id=incident_id, at=at, kind=kind, actor=actor,
                message=message, detail=detail, job_id=job_id, origin=origin)

@@ -8,10 +8,37 @@ from datetime import datetime, timedelta
 from receiver.incidents.states import ACTIVE_STATES
 from receiver.store.db import Row, Tx
 from receiver.store.dialects import PerDialect
-from receiver.store.repository import Repository
+from receiver.store.repository import Repository, records
 
 
-def incident_facts(tx: Tx, since: datetime | None) -> list[Row]:
+@dataclass(frozen=True)
+class IncidentFacts:
+    """What the response metrics need of one incident."""
+
+    id: int
+    severity: str
+    state: str
+    opened_at: datetime
+    ack_due_at: datetime
+    acknowledged_at: datetime | None
+    mitigated_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    false_alarm_at: datetime | None
+    sla_breached_at: datetime | None
+    first_alert_at: datetime | None
+    human_events: int
+    jobs_started: int
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    id: int
+    playbook: str
+    state: str
+
+
+def incident_facts(tx: Tx, since: datetime | None) -> list[IncidentFacts]:
     where = "WHERE i.opened_at >= :since" if since is not None else ""
     rows = tx.fetchall(
         f"""SELECT i.id, i.severity, i.state, i.opened_at, i.ack_due_at, i.acknowledged_at,
@@ -30,15 +57,15 @@ def incident_facts(tx: Tx, since: datetime | None) -> list[Row]:
         # MIN() over text on SQLite comes back as text
         if isinstance(r["first_alert_at"], str):
             r["first_alert_at"] = datetime.fromisoformat(r["first_alert_at"])
-    return rows
+    return records(IncidentFacts, rows)
 
 
-def job_facts(tx: Tx, since: datetime | None) -> list[Row]:
+def job_facts(tx: Tx, since: datetime | None) -> list[JobFacts]:
     where = "WHERE created_at >= :since" if since is not None else ""
-    return tx.fetchall(
+    return records(JobFacts, tx.fetchall(
         f"SELECT id, playbook, state FROM jobs {where} ORDER BY id",  # noqa: S608 - fixed fragment
         {"since": since} if since is not None else {},
-    )
+    ))
 
 
 # -- the /metrics summary: one aggregate query, whatever the number of incidents ----------
@@ -250,3 +277,27 @@ def compute_snapshot(tx: Tx, *, now: datetime, noise_window: timedelta,
 
 class ReportRepository(Repository):
     """Incident and job facts, summaries and the metrics snapshot."""
+
+    def incident_facts(self, since: datetime | None) -> list[IncidentFacts]:
+        """One record per incident opened since ``since`` (every one with None)."""
+        return incident_facts(self.tx, since)
+
+    def job_facts(self, since: datetime | None) -> list[JobFacts]:
+        return job_facts(self.tx, since)
+
+    def incident_summary(self, *, now: datetime, noise_window: timedelta,
+                         bounds: tuple[float, ...]) -> dict[str, SeveritySummary]:
+        return incident_summary(self.tx, now=now, noise_window=noise_window, bounds=bounds)
+
+    def playbook_outcomes(self) -> dict[str, dict[str, int]]:
+        return playbook_outcomes(self.tx)
+
+    def load_snapshot(self) -> Snapshot | None:
+        return load_snapshot(self.tx)
+
+    def save_snapshot(self, snap: Snapshot) -> None:
+        save_snapshot(self.tx, snap)
+
+    def compute_snapshot(self, *, now: datetime, noise_window: timedelta,
+                         bounds: tuple[float, ...]) -> Snapshot:
+        return compute_snapshot(self.tx, now=now, noise_window=noise_window, bounds=bounds)
