@@ -247,21 +247,25 @@ class ChatRepository(Repository):
                                     dict(a["annotations"] or {})) for a in alerts))
 
     # -- messages ---------------------------------------------------------------------
-    def events_to_post(self, kinds: Sequence[str], *, limit: int = 500) -> list[PostableEvent]:
-        """Timeline events of the given kinds, on incidents whose room is wanted, that have
-        no message yet: oldest first."""
+    def events_to_post(self, kinds: Sequence[str], *, ended_after: datetime,
+                       limit: int = 500) -> list[PostableEvent]:
+        """Timeline events of the given kinds that have no message yet, on incidents with a
+        room that are active or ended after ``ended_after``: oldest first."""
         if not kinds:
             return []
         marks = ", ".join(f":k{i}" for i in range(len(kinds)))
         rows = self.tx.fetchall(
             "SELECT e.id, e.incident_id, e.kind, e.message, e.detail, e.job_id, e.at,"  # noqa: S608 - placeholders only
-            " j.playbook FROM incident_events e"
-            " JOIN chat_rooms r ON r.incident_id = e.incident_id"
+            " j.playbook FROM chat_rooms r"
+            " JOIN incidents i ON i.id = r.incident_id"
+            " JOIN incident_events e ON e.incident_id = r.incident_id"
             " LEFT JOIN jobs j ON j.id = e.job_id"
-            f" WHERE e.kind IN ({marks})"
+            " WHERE (i.open_key IS NOT NULL OR i.updated_at >= :ended)"
+            f" AND e.kind IN ({marks})"
             " AND NOT EXISTS (SELECT 1 FROM chat_messages m WHERE m.source_event_id = e.id)"
             " ORDER BY e.id LIMIT :limit",
-            {**{f"k{i}": k for i, k in enumerate(kinds)}, "limit": limit})
+            {**{f"k{i}": k for i, k in enumerate(kinds)}, "limit": limit,
+             "ended": ended_after})
         return [PostableEvent(id=r["id"], incident_id=r["incident_id"], kind=r["kind"],
                               message=r["message"], detail=dict(r["detail"] or {}),
                               job_id=r["job_id"], at=r["at"], playbook=r["playbook"])

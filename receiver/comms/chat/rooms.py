@@ -35,6 +35,9 @@ log = structlog.get_logger(__name__)
 
 BATCH = 20
 """Messages posted per lease of a room (the next lease goes on at once)."""
+FOLLOW_ENDED = timedelta(days=1)
+"""How long after an incident's last change its room still gets its timeline (notes and
+the post-mortem after the resolution)."""
 
 
 def incident_url(config: Config, incident_id: int) -> str:
@@ -71,7 +74,8 @@ def plan(store: Store, config: Config, backend: str, now: datetime) -> int:
                                name=text.room_name(chat.room_name, facts),
                                room_key=secrets.token_hex(8), now=now)
             added += 1
-        for event in uow.chat.events_to_post([k.value for k in chat.events]):
+        for event in uow.chat.events_to_post([k.value for k in chat.events],
+                                             ended_after=now - FOLLOW_ENDED):
             uow.chat.add_message(event.incident_id, kind=event.kind,
                                  body=text.event_body(event),
                                  txn_id=f"remediator.{event.incident_id}.{event.id}."
