@@ -146,6 +146,7 @@ class MaintenanceMode(Playbook[MaintenanceModeParams]):
         )
 
     def plan(self, params: MaintenanceModeParams, ctx: PlaybookContext) -> Plan:
+        ctx.ensure_allowed(self, params)
         return self._plan_state(params, ctx, params.state, "set state")
 
     def _apply(
@@ -184,6 +185,7 @@ class MaintenanceMode(Playbook[MaintenanceModeParams]):
     def run(self, params: MaintenanceModeParams, ctx: PlaybookContext) -> RunResult:
         if ctx.dry_run:
             return dry_run_result(self.plan(params, ctx))
+        ctx.ensure_allowed(self, params)
         return self._apply(params, ctx, params.state)
 
     def verify(

@@ -122,7 +122,7 @@ class RollbackDeployment(Playbook[RollbackDeploymentParams]):
         return rev
 
     def plan(self, params: RollbackDeploymentParams, ctx: PlaybookContext) -> Plan:
-        self.check_allowed(params, ctx)
+        ctx.ensure_allowed(self, params)
         with ctx.adapters.deploys(ctx.targets.docker) as api:
             rev = self._checked(params, ctx, api.revision(params.service))
         when = rev.updated_at.isoformat() if rev.updated_at else "unknown"
@@ -142,7 +142,7 @@ class RollbackDeployment(Playbook[RollbackDeploymentParams]):
     def run(self, params: RollbackDeploymentParams, ctx: PlaybookContext) -> RunResult:
         if ctx.dry_run:
             return dry_run_result(self.plan(params, ctx))
-        self.check_allowed(params, ctx)
+        ctx.ensure_allowed(self, params)
         with ctx.adapters.deploys(ctx.targets.docker) as api:
             before = self._checked(params, ctx, api.revision(params.service))
             ctx.log.info("rolling back", target=self._what(params), version=before.version,
