@@ -6,6 +6,7 @@ only renders the plan. Every change is a POST carrying the session's CSRF token.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -17,6 +18,7 @@ from receiver.incidents.states import STATES
 from receiver.intake.severity import Severity
 from receiver.people import approvals as approval_logic
 from receiver.people.tokens import (
+    ApprovalClaim,
     TokenError,
     eligible_approvers,
     make_token,
@@ -25,7 +27,10 @@ from receiver.people.tokens import (
 )
 from receiver.remediation import controls, guards
 from receiver.store import AuditFilter, IncidentFilter
+from receiver.store.approvals import Approval, Vote
 from receiver.store.controls import Control
+from receiver.store.incident_views import IncidentDetail
+from receiver.store.jobs import Job
 from receiver.web.errors import ApiError
 from receiver.web.operators import (
     check_csrf,
@@ -148,18 +153,19 @@ def incident(incident_id: int) -> Response:
 def _incident_page(incident_id: int, notice: str | None = None, level: str = "info",
                    status: int = 200) -> Response:
     svc = services()
-    inc = svc.store.get_incident(incident_id)
+    with svc.store.unit(write=False) as uow:
+        inc = uow.incidents.detail(incident_id)
+        audit = uow.audit.query(AuditFilter(incident_id=incident_id, limit=200))
     if inc is None:
         return render("message.html", status=404, title="Not found",
                       message=f"There is no incident {incident_id}.", level="error")
-    audit = svc.store.audit(AuditFilter(incident_id=incident_id, limit=200))
     op = current_operator()
     my_links: dict[int, str] = {}
     if op is not None:
-        for a in inc["approvals"]:
-            if a["state"] == "pending" and op.name in eligible_approvers(svc.config, a):
-                token = make_token(secret_key(svc.config), a["id"], op.name, a["expires_at"])
-                my_links[a["id"]] = url_for("pages.approval", token=token)
+        for a in inc.approvals:
+            if a.state == "pending" and op.name in eligible_approvers(svc.config, a.groups):
+                token = make_token(secret_key(svc.config), a.id, op.name, a.expires_at)
+                my_links[a.id] = url_for("pages.approval", token=token)
     return render("incident.html", status=status, inc=inc, audit=audit, my_links=my_links,
                   users=sorted(svc.config.people.users),
                   severities=[s.value for s in Severity], notice=notice, notice_level=level)
@@ -212,12 +218,28 @@ def controls_form() -> Any:
     return redirect(url_for("pages.incidents"))
 
 
-
-
-
 # -- approvals ---------------------------------------------------------------------------
 
-def _approval_context(token: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ApprovalView:
+    """What the approval page shows of one link's approval."""
+
+    claim: ApprovalClaim
+    approval: Approval
+    job: Job
+    inc: IncidentDetail
+    votes: list[Vote]
+    approves: int
+    guard_state: list[tuple[str, str]]
+    decided: str | None
+    approver: str
+
+    def context(self, **over: Any) -> dict[str, Any]:
+        """The template's variables (``over`` replaces some)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)} | over
+
+
+def _approval_view(token: str) -> ApprovalView:
     svc = services()
     claim = read_token(secret_key(svc.config), token, now=_now())
     with svc.store.unit(write=False) as uow:
@@ -243,15 +265,15 @@ def _approval_context(token: str) -> dict[str, Any]:
     mine = next((v for v in votes if v.approver == claim.approver), None)
     if approval.state != "pending":
         who = approval.decided_by or "the system"
-        at = approval.decided_at.astimezone(UTC) if approval.decided_at else None
+        at = (approval.decided_at or approval.created_at).astimezone(UTC)
         decided = f"Already decided: {approval.state} by {who} at {at:%Y-%m-%d %H:%M:%S} UTC"
     elif mine is not None:
         decided = (f"You already {mine.decision}d this at "
                    f"{mine.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC; "
                    "waiting for other approvers.")
-    return {"claim": claim, "approval": approval, "job": job, "inc": inc, "votes": votes,
-            "approves": sum(1 for v in votes if v.decision == "approve"),
-            "guard_state": guard_state, "decided": decided, "approver": claim.approver}
+    return ApprovalView(claim, approval, job, inc, votes,
+                        sum(1 for v in votes if v.decision == "approve"), guard_state,
+                        decided, claim.approver)
 
 
 def _token_problem(exc: TokenError) -> Response:
@@ -268,15 +290,16 @@ def _token_problem(exc: TokenError) -> Response:
 def approval(token: str) -> Response:
     """Show the plan and the form. No side effect, whoever fetches it."""
     try:
-        ctx = _approval_context(token)
+        view = _approval_view(token)
     except TokenError as exc:
         return _token_problem(exc)
     op = current_operator()
     problem = None
-    if op is not None and op.name != ctx["approver"]:
-        problem = (f"This link belongs to {ctx['approver']}; you are logged in as {op.name}. "
+    if op is not None and op.name != view.approver:
+        problem = (f"This link belongs to {view.approver}; you are logged in as {op.name}. "
                    "Only its owner can decide with it.")
-    return render("approval.html", problem=problem, can_decide=problem is None, **ctx)
+    return render("approval.html", problem=problem, can_decide=problem is None,
+                  **view.context())
 
 
 @bp.post("/approvals/<token>")
@@ -284,35 +307,35 @@ def approval(token: str) -> Response:
 def decide(token: str) -> Response:
     svc = services()
     try:
-        ctx = _approval_context(token)
+        view = _approval_view(token)
     except TokenError as exc:
         return _token_problem(exc)
     op = current_operator()
     assert op is not None  # noqa: S101 - page_login_required guarantees it
-    if op.name != ctx["approver"]:
-        approval_logic.refuse(svc.store, ctx["job"].id, op.name, "wrong_approver",
-                              f"link of {ctx['approver']} used by {op.name}", _now(), origin())
+    if op.name != view.approver:
+        approval_logic.refuse(svc.store, view.job.id, op.name, "wrong_approver",
+                              f"link of {view.approver} used by {op.name}", _now(), origin())
         return render("approval.html", status=403, can_decide=False,
-                      problem=f"This link belongs to {ctx['approver']}, not {op.name}.", **ctx)
+                      problem=f"This link belongs to {view.approver}, not {op.name}.",
+                      **view.context())
     form = parse_form(DecisionForm)
     approve = form.decision == "approve"
     reason = form.reason.strip()[:1000]
     if not approve and not reason:
         return render("approval.html", status=400, can_decide=True,
-                      problem="Say why you deny it.", **ctx)
+                      problem="Say why you deny it.", **view.context())
     try:
-        approval_logic.decide_job(svc.store, svc.config, ctx["job"].id, approve=approve,
+        approval_logic.decide_job(svc.store, svc.config, view.job.id, approve=approve,
                                   user=op.name, reason=reason, now=_now(),
                                   origin={**origin(), "via": "approval-link"})
     except approval_logic.DecisionError as exc:
-        fresh = _approval_context(token)
-        fresh["decided"] = fresh["decided"] or str(exc)
-        return render("approval.html", status=409, can_decide=False, problem=str(exc), **{
-            k: v for k, v in fresh.items() if k != "decided"}, decided=fresh["decided"])
-    fresh = _approval_context(token)
+        fresh = _approval_view(token)
+        return render("approval.html", status=409, can_decide=False, problem=str(exc),
+                      **fresh.context(decided=fresh.decided or str(exc)))
+    fresh = _approval_view(token)
+    done = ("Approved." if approve else "Denied.") + " " + (fresh.decided or "")
     return render("approval.html", can_decide=False, problem=None,
-                  **{k: v for k, v in fresh.items() if k != "decided"},
-                  decided=("Approved." if approve else "Denied.") + " " + (fresh["decided"] or ""))
+                  **fresh.context(decided=done))
 
 
 # -- audit -----------------------------------------------------------------------------
@@ -327,9 +350,10 @@ def audit() -> Response:
     since_raw = (request.args.get("since") or "").strip()
     until_raw = (request.args.get("until") or "").strip()
     store = services().store
-    entries = store.audit(f)
+    with store.unit(write=False) as uow:
+        entries = uow.audit.query(f)
     next_url = None
     if len(entries) == PAGE:
-        next_url = page_link("pages.audit", AuditQuery, after=entries[-1]["seq"])
+        next_url = page_link("pages.audit", AuditQuery, after=entries[-1].seq)
     return render("audit.html", entries=entries, f=f, since_raw=since_raw,
                   until_raw=until_raw, next_url=next_url, chain=store.verify_audit())
