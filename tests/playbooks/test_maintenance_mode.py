@@ -22,7 +22,8 @@ from pydantic import ValidationError
 from playbooks.maintenance_mode import MaintenanceMode, MaintenanceModeParams
 from receiver.adapters import AdapterFactory, HaproxyApi
 from receiver.adapters.haproxy import HaproxyAdapter, parse_servers_state
-from receiver.errors import AdapterError, PlaybookError, TargetNotAllowed
+from receiver.config import parse_config
+from receiver.errors import AdapterError, ConfigError, PlaybookError, TargetNotAllowed
 from receiver.remediation.targets import TargetsConfig
 from tests.playbooks.conftest import make_ctx, make_targets
 from tests.playbooks.test_hostile_params import FAST, hostile, job_for
@@ -341,3 +342,38 @@ def test_label_server_names_never_widen_the_allowlist(lb: Haproxy, name: str) ->
         assert job.playbook.run(job.params, job.ctx).ok
         lb.admin.set_state("pool", "p1", "ready")
     assert lb.state("pool", "p2") == "ready"
+
+
+def config_problems(targets: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"targets": targets}, "remediator.yml")
+    return dict(err.value.problems)
+
+
+def test_config_refuses_bad_haproxy_and_deployment_fields_with_their_path() -> None:
+    """Bad fields of targets.haproxy and targets.deployments are refused at load, each
+    named by its path."""
+    found = config_problems({
+        "haproxy": {"edge": {"socket": "admin.sock", "backends": {
+            "app": {"servers": ["web1;shutdown"], "min_ready": -1},
+            "b/s": {"servers": ["x"]},
+        }, "colour": "red"}},
+        "deployments": {"swarm_services": ["web", "bad name"], "max_age_limit": "soon"},
+    })
+    assert set(found) >= {
+        "targets.haproxy.edge.backends.app.servers[0]",
+        "targets.haproxy.edge.backends.app.min_ready",
+        "targets.haproxy.edge.backends.b/s.[key]",
+        "targets.haproxy.edge.colour",
+        "targets.deployments.swarm_services[1]",
+        "targets.deployments.max_age_limit",
+    }, found
+    assert "absolute" in config_problems(
+        {"haproxy": {"edge": {"socket": "admin.sock", "backends": {"app": {"servers": ["a"]}}}}}
+    )["targets.haproxy.edge"]
+    assert "targets.haproxy.edge.backends" in config_problems(
+        {"haproxy": {"edge": {"socket": "/run/a.sock", "backends": {}}}})
+    ok = parse_config({"targets": {"haproxy": {"edge": {
+        "socket": "/run/haproxy/admin.sock", "backends": {"app": {"servers": ["*"]}}}},
+        "deployments": {"swarm_services": ["web"], "max_age_limit": "2d"}}})
+    assert ok.targets.haproxy["edge"].backends["app"].servers == ["*"]
