@@ -140,6 +140,7 @@ def create_app(
     app.jinja_env.finalize = _finalize(redactor)
     app.jinja_env.filters["when"] = _when
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["status_page_enabled"] = config.status_page.enabled
     # One byte of slack lets the webhook tell "exactly the cap" from "over it" on chunked
     # bodies, which werkzeug would otherwise cut silently at MAX_CONTENT_LENGTH.
     app.config["REMEDIATOR_MAX_BODY"] = config.server.max_body_bytes

@@ -545,6 +545,7 @@ def test_the_page_form_publishes_with_csrf_and_login(site: Site) -> None:
     c = site.app.test_client()
     _login(c)
     path = f"/status/manage/incidents/{inc}"
+    assert 'href="/status/manage"' in c.get("/incidents").get_data(as_text=True)  # in the nav
     form = {"title": "API trouble", "status": "investigating", "body": "From the form."}
     r = c.post(f"{path}/updates", data=form)
     assert r.status_code == 400
