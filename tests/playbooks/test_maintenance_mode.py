@@ -25,6 +25,10 @@ from receiver.adapters.haproxy import HaproxyAdapter, parse_servers_state
 from receiver.config import parse_config
 from receiver.errors import AdapterError, ConfigError, PlaybookError, TargetNotAllowed
 from receiver.remediation.targets import TargetsConfig
+from receiver.store import Store
+from tests.conftest import Clock
+from tests.engine_kit import Kit
+from tests.factories import make_alert, make_notification
 from tests.playbooks.conftest import make_ctx, make_targets
 from tests.playbooks.test_hostile_params import FAST, hostile, job_for
 from tests.support import free_port, http, wait_until
@@ -377,3 +381,45 @@ def test_config_refuses_bad_haproxy_and_deployment_fields_with_their_path() -> N
         "socket": "/run/haproxy/admin.sock", "backends": {"app": {"servers": ["*"]}}}},
         "deployments": {"swarm_services": ["web"], "max_age_limit": "2d"}}})
     assert ok.targets.haproxy["edge"].backends["app"].servers == ["*"]
+
+
+def worker_kit(store: Store, clock: Clock, lb: Haproxy, **rule_over: Any) -> Kit:
+    rule = {"name": "maintenance-page", "matchers": ['alertname="WebBackendFailing"'],
+            "playbook": "maintenance_mode",
+            "params": {"target": "edge", "backend": "app", "server": "{{ labels.server }}"}}
+    rule.update(rule_over)
+    targets = {"haproxy": {"edge": {"socket": str(lb.socket),
+                                    "backends": {"app": {"servers": ["web1"]}}}}}
+    return Kit(store, clock, [rule], playbook=PLAYBOOK, targets=targets)  # type: ignore[arg-type]
+
+
+def fire_backend(kit: Kit, server: str) -> int:
+    alert = make_alert(alertname="WebBackendFailing", labels={"server": server})
+    return int(kit.fire(make_notification([alert], group_key=f"g-{server}")).incident_id)
+
+
+def test_worker_runs_the_rule_and_the_maintenance_page_is_served(
+    store: Store, clock: Clock, lb: Haproxy
+) -> None:
+    """An alert naming web1, a rule with approval auto: the worker runs maintenance_mode, the
+    job succeeds and HAProxy serves the maintenance page."""
+    kit = worker_kit(store, clock, lb, approval={"mode": "auto"})
+    fire_backend(kit, "web1")
+    assert kit.drain() == 1
+    assert [j["state"] for j in kit.jobs()] == ["succeeded"]
+    assert lb.state("app", "web1") == "maint"
+    assert lb.page() == b"down for maintenance\n"
+
+
+def test_worker_waits_for_approval_by_the_playbook_class_risk(
+    store: Store, clock: Clock, lb: Haproxy
+) -> None:
+    """Under the default policy, maintenance (high risk on the class) waits for approval and
+    HAProxy is untouched; a hostile label value is refused."""
+    kit = worker_kit(store, clock, lb)
+    fire_backend(kit, "web1")
+    fire_backend(kit, "web1;shutdown sessions server app/web1")
+    kit.drain()
+    assert sorted(j["state"] for j in kit.jobs()) == ["awaiting_approval", "refused"]
+    assert lb.state("app", "web1") == "ready"
+    assert lb.page() == b"app v1\n"
