@@ -63,6 +63,11 @@ class Store:
         with self.db.transaction(write=False) as tx:
             tx.fetchone("SELECT 1 AS ok")
 
+    def probe_commit(self) -> None:
+        """Raise StoreUnavailable unless the store can commit now (see
+        :meth:`~receiver.store.db.Database.probe_commit`; cached briefly)."""
+        self.db.probe_commit()
+
     def ingest(self, batch: IngestBatch) -> IngestResult:
         """One intake transaction, retried (up to 3 times, briefly) when PostgreSQL picks
         it as a deadlock victim or a serialization failure; a store that is down still

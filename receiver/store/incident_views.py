@@ -64,6 +64,32 @@ def _alert_counts(tx: Tx, ids: list[int]) -> dict[int, tuple[int, int]]:
     return {r["incident_id"]: (int(r["firing"]), int(r["total"])) for r in rows}
 
 
+@dataclass(frozen=True)
+class IncidentSummary:
+    """One incident of the list: its columns and how many of its alerts fire."""
+
+    id: int
+    key: str
+    state: str
+    severity: str
+    severity_reason: str
+    title: str
+    receiver: str
+    group_key: str
+    group_labels: dict[str, str]
+    opened_at: datetime
+    ack_due_at: datetime
+    acknowledged_at: datetime | None
+    mitigated_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    last_seen_at: datetime
+    updated_at: datetime
+    reopened_count: int
+    alerts_firing: int
+    alerts_total: int
+
+
 # -- one incident -------------------------------------------------------------------------
 
 @dataclass(frozen=True)

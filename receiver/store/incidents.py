@@ -19,6 +19,7 @@ from receiver.incidents.states import IncidentState, can_transition, sources
 from receiver.store import events, timers
 from receiver.store import incident_views as views
 from receiver.store.db import Tx
+from receiver.store.records import IncidentFilter
 from receiver.store.repository import Repository, maybe, records
 
 INITIAL = IncidentState.OPEN
@@ -276,6 +277,10 @@ class IncidentRepository(Repository):
             return self.firing_alerts(incident_id) == 0
         row = self.tx.fetchone("SELECT status FROM alerts WHERE id = :id", {"id": alert_id})
         return row is not None and row["status"] == "resolved"
+
+    def matching(self, f: IncidentFilter) -> list[views.IncidentSummary]:
+        """The incidents matching ``f``, newest first (the list's read model)."""
+        return records(views.IncidentSummary, views.list_incidents(self.tx, f))
 
 
 @dataclass(frozen=True)

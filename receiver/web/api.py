@@ -55,19 +55,21 @@ def csrf_token() -> Response:
 @bp.get("/incidents")
 def list_incidents() -> Response:
     f = parse_query(IncidentsQuery).filter(services().intake.clock())
-    rows = services().store.list_incidents(f)
-    body: dict[str, Any] = {"incidents": rows}
-    if len(rows) == f.limit:
-        body["next"] = page_link(".list_incidents", IncidentsQuery, before=rows[-1]["id"])
+    with services().store.unit(write=False) as uow:
+        found = uow.incidents.matching(f)
+    body: dict[str, Any] = {"incidents": [dataclasses.asdict(i) for i in found]}
+    if len(found) == f.limit:
+        body["next"] = page_link(".list_incidents", IncidentsQuery, before=found[-1].id)
     return jsonify(body)
 
 
 @bp.get("/incidents/<id:incident_id>")
 def get_incident(incident_id: int) -> Response:
-    row = services().store.get_incident(incident_id)
-    if row is None:
+    with services().store.unit(write=False) as uow:
+        found = uow.incidents.detail(incident_id)
+    if found is None:
         raise ApiError(404, "not_found", f"no incident {incident_id}")
-    return jsonify(row)
+    return jsonify(found.as_json())
 
 
 def _operator_name() -> str:
@@ -144,14 +146,15 @@ def audit() -> Response:
 
     query = parse_query(AuditQuery)
     f = query.filter()
-    rows = services().store.audit(f)
+    with services().store.unit(write=False) as uow:
+        entries = uow.audit.query(f)
     if query.format == "jsonl":
-        return Response(to_jsonl(rows), mimetype="application/x-ndjson")
+        return Response(to_jsonl(entries), mimetype="application/x-ndjson")
     if query.format == "csv":
-        return Response(to_csv(rows), mimetype="text/csv")
-    body: dict[str, Any] = {"entries": rows}
-    if len(rows) == f.limit:
-        body["next"] = page_link(".audit", AuditQuery, after=rows[-1]["seq"])
+        return Response(to_csv(entries), mimetype="text/csv")
+    body: dict[str, Any] = {"entries": [dataclasses.asdict(e) for e in entries]}
+    if len(entries) == f.limit:
+        body["next"] = page_link(".audit", AuditQuery, after=entries[-1].seq)
     return jsonify(body)
 
 

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from receiver.errors import ApiError, StoreError
 from receiver.incidents.metrics import IncidentCollector, current_snapshot
 from receiver.runtime.health import AuditVerifier, Collectors, HealthCollector
-from receiver.store import reports
+from receiver.store.reports import Snapshot
 from receiver.web.services import services
 
 bp = Blueprint("ops", __name__)
@@ -33,7 +33,7 @@ def readyz() -> Response:
         resp.status_code = 503
         return resp
     try:
-        store.db.probe_commit()
+        store.probe_commit()
     except StoreError as exc:
         resp = jsonify({"status": "unavailable", "store": "cannot_commit",
                         "detail": str(exc)[:200]})
@@ -58,7 +58,7 @@ def metrics() -> Response:
         raise ApiError(401, "unauthorized", "/metrics needs the metrics token",
                        {"WWW-Authenticate": 'Bearer realm="remediator-metrics"'})
 
-    def load() -> reports.Snapshot:
+    def load() -> Snapshot:
         return current_snapshot(svc.store, svc.config, svc.intake.clock())
 
     verifier = current_app.extensions.setdefault("remediator.audit_verifier",

@@ -132,14 +132,15 @@ def incidents() -> Response:
     except ApiError as exc:
         return _bad_query(exc)
     state, sev, before = query.state, query.severity, query.before
-    rows = services().store.list_incidents(IncidentFilter(
-        state=[state] if state else None, severity=[sev] if sev else None, limit=PAGE,
-        before_id=before))
+    with services().store.unit(write=False) as uow:
+        found = uow.incidents.matching(IncidentFilter(
+            state=[state] if state else None, severity=[sev] if sev else None, limit=PAGE,
+            before_id=before))
     next_url = None
-    if len(rows) == PAGE:
+    if len(found) == PAGE:
         next_url = url_for("pages.incidents", state=state or "", severity=sev or "",
-                           before=rows[-1]["id"])
-    return render("incidents.html", incidents=rows, states=STATES,
+                           before=found[-1].id)
+    return render("incidents.html", incidents=found, states=STATES,
                   severities=[s.value for s in Severity], f_state=state, f_severity=sev,
                   next_url=next_url)
 
