@@ -56,7 +56,7 @@ def only_incident(receiver: Receiver) -> dict[str, Any] | None:
 
 def assert_no_server_errors(receiver: Receiver) -> None:
     """Every webhook request was answered 2xx/4xx by the app, none 5xx or crashed."""
-    m = receiver.incidents.metrics()
+    m = receiver.metrics()
     handled = metric_sum(m, "remediator_webhook_duration_seconds_count")
     accepted = metric_sum(m, "remediator_notifications_received_total")
     rejected = metric_sum(m, "remediator_notifications_rejected_total")
@@ -120,7 +120,7 @@ def test_firing_then_resolved_opens_and_resolves_one_incident(
     ]
 
     # Alertmanager sent the token: nothing was refused, and the count below can move.
-    m = receiver.incidents.metrics()
+    m = receiver.metrics()
     assert metric_sum(m, "remediator_notifications_rejected_total", reason="unauthorized") == 0
     assert metric_sum(m, "remediator_notifications_received_total", status="firing") == 1
     assert metric_sum(m, "remediator_notifications_received_total", status="resolved") == 1
@@ -138,7 +138,7 @@ def test_firing_then_resolved_opens_and_resolves_one_incident(
     assert receiver.get("/api/v1/incidents", who="anonymous")[0] == 401
     # The webhook's token is Alertmanager's only: it does not open the JSON API.
     assert receiver.get("/api/v1/incidents", who="webhook")[0] == 401
-    m = receiver.incidents.metrics()
+    m = receiver.metrics()
     assert metric_sum(m, "remediator_notifications_rejected_total", reason="unauthorized") == 2
     assert receiver.query("SELECT count(*) FROM notifications") == [(2,)]
 
@@ -210,7 +210,7 @@ def test_ha_cluster_duplicates_collapse_into_one_incident(
     assert receiver.query("SELECT count(*) FROM alerts") == [(3,)]
     assert receiver.query("SELECT count(*) FROM incidents") == [(1,)]
 
-    m = receiver.incidents.metrics()
+    m = receiver.metrics()
     assert metric_sum(m, "remediator_notifications_received_total") == sent
     assert metric_sum(m, "remediator_alerts_received_total") == 3 * sent
     assert metric_sum(m, "remediator_incidents_opened_total") == 1
