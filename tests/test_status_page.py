@@ -1,7 +1,7 @@
-"""The public status page: nothing from an alert is published by itself, operators publish
-(page form with CSRF, API with operator auth), components follow the worst open public
-incident unless overridden, the first post can need a second operator, every change is
-audited, and /status, /status.json and the Atom feed show nothing internal."""
+"""The public status page: nothing from an alert is published by itself, components follow
+the worst open public incident unless overridden, the first post can need a second
+operator, every change is audited, and /status, /status.json and the Atom feed show nothing
+internal. (Who may write, and bad input: tests/test_status_page_access.py.)"""
 
 from __future__ import annotations
 
@@ -9,172 +9,35 @@ import re
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
 from xml.etree import ElementTree as ET  # noqa: S405 - parses our own feed in tests
 
-import jsonschema
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from receiver.app import create_app
-from receiver.config import ConfigError
 from receiver.store import AuditFilter, Store, open_store
-from tests.conftest import OP, OP_TOKEN, PASSWORD, READ, TOKEN, Clock, make_config, people
-from tests.factories import make_alert, make_notification
-
-ATOM = "{http://www.w3.org/2005/Atom}"
-COMPONENTS = [
-    {"name": "Public API", "description": "api.example.com", "matchers": ['service="api"']},
-    {"name": "Web app", "match": {"service": "web"}},
-    {"name": "Payments", "match_re": {"team": "pay.*"}},
-]
-BOB_TOKEN = "bob-operator-token-123456"
-BOB = {"Authorization": f"Bearer {BOB_TOKEN}"}
-CAROL_TOKEN = "carol-operator-token-123456"
-CAROL = {"Authorization": f"Bearer {CAROL_TOKEN}"}
-
-
-def status_config(tmp_path: Path, **status: Any) -> Any:
-    ppl = people()
-    ppl["api_tokens"]["bob"] = {"token": "env:RM_STATUS_BOB_TOKEN", "user": "bob",
-                                "scope": "operator"}
-    ppl["api_tokens"]["carol-ops"] = {"token": "env:RM_STATUS_CAROL_TOKEN", "user": "carol",
-                                      "scope": "operator"}
-    return make_config(auth={"bearer_token": "env:REMEDIATOR_TEST_TOKEN"}, people=ppl,
-                       data_dir=str(tmp_path / "data"), server={"secure_cookies": False},
-                       status_page={"enabled": True, "title": "Example status",
-                                    "components": COMPONENTS, **status})
-
-
-class Site:
-    """An app on one store, with helpers to fire alerts and read the public views."""
-
-    def __init__(self, store: Store, clock: Clock, tmp_path: Path, **status: Any) -> None:
-        self.store = store
-        self.config = status_config(tmp_path, **status)
-        self.app = create_app(self.config, store=store, clock=clock)
-        self.client = self.app.test_client()
-
-    def fire(self, labels: dict[str, str], annotations: dict[str, str] | None = None,
-             **alert: Any) -> int:
-        body = make_notification([make_alert(labels=labels, annotations=annotations, **alert)],
-                                 group_key=f"g-{uuid.uuid4().hex}")
-        r = self.client.post("/api/v1/alerts", json=body,
-                             headers={"Authorization": f"Bearer {TOKEN}"})
-        assert r.status_code == 200, r.get_data(as_text=True)
-        incident: int = r.get_json()["incident_id"]
-        return incident
-
-    def post(self, incident_id: int, headers: dict[str, str] | None = None, **body: Any) -> Any:
-        return self.client.post(f"/api/v1/status/incidents/{incident_id}/updates", json=body,
-                                headers=headers or OP)
-
-    def summary(self) -> dict[str, Any]:
-        r = self.client.get("/status.json")
-        assert r.status_code == 200
-        data: dict[str, Any] = r.get_json()
-        return data
-
-    def public_texts(self) -> list[str]:
-        """What the public can read: the page, the JSON summary, the feed."""
-        return [self.client.get(p).get_data(as_text=True)
-                for p in ("/status", "/status.json", "/status/feed.atom")]
-
-    def component(self, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = next(c for c in self.summary()["components"]
-                                     if c["name"] == name)
-        return found
-
-    def audit_actions(self) -> list[str]:
-        return [e["action"] for e in self.store.audit(AuditFilter(limit=500))]
+from tests.conftest import OP, OP_TOKEN, Clock
+from tests.status_kit import (
+    ATOM,
+    BOB,
+    BOB_TOKEN,
+    CAROL,
+    CAROL_TOKEN,
+    Site,
+    make_site,
+    validate_summary,
+)
 
 
 @pytest.fixture
 def site(store: Store, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
-    monkeypatch.setenv("RM_STATUS_BOB_TOKEN", BOB_TOKEN)
-    monkeypatch.setenv("RM_STATUS_CAROL_TOKEN", CAROL_TOKEN)
-    return Site(store, clock, tmp_path)
+    return make_site(store, clock, tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def approving_site(store: Store, clock: Clock, tmp_path: Path,
                    monkeypatch: pytest.MonkeyPatch) -> Site:
-    monkeypatch.setenv("RM_STATUS_BOB_TOKEN", BOB_TOKEN)
-    monkeypatch.setenv("RM_STATUS_CAROL_TOKEN", CAROL_TOKEN)
-    return Site(store, clock, tmp_path, approval={"first_post": True})
-
-
-# -- the Statuspage summary shape ---------------------------------------------------------------
-TIME = {"type": "string", "format": "date-time"}
-TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
-COMPONENT = {
-    "type": "object",
-    "required": ["id", "name", "status", "created_at", "updated_at", "position",
-                 "description", "showcase", "start_date", "group_id", "page_id", "group",
-                 "only_show_if_degraded"],
-    "properties": {
-        "id": {"type": "string"}, "name": {"type": "string"},
-        "status": {"enum": ["operational", "degraded_performance", "partial_outage",
-                            "major_outage", "under_maintenance"]},
-        "created_at": TIME, "updated_at": TIME, "position": {"type": "integer"},
-        "description": {"type": ["string", "null"]}, "showcase": {"type": "boolean"},
-        "start_date": {"type": ["string", "null"]}, "group_id": {"type": ["string", "null"]},
-        "page_id": {"type": "string"}, "group": {"type": "boolean"},
-        "only_show_if_degraded": {"type": "boolean"},
-    },
-}
-UPDATE = {
-    "type": "object",
-    "required": ["id", "status", "body", "incident_id", "created_at", "updated_at",
-                 "display_at", "affected_components"],
-    "properties": {
-        "id": {"type": "string"}, "incident_id": {"type": "string"},
-        "status": {"enum": ["investigating", "identified", "monitoring", "resolved",
-                            "postmortem"]},
-        "body": {"type": "string"}, "created_at": TIME, "updated_at": TIME, "display_at": TIME,
-        "affected_components": {"type": "array", "items": {
-            "type": "object", "required": ["code", "name", "old_status", "new_status"]}},
-    },
-}
-SUMMARY_SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["page", "components", "incidents", "scheduled_maintenances", "status"],
-    "properties": {
-        "page": {"type": "object", "required": ["id", "name", "url", "time_zone", "updated_at"],
-                 "properties": {"id": {"type": "string"}, "name": {"type": "string"},
-                                "url": {"type": "string", "format": "uri"},
-                                "time_zone": {"type": "string"}, "updated_at": TIME}},
-        "components": {"type": "array", "items": COMPONENT},
-        "incidents": {"type": "array", "items": {
-            "type": "object",
-            "required": ["id", "name", "status", "created_at", "updated_at", "monitoring_at",
-                         "resolved_at", "impact", "shortlink", "started_at", "page_id",
-                         "incident_updates", "components"],
-            "properties": {
-                "id": {"type": "string"}, "name": {"type": "string"},
-                "status": {"enum": ["investigating", "identified", "monitoring", "resolved",
-                                    "postmortem"]},
-                "impact": {"enum": ["none", "minor", "major", "critical"]},
-                "created_at": TIME, "updated_at": TIME, "started_at": TIME,
-                "monitoring_at": TIME_OR_NULL, "resolved_at": TIME_OR_NULL,
-                "shortlink": {"type": "string"}, "page_id": {"type": "string"},
-                "incident_updates": {"type": "array", "items": UPDATE, "minItems": 1},
-                "components": {"type": "array", "items": COMPONENT},
-            }}},
-        "scheduled_maintenances": {"type": "array"},
-        "status": {"type": "object", "required": ["indicator", "description"],
-                   "properties": {"indicator": {"enum": ["none", "minor", "major", "critical",
-                                                         "maintenance"]},
-                                  "description": {"type": "string"}}},
-    },
-}
-
-
-def validate_summary(data: dict[str, Any]) -> None:
-    jsonschema.validate(data, SUMMARY_SCHEMA,
-                        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return make_site(store, clock, tmp_path, monkeypatch, approval={"first_post": True})
 
 
 # -- nothing by itself ---------------------------------------------------------------------------
@@ -468,147 +331,3 @@ def test_an_override_wins_over_incidents_until_cleared(site: Site) -> None:
     assert [e["action"] for e in entries] == ["status.override_set", "status.override_cleared"]
     assert entries[0]["details"]["reason"] == "customers unaffected"
     assert entries[0]["actor"] == "user:alice"
-
-
-# -- input and auth --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("body", "field"), [
-    ({"body": "x"}, "status"),
-    ({"status": "fixed", "body": "x", "title": "t"}, "status"),
-    ({"status": "investigating", "title": "t"}, "body"),
-    ({"status": "investigating", "body": "", "title": "t"}, "body"),
-    ({"status": "investigating", "body": "x" * 5001, "title": "t"}, "body"),
-    ({"status": "investigating", "body": "x", "title": "t", "labels": {}}, "labels"),
-    ({"status": "investigating", "body": "x\u0000", "title": "t"}, "body"),
-    ({"status": "investigating", "body": "x"}, "title"),
-    ({"status": "investigating", "body": "x", "title": "   "}, "title"),
-])
-def test_bad_update_bodies_get_a_400_naming_the_field(site: Site, body: dict[str, Any],
-                                                     field: str) -> None:
-    """A bad update body answers 400 whose detail names the field, and stores nothing."""
-    inc = site.fire({"service": "api"})
-    r = site.post(inc, **body)
-    assert r.status_code == 400, r.get_data(as_text=True)
-    assert [d["field"] for d in r.get_json()["detail"]] == [field]
-    assert site.summary()["incidents"] == []
-
-
-def test_bad_override_bodies_and_unknown_ids_get_4xx(site: Site) -> None:
-    """An unknown component or status names its field; an unknown incident or update is
-    404; nothing answers 5xx."""
-    r = site.client.post("/api/v1/status/overrides", headers=OP,
-                         json={"component": "Nope", "status": "operational"})
-    assert r.status_code == 400 and r.get_json()["detail"][0]["field"] == "component"
-    r = site.client.post("/api/v1/status/overrides", headers=OP,
-                         json={"component": "Web app", "status": "down"})
-    assert r.status_code == 400 and r.get_json()["detail"][0]["field"] == "status"
-    r = site.post(999, title="t", status="investigating", body="x")
-    assert r.status_code == 404
-    r = site.client.post("/api/v1/status/updates/999/approve", headers=BOB, json={})
-    assert r.status_code == 404
-
-
-def test_writes_need_an_operator_and_reads_need_nobody(site: Site) -> None:
-    """Public views answer without credentials; API writes need an operator token (401
-    without, 403 read-only), manage pages a login."""
-    inc = site.fire({"service": "api"})
-    anon = site.app.test_client()
-    for path in ("/status", "/status.json", "/status/feed.atom"):
-        assert anon.get(path).status_code == 200
-    body = {"title": "t", "status": "investigating", "body": "x"}
-    assert anon.post(f"/api/v1/status/incidents/{inc}/updates", json=body).status_code == 401
-    assert site.post(inc, headers=READ, **body).status_code == 403
-    r = anon.get("/status/manage")
-    assert r.status_code == 302 and "/login" in r.headers["Location"]
-    assert site.summary()["incidents"] == []
-
-
-def _login(client: Any, user: str = "alice") -> None:
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token
-    r = client.post("/login", data={"username": user, "password": PASSWORD,
-                                    "csrf_token": token.group(1)})
-    assert r.status_code == 302
-
-
-def _form_token(client: Any, path: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True))
-    assert m
-    return m.group(1)
-
-
-def test_the_page_form_publishes_with_csrf_and_login(site: Site) -> None:
-    """A logged-in operator publishes from the form; the same post without the form's CSRF
-    token is refused (400) and publishes nothing; a session API write needs X-CSRF-Token."""
-    inc = site.fire({"service": "api"})
-    c = site.app.test_client()
-    _login(c)
-    path = f"/status/manage/incidents/{inc}"
-    assert 'href="/status/manage"' in c.get("/incidents").get_data(as_text=True)  # in the nav
-    form = {"title": "API trouble", "status": "investigating", "body": "From the form."}
-    r = c.post(f"{path}/updates", data=form)
-    assert r.status_code == 400
-    assert site.summary()["incidents"] == []
-    r = c.post(f"{path}/updates", data=form | {"csrf_token": _form_token(c, path)})
-    assert r.status_code == 302
-    assert site.summary()["incidents"][0]["incident_updates"][0]["body"] == "From the form."
-    page = c.get(path).get_data(as_text=True)
-    assert "From the form." in page and "published" in page
-    r = c.post(f"/api/v1/status/incidents/{inc}/updates",
-               json={"status": "identified", "body": "no token"})
-    assert r.status_code == 400 and r.get_json()["error"] == "csrf_failed"
-
-
-def test_the_manage_pages_approve_and_override(approving_site: Site) -> None:
-    """Bob approves alice's first post on the manage page and sets an override there;
-    alice sees no approve button for her own post."""
-    site = approving_site
-    inc = site.fire({"service": "api"})
-    uid = site.post(inc, title="API trouble", status="investigating", body="x").get_json()[
-        "update_id"]
-    alice = site.app.test_client()
-    _login(alice, "alice")
-    assert "Approve and publish" not in alice.get("/status/manage").get_data(as_text=True)
-    bob = site.app.test_client()
-    _login(bob, "bob")
-    token = _form_token(bob, "/status/manage")
-    r = bob.post(f"/status/manage/updates/{uid}/decision",
-                 data={"decision": "approve", "csrf_token": token})
-    assert r.status_code == 302
-    assert [i["name"] for i in site.summary()["incidents"]] == ["API trouble"]
-    r = bob.post("/status/manage/overrides", data={
-        "component": "Web app", "status": "major_outage", "reason": "r", "csrf_token": token})
-    assert r.status_code == 302
-    assert site.component("Web app")["status"] == "major_outage"
-    r = bob.post("/status/manage/overrides", data={
-        "component": "Web app", "status": "bogus", "csrf_token": token})
-    assert r.status_code == 400
-
-
-def test_a_disabled_status_page_is_not_found(store: Store, clock: Clock, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """With status_page.enabled off (the default) every status route answers 404."""
-    config = make_config(auth={"bearer_token": "env:REMEDIATOR_TEST_TOKEN"}, people=people(),
-                         data_dir=str(tmp_path / "data"))
-    c = create_app(config, store=store, clock=clock).test_client()
-    for path in ("/status", "/status.json", "/status/feed.atom"):
-        assert c.get(path).status_code == 404
-    r = c.post("/api/v1/status/overrides", headers={"Authorization": f"Bearer {OP_TOKEN}"},
-               json={"component": "x", "status": None})
-    assert r.status_code == 404
-
-
-@pytest.mark.parametrize(("components", "problem"), [
-    ([{"name": "API"}, {"name": "api"}], "share the id"),
-    ([{"name": "API", "matchers": ["service=~\"(\""]}], "invalid regex"),
-    ([{"name": "---"}], "letter or a digit"),
-    ([{"name": "API", "colour": "red"}], "Extra inputs"),
-])
-def test_bad_component_configs_are_refused(components: list[dict[str, Any]],
-                                           problem: str) -> None:
-    """A status_page.components entry with a clashing name, a bad matcher or an unknown key
-    is refused at load with its path."""
-    with pytest.raises(ConfigError) as err:
-        make_config(status_page={"components": components})
-    assert problem in str(err.value)

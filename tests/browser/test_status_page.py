@@ -35,8 +35,8 @@ from tests.browser.conftest import (
     write_config,
 )
 from tests.conftest import drop_pg_database, new_pg_database, pg_url
+from tests.status_kit import validate_summary
 from tests.support import free_port
-from tests.test_status_page import validate_summary
 
 pytestmark = pytest.mark.slow
 
