@@ -51,7 +51,7 @@ class ChatService:
         self.worker_id = worker_id
 
     def deliver(self) -> int:
-        """Create due rooms and post due messages; how many messages were posted."""
+        """Create due rooms and post due messages; how much was done (0: nothing to do)."""
         return rooms.deliver_due(self.store, self.config, self.backend, clock=self.clock,
                                  worker_id=self.worker_id)
 
@@ -67,13 +67,15 @@ class ChatService:
         reader.start()
         poll = self.config.chat.poll_interval.total_seconds()
         while not stop.is_set():
+            busy = False
             try:
-                self.deliver()
+                busy = self.deliver() > 0  # work done: look again at once, it may have more
             except StoreError as exc:
                 log.warning("chat_store_error", loop="deliver", error=str(exc))
             except Exception:  # noqa: BLE001 - the loop must survive any single failure
                 log.exception("chat_loop_error", loop="deliver")
-            stop.wait(poll)
+            if not busy:
+                stop.wait(poll)
         reader.join(timeout=5)
 
     def _sync_loop(self, stop: threading.Event) -> None:

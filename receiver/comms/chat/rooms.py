@@ -145,9 +145,10 @@ def _work(store: Store, config: Config, backend: ChatBackend, room: ChatRoom, wo
 
 def deliver_due(store: Store, config: Config, backend: ChatBackend, *,
                 clock: Callable[[], datetime], worker_id: str, limit: int = 50) -> int:
-    """Plan, then work on up to ``limit`` due rooms; the number of messages posted. Safe to
-    run from any number of threads and processes at once."""
-    plan(store, config, backend.name, clock())
+    """Plan, then work on up to ``limit`` due rooms; how much was done (rows planned, rooms
+    worked on, messages posted: 0 when there was nothing to do). Safe to run from any
+    number of threads and processes at once."""
+    done = plan(store, config, backend.name, clock())
     timeout = config.chat.matrix.timeout if config.chat.matrix else timedelta(seconds=10)
     lease = max(timedelta(seconds=60), timeout * (BATCH + 5))
     posted = 0
@@ -157,6 +158,7 @@ def deliver_due(store: Store, config: Config, backend: ChatBackend, *,
             room = uow.chat.claim_room(worker=worker_id, now=now, until=now + lease)
         if room is None:
             break
+        done += 1
         bound = log.bind(incident_id=room.incident_id, room=room.name, worker=worker_id)
         try:
             posted += _work(store, config, backend, room, worker_id, clock)
@@ -167,4 +169,4 @@ def deliver_due(store: Store, config: Config, backend: ChatBackend, *,
                                  retry_at=retry_at)
             bound.warning("chat_delivery_failed", error=str(exc), attempts=room.attempts + 1,
                           retry_at=retry_at.isoformat())
-    return posted
+    return done + posted
