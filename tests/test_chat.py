@@ -5,6 +5,10 @@ The rooms themselves are tested on a real homeserver in tests/e2e/test_matrix_ch
 
 from __future__ import annotations
 
+import http.server
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,10 +17,12 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from receiver.comms.chat import text
+from receiver.comms.chat.matrix import MatrixBackend
 from receiver.config import parse_config
-from receiver.errors import ConfigError
-from receiver.secrets import Secret
+from receiver.errors import ConfigError, DeliveryFailed
+from receiver.secrets import Secret, redactor_for
 from receiver.store.chat import AlertFacts, IncidentFacts, PostableEvent, numbered
+from tests.support import free_port
 
 TOKEN_ENV = "REMEDIATOR_TEST_MATRIX_TOKEN"
 BOT_TOKEN = "syt_bot_token_0123456789"
@@ -223,3 +229,72 @@ def test_reactions() -> None:
     assert text.reaction_decision("\u274c") is False
     assert text.reaction_decision("\U0001f44d") is None
     assert text.reaction_decision("") is None
+
+
+# -- the Matrix client's one host -----------------------------------------------------------
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the status and Location the server was given; records
+    each request's path and Authorization header."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self._answer()
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+        self._answer()
+
+    def _answer(self) -> None:
+        server: Any = self.server
+        server.seen.append((self.path, self.headers.get("Authorization")))
+        self.send_response(server.status)
+        if server.location:
+            self.send_header("Location", server.location)
+        body = b'{"errcode": "M_UNKNOWN", "error": "no"}'
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def _server(status: int, location: str = "") -> Iterator[Any]:
+    srv: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    srv.seen, srv.status, srv.location = [], status, location
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_matrix_client_follows_no_redirect_and_never_shows_its_token() -> None:
+    """A homeserver that redirects elsewhere gets a failed delivery: the other host is never
+    called (the token goes to the configured homeserver only), and the error names the
+    endpoint's shape and status, never the token."""
+    with _server(404) as elsewhere, _server(302) as homeserver:
+        homeserver.location = f"http://127.0.0.1:{elsewhere.server_address[1]}/steal"
+        config = parse_config({"chat": {"matrix": matrix(
+            homeserver=f"http://127.0.0.1:{homeserver.server_address[1]}")}})
+        assert config.chat.matrix is not None
+        backend = MatrixBackend(config.chat.matrix)
+        with pytest.raises(DeliveryFailed) as err:
+            backend.send_text("!room:example.org", "txn-1", "hello")
+    assert homeserver.seen and homeserver.seen[0][1] == f"Bearer {BOT_TOKEN}"
+    assert homeserver.seen[0][0].startswith(
+        "/_matrix/client/v3/rooms/%21room%3Aexample.org/send/m.room.message/txn-1")
+    assert elsewhere.seen == []
+    assert "302" in str(err.value) and BOT_TOKEN not in str(err.value)
+    assert BOT_TOKEN not in redactor_for(config).text(f"token={BOT_TOKEN}")
+
+
+def test_matrix_client_reports_an_unreachable_homeserver() -> None:
+    """A homeserver that does not answer is a failed delivery (the message waits)."""
+    config = parse_config({"chat": {"matrix": matrix(homeserver=f"http://127.0.0.1:{free_port()}",
+                                                     timeout="2s")}})
+    assert config.chat.matrix is not None
+    with pytest.raises(DeliveryFailed, match="ConnectionRefused|URLError"):
+        MatrixBackend(config.chat.matrix).sync(None, 0)
