@@ -256,13 +256,16 @@ def test_simultaneous_approvals_publish_once(approving_site: Site) -> None:
 
 
 def test_the_page_is_static_html_that_refreshes_itself(site: Site) -> None:
-    """/status has no script, a meta refresh, a viewport for phones, and needs no login."""
+    """/status has no script, a meta refresh and a viewport for phones; the public views may
+    be cached briefly by proxies (nothing in them is per user)."""
     r = site.client.get("/status")
     html = r.get_data(as_text=True)
     assert r.status_code == 200
     assert "<script" not in html
     assert re.search(r'<meta http-equiv="refresh" content="60">', html)
     assert 'name="viewport"' in html
+    for path in ("/status", "/status.json", "/status/feed.atom"):
+        assert site.client.get(path).headers["Cache-Control"] == "public, max-age=10"
 
 
 # -- approval of the first post ------------------------------------------------------------------

@@ -111,8 +111,10 @@ def test_the_page_form_publishes_with_csrf_and_login(site: Site) -> None:
     r = c.post(f"{path}/updates", data=form | {"csrf_token": _form_token(c, path)})
     assert r.status_code == 302
     assert site.summary()["incidents"][0]["incident_updates"][0]["body"] == "From the form."
-    page = c.get(path).get_data(as_text=True)
-    assert "From the form." in page and "published" in page
+    page = c.get(f"{path}?done=published").get_data(as_text=True)
+    assert "From the form." in page and "Published." in page
+    spoof = c.get(f"{path}?done=Your+session+expired,+call+555").get_data(as_text=True)
+    assert "call 555" not in spoof and 'id="notice"' not in spoof
     r = c.post(f"/api/v1/status/incidents/{inc}/updates",
                json={"status": "identified", "body": "no token"})
     assert r.status_code == 400 and r.get_json()["error"] == "csrf_failed"
@@ -170,3 +172,12 @@ def test_bad_component_configs_are_refused(components: list[dict[str, Any]],
     with pytest.raises(ConfigError) as err:
         make_config(status_page={"components": components})
     assert problem in str(err.value)
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("history", "100000d"), ("refresh", "1s"), ("refresh", "2h"), ("feed_entries", 0)])
+def test_out_of_range_status_page_options_are_refused(option: str, value: Any) -> None:
+    """A history, refresh or feed size outside its bounds is refused at load, by path."""
+    with pytest.raises(ConfigError) as err:
+        make_config(status_page={option: value})
+    assert f"status_page.{option}" in str(err.value)

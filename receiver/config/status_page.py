@@ -73,6 +73,13 @@ class StatusPageConfig(Section):
             raise ValueError("between 5s and 1h")
         return value
 
+    @field_validator("history")
+    @classmethod
+    def _history_bounds(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(days=3650):
+            raise ValueError("between 0s and 3650d")
+        return value
+
     @model_validator(mode="after")
     def _unique_components(self) -> StatusPageConfig:
         seen: set[str] = set()

@@ -44,6 +44,23 @@ def _enabled() -> None:
         raise ApiError(404, "not_found", "the status page is not enabled")
 
 
+NOTICES = frozenset({"published", "waiting for approval", "approved", "rejected",
+                     "override saved"})
+PUBLIC_MAX_AGE = 10
+"""Seconds a proxy or browser may keep a public view (they hold nothing per user)."""
+
+
+def _notice() -> str:
+    """The banner after a redirect: one of ours, never text from the address."""
+    done = request.args.get("done", "")
+    return done if done in NOTICES else ""
+
+
+def _public(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = f"public, max-age={PUBLIC_MAX_AGE}"
+    return resp
+
+
 def _base() -> str:
     configured = services().config.server.public_url
     return (configured or request.host_url).rstrip("/")
@@ -76,13 +93,14 @@ def page() -> Response:
     view = status_page.page_view(svc.store, svc.config, _now())
     html = render_template("status.html", view=view,
                            refresh=int(svc.config.status_page.refresh.total_seconds()))
-    return Response(html, mimetype="text/html")
+    return _public(Response(html, mimetype="text/html"))
 
 
 @bp.get("/status.json")
 def summary_json() -> Response:
     svc = services()
-    return jsonify(summary(status_page.page_view(svc.store, svc.config, _now()), _base()))
+    view = status_page.page_view(svc.store, svc.config, _now())
+    return _public(jsonify(summary(view, _base())))
 
 
 @bp.get("/status/feed.atom")
@@ -91,7 +109,8 @@ def feed() -> Response:
     view = status_page.page_view(svc.store, svc.config, _now())
     with svc.store.unit(write=False) as uow:
         updates = uow.status.recent_updates(svc.config.status_page.feed_entries)
-    return Response(atom_feed(view, updates, _base()), mimetype="application/atom+xml")
+    return _public(Response(atom_feed(view, updates, _base()),
+                            mimetype="application/atom+xml"))
 
 
 # -- operator pages ---------------------------------------------------------------------------
@@ -111,7 +130,7 @@ def manage() -> Response:
         candidates = uow.status.candidates()
     return _render("status_manage.html", view=view, pending=pending, candidates=candidates,
                    me=_operator_name(), statuses=status_page.COMPONENT_STATUSES,
-                   notice=request.args.get("done", "")[:100])
+                   notice=_notice())
 
 
 @bp.get("/status/manage/incidents/<id:incident_id>")
@@ -129,7 +148,7 @@ def manage_incident(incident_id: int) -> Response:
     return _render("status_incident.html", internal=internal, si=si, updates=updates,
                    would_affect=would, statuses=status_page.PUBLIC_STATUSES,
                    approval=svc.config.status_page.approval,
-                   notice=request.args.get("done", "")[:100])
+                   notice=_notice())
 
 
 @bp.post("/status/manage/incidents/<id:incident_id>/updates")
