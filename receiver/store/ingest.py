@@ -11,7 +11,9 @@ other one (:func:`receiver.store.incidents.allowed_sources`). Alert episodes are
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -40,12 +42,34 @@ __all__ = ["ACTIVE_STATES", "CUT_MARK", "KEY_BYTES", "STORED_NAME_CHARS", "STORE
            "ingest"]
 
 
+@dataclass
+class _Tally:
+    """:class:`IngestResult` while the transaction builds it."""
+
+    notification_id: int
+    duplicate_delivery: bool
+    incident_id: int | None = None
+    incident_severity: str | None = None
+    incident_opened: bool = False
+    incident_reopened: bool = False
+    incident_resolved: bool = False
+    new_alerts: int = 0
+    resolved_alerts: int = 0
+    jobs_enqueued: int = 0
+    events: list[str] = field(default_factory=list)
+
+    def result(self) -> IngestResult:
+        return IngestResult(**{**{f.name: getattr(self, f.name)
+                                  for f in dataclasses.fields(self)},
+                               "events": tuple(self.events)})
+
+
 def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
     batch = for_storage(batch)
     now = batch.received_at
     txid = uuid.uuid4().hex
     note = _record_notification(tx, batch)
-    result = IngestResult(notification_id=note["id"], duplicate_delivery=note["deliveries"] > 1)
+    result = _Tally(notification_id=note["id"], duplicate_delivery=note["deliveries"] > 1)
 
     # Intakes of one incident key take turns (a transaction-scoped advisory lock on the key,
     # always the first lock taken, so the row locks after it cannot deadlock); SQLite's
@@ -121,7 +145,7 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
         result.jobs_enqueued = _enqueue_jobs(tx, batch, incident_id, now)
         if result.jobs_enqueued:
             job_store.wake_workers(tx)
-    return result
+    return result.result()
 
 
 def _identity(row: Row) -> tuple[str, datetime]:
@@ -176,7 +200,7 @@ def _open_or_join(
     severities: list[Severity],
     now: datetime,
     txid: str,
-    result: IngestResult,
+    result: _Tally,
 ) -> int:
     """Return the active incident for the key, reopening a recent one or opening a new one."""
     draft = batch.incident

@@ -63,8 +63,10 @@ class IngestBatch:
     jobs: list[JobDraft] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class IngestResult:
+    """What one intake transaction did."""
+
     notification_id: int
     duplicate_delivery: bool
     incident_id: int | None = None
@@ -75,7 +77,7 @@ class IngestResult:
     new_alerts: int = 0
     resolved_alerts: int = 0
     jobs_enqueued: int = 0
-    events: list[str] = field(default_factory=list)
+    events: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
