@@ -54,7 +54,11 @@ fi
 t_base=$((SECONDS - t1))
 
 t2=$SECONDS
+previous=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
 docker build --quiet --build-arg "BASE=$base" -t "$tag" . >/dev/null
+if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]; then
+  docker image rm "$previous" >/dev/null 2>&1 || true  # the image this build replaced, if unused
+fi
 # The legacy builder keeps the builder stage as an untagged image: drop it (only those).
 docker image prune --force --filter label=org.remediator.stage=builder >/dev/null
 t_build=$((SECONDS - t2))
