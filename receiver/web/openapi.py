@@ -2,9 +2,10 @@
 
 Request schemas are generated from the pydantic models that the handlers parse with
 (receiver/web/requests.py and the webhook's receiver/intake/alertmanager.py), so the document
-cannot drift from what is enforced. Paths, responses and the response shapes are the
-small hand-written table below. The document is built once per process and needs no
-authentication: it holds no configuration and no data.
+cannot drift from what is enforced. Paths and responses are the table below, the response
+shapes and security schemes the hand-written ones of :mod:`receiver.web.openapi_schemas`.
+The document is built once per process and needs no authentication: it holds no
+configuration and no data.
 """
 
 from __future__ import annotations
@@ -16,8 +17,19 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
-from receiver.incidents.states import STATES
 from receiver.intake.alertmanager import Notification
+from receiver.web.openapi_schemas import (
+    ERRORS,
+    OBJECT,
+    OPERATOR_AUTH,
+    READ_ERRORS,
+    REF,
+    RESPONSE_SCHEMAS,
+    SECURITY_SCHEMES,
+    WEBHOOK_AUTH,
+    WRITE_ERRORS,
+    ref,
+)
 from receiver.web.requests import (
     MAX_ID,
     AuditQuery,
@@ -30,191 +42,6 @@ from receiver.web.requests import (
 
 bp = Blueprint("openapi", __name__)
 
-REF = "#/components/schemas/{model}"
-SEVERITIES = ["P0", "P1", "P2", "P3"]
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-TIME = {"type": "string", "format": "date-time"}
-NULLABLE_TIME = _nullable(TIME)
-OBJECT = {"type": "object"}
-
-RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
-    "FieldError": {
-        "type": "object",
-        "required": ["field", "message"],
-        "properties": {
-            "field": {"type": "string", "description": "the parameter or dotted body path"},
-            "message": {"type": "string"},
-            "loc": {"type": "string", "description": "same as field (older name)"},
-            "msg": {"type": "string", "description": "same as message (older name)"},
-        },
-    },
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {"type": "string", "description": "a machine-readable code",
-                      "examples": ["invalid_query", "invalid_payload", "not_found"]},
-            "detail": {"description": "what is wrong: a sentence, or one entry per bad field",
-                       "anyOf": [{"type": "string"},
-                                 {"type": "array", "items": _ref("FieldError")},
-                                 {"type": "object"}]},
-        },
-    },
-    "Accepted": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {
-            "status": {"const": "accepted"},
-            "notification_id": {"type": ["integer", "null"]},
-            "duplicate": {"type": "boolean"},
-            "incident_id": {"type": ["integer", "null"]},
-            "severity": {"type": ["string", "null"]},
-        },
-    },
-    "Incident": {
-        "type": "object",
-        "required": ["id", "state", "severity", "opened_at"],
-        "properties": {
-            "id": {"type": "integer", "minimum": 1},
-            "key": {"type": "string"},
-            "state": {"enum": list(STATES)},
-            "severity": {"enum": SEVERITIES},
-            "severity_reason": {"type": ["string", "null"]},
-            "title": {"type": ["string", "null"]},
-            "receiver": {"type": ["string", "null"]},
-            "group_key": {"type": ["string", "null"]},
-            "group_labels": {"type": "object", "additionalProperties": {"type": "string"}},
-            "opened_at": TIME,
-            "ack_due_at": NULLABLE_TIME,
-            "acknowledged_at": NULLABLE_TIME,
-            "mitigated_at": NULLABLE_TIME,
-            "resolved_at": NULLABLE_TIME,
-            "closed_at": NULLABLE_TIME,
-            "assignee": {"type": ["string", "null"]},
-        },
-    },
-    "IncidentList": {
-        "type": "object",
-        "required": ["incidents"],
-        "properties": {
-            "incidents": {"type": "array", "items": _ref("Incident")},
-            "next": {"type": "string", "description": "the next (older) page"},
-        },
-    },
-    "IncidentDetail": {
-        "allOf": [_ref("Incident")],
-        "type": "object",
-        "required": ["alerts", "timeline", "jobs", "approvals", "evidence"],
-        "properties": {
-            "alerts": {"type": "array", "items": OBJECT},
-            "timeline": {"type": "array", "items": OBJECT},
-            "jobs": {"type": "array", "items": OBJECT},
-            "approvals": {"type": "array", "items": OBJECT},
-            "evidence": {"type": "array", "items": OBJECT},
-            "postmortem": {"type": ["string", "null"]},
-        },
-    },
-    "CsrfToken": {
-        "type": "object", "required": ["csrf_token"],
-        "properties": {"csrf_token": {"type": ["string", "null"]},
-                       "user": {"type": ["string", "null"]},
-                       "via": {"type": ["string", "null"]}},
-    },
-    "Requested": {
-        "type": "object", "required": ["status"],
-        "properties": {"status": {"const": "requested"}},
-    },
-    "JobDecision": {
-        "type": "object", "required": ["job_id", "state"],
-        "properties": {"job_id": {"type": "integer"}, "state": {"type": "string"}},
-    },
-    "Control": {
-        "type": "object", "required": ["status"],
-        "properties": {"status": {"enum": ["paused", "resumed"]},
-                       "rule": {"type": ["string", "null"]}},
-    },
-    "AuditEntry": {
-        "type": "object",
-        "required": ["seq", "at", "actor", "action"],
-        "properties": {
-            "id": {"type": "integer"},
-            "seq": {"type": "integer"},
-            "at": TIME,
-            "actor": {"type": "string"},
-            "action": {"type": "string"},
-            "subject": {"type": ["string", "null"]},
-            "incident_id": {"type": ["integer", "null"]},
-            "details": {"type": ["object", "null"]},
-            "origin": {"type": ["object", "null"]},
-            "prev_hash": {"type": ["string", "null"]},
-            "hash": {"type": "string"},
-        },
-    },
-    "AuditPage": {
-        "type": "object",
-        "required": ["entries"],
-        "properties": {
-            "entries": {"type": "array", "items": _ref("AuditEntry")},
-            "next": {"type": "string", "description": "the next page"},
-        },
-    },
-    "AuditVerify": {
-        "type": "object",
-        "required": ["ok", "checked"],
-        "properties": {
-            "ok": {"type": "boolean"},
-            "checked": {"type": "integer"},
-            "first_bad_seq": {"type": ["integer", "null"]},
-            "problem": {"type": ["string", "null"]},
-        },
-    },
-}
-
-ERRORS = {
-    "400": "bad input; `detail` names each bad field",
-    "401": "missing or invalid credentials",
-    "403": "the credentials may not do this (a read-scoped token, a CSRF failure)",
-    "404": "no such resource",
-    "409": "the state does not allow it (already decided, a forbidden transition)",
-    "413": "the body exceeds server.max_body_bytes",
-    "415": "the body is not application/json",
-    "503": "the store cannot be reached or failed; retry",
-}
-READ_ERRORS = ("400", "401", "503")
-WRITE_ERRORS = ("400", "401", "403", "404", "409", "413", "415", "503")
-
-OPERATOR_AUTH: list[dict[str, list[str]]] = [
-    {"apiToken": []}, {"sessionCookie": [], "csrfHeader": []},
-]
-WEBHOOK_AUTH: list[dict[str, list[str]]] = [{"webhookBearer": []}, {"webhookBasic": []}]
-
-SECURITY_SCHEMES = {
-    "webhookBearer": {"type": "http", "scheme": "bearer",
-                      "description": "the webhook token (auth.bearer_token), as Alertmanager "
-                                     "sends it"},
-    "webhookBasic": {"type": "http", "scheme": "basic",
-                     "description": "HTTP basic for the webhook (auth.basic)"},
-    "apiToken": {"type": "http", "scheme": "bearer",
-                 "description": "an API token from people.api_tokens; scope `read` may only "
-                                "GET, scope `operator` may also act"},
-    "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "remediator_session",
-                      "description": "the session of a logged-in operator (or the trusted "
-                                     "proxy's identity header)"},
-    "csrfHeader": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token",
-                   "description": "with a session, every POST carries the session's CSRF "
-                                  "token"},
-}
-
-
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -222,7 +49,7 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 def _responses(ok: dict[str, Any], errors: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"200": ok}
     for code in errors:
-        entry: dict[str, Any] = {"description": ERRORS[code], "content": _json(_ref("Error"))}
+        entry: dict[str, Any] = {"description": ERRORS[code], "content": _json(ref("Error"))}
         if code == "400":
             # The HTTP server refuses a request line or headers past its limits (4094 bytes
             # a line) itself, before the application, with a short HTML page.
@@ -279,7 +106,7 @@ def _body(model: type[BaseModel], components: dict[str, Any], *,
     schema = model.model_json_schema(ref_template=REF, by_alias=True)
     components.update(schema.pop("$defs", {}))
     components[model.__name__] = schema
-    return {"required": required, "content": _json(_ref(model.__name__))}
+    return {"required": required, "content": _json(ref(model.__name__))}
 
 
 def _id_param(name: str, what: str) -> dict[str, Any]:
@@ -308,28 +135,28 @@ def document() -> dict[str, Any]:
             "security": WEBHOOK_AUTH,
             "requestBody": _body(Notification, components, required=True),
             "responses": _responses(_ok("stored (also for a duplicate delivery)",
-                                        _ref("Accepted")),
+                                        ref("Accepted")),
                                     ("400", "401", "413", "415", "503")),
         }},
         "/api/v1/csrf-token": {"get": {
             "operationId": "csrfToken", "tags": ["session"],
             "summary": "the X-CSRF-Token for API writes by a session or proxy user",
             "security": OPERATOR_AUTH,
-            "responses": _responses(_ok("the token (null for an API token)", _ref("CsrfToken")),
+            "responses": _responses(_ok("the token (null for an API token)", ref("CsrfToken")),
                                     ("401", "503")),
         }},
         "/api/v1/incidents": {"get": {
             "operationId": "listIncidents", "tags": ["incidents"],
             "summary": "incidents, newest first", "security": OPERATOR_AUTH,
             "parameters": query_parameters(IncidentsQuery),
-            "responses": _responses(_ok("a page of incidents", _ref("IncidentList")),
+            "responses": _responses(_ok("a page of incidents", ref("IncidentList")),
                                     READ_ERRORS),
         }},
         "/api/v1/incidents/{incident_id}": {"get": {
             "operationId": "getIncident", "tags": ["incidents"],
             "summary": "one incident: alerts, timeline, jobs, approvals, evidence",
             "security": OPERATOR_AUTH, "parameters": incident,
-            "responses": _responses(_ok("the incident", _ref("IncidentDetail")),
+            "responses": _responses(_ok("the incident", ref("IncidentDetail")),
                                     ("401", "404", "503")),
         }},
         "/api/v1/incidents/{incident_id}/actions": {"post": {
@@ -339,7 +166,7 @@ def document() -> dict[str, Any]:
             "requestBody": _body(IncidentActionBody, components, required=True),
             "responses": _responses(
                 _ok("the incident after the action (diagnose: requested)",
-                    {"anyOf": [_ref("Incident"), _ref("Requested")]}),
+                    {"anyOf": [ref("Incident"), ref("Requested")]}),
                 WRITE_ERRORS),
         }},
         "/api/v1/incidents/{incident_id}/postmortem.md": {"get": {
@@ -356,26 +183,26 @@ def document() -> dict[str, Any]:
             "operationId": "approveJob", "tags": ["jobs"],
             "summary": "approve a waiting job (operator scope)", "security": OPERATOR_AUTH,
             "parameters": job, "requestBody": decision_body,
-            "responses": _responses(_ok("the vote counted", _ref("JobDecision")),
+            "responses": _responses(_ok("the vote counted", ref("JobDecision")),
                                     WRITE_ERRORS),
         }},
         "/api/v1/jobs/{job_id}/deny": {"post": {
             "operationId": "denyJob", "tags": ["jobs"],
             "summary": "deny a waiting job; a reason is required", "security": OPERATOR_AUTH,
             "parameters": job, "requestBody": decision_body,
-            "responses": _responses(_ok("denied", _ref("JobDecision")), WRITE_ERRORS),
+            "responses": _responses(_ok("denied", ref("JobDecision")), WRITE_ERRORS),
         }},
         "/api/v1/controls/pause": {"post": {
             "operationId": "pause", "tags": ["controls"],
             "summary": "the kill switch, or one rule (operator scope)",
             "security": OPERATOR_AUTH, "requestBody": control_body,
-            "responses": _responses(_ok("paused", _ref("Control")), WRITE_ERRORS),
+            "responses": _responses(_ok("paused", ref("Control")), WRITE_ERRORS),
         }},
         "/api/v1/controls/resume": {"post": {
             "operationId": "resume", "tags": ["controls"],
             "summary": "undo a pause (operator scope)",
             "security": OPERATOR_AUTH, "requestBody": control_body,
-            "responses": _responses(_ok("resumed", _ref("Control")), WRITE_ERRORS),
+            "responses": _responses(_ok("resumed", ref("Control")), WRITE_ERRORS),
         }},
         "/api/v1/audit": {"get": {
             "operationId": "audit", "tags": ["audit"],
@@ -383,7 +210,7 @@ def document() -> dict[str, Any]:
             "security": OPERATOR_AUTH, "parameters": query_parameters(AuditQuery),
             "responses": _responses({
                 "description": "a page of entries",
-                "content": {**_json(_ref("AuditPage")),
+                "content": {**_json(ref("AuditPage")),
                             "application/x-ndjson": {"schema": {"type": "string"}},
                             "text/csv": {"schema": {"type": "string"}}},
             }, READ_ERRORS),
@@ -391,7 +218,7 @@ def document() -> dict[str, Any]:
         "/api/v1/audit/verify": {"get": {
             "operationId": "auditVerify", "tags": ["audit"],
             "summary": "walk and check the audit chain", "security": OPERATOR_AUTH,
-            "responses": _responses(_ok("the result", _ref("AuditVerify")),
+            "responses": _responses(_ok("the result", ref("AuditVerify")),
                                     ("401", "503")),
         }},
     }

@@ -5,11 +5,8 @@ afterwards; nothing past this module digs in ``request.args`` or a decoded dict.
 raises :class:`~receiver.web.errors.ApiError` (400, 413 or 415) whose ``detail`` names each
 bad field, so no client input reaches the store in a shape that makes it fail:
 
-- ids and cursors fit a signed 64-bit column (SQLite INTEGER, PostgreSQL BIGINT);
-- times are aware and convertible to UTC; durations are finite and bounded, so
-  ``now - window`` cannot overflow;
-- text holds neither NUL (PostgreSQL text cannot store it) nor lone surrogates (not
-  encodable as UTF-8), and has a length bound;
+- ids, cursors, times, windows and text are the bounded types of
+  :mod:`receiver.web.fields` (they fit both stores), and text has a length bound;
 - JSON bodies are parsed by pydantic's own parser, which refuses nesting past its
   recursion limit (instead of overflowing the stack) and lone surrogate escapes; no body
   field takes a float, so NaN and Infinity are refused as the wrong type.
@@ -24,154 +21,23 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlencode
 
 from flask import current_app, request, url_for
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    ValidationError,
-    WithJsonSchema,
-)
-from werkzeug.routing import IntegerConverter, Map
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from receiver.durations import parse_duration
 from receiver.incidents.lifecycle import ACTIONS, MAX_TEXT
-from receiver.incidents.states import STATES
 from receiver.store import AuditFilter, IncidentFilter
 from receiver.web.errors import ApiError
+from receiver.web.fields import MAX_ID as MAX_ID
+from receiver.web.fields import Cursor, FilterText, Id, IncidentState, Time, TimeOrWindow
+from receiver.web.fields import IdConverter as IdConverter
+from receiver.web.fields import SeverityName as SeverityName
+from receiver.web.fields import Text as Text
 
-MAX_ID = 2**63 - 1
-"""The largest id or cursor: a signed 64-bit integer, the range of both stores' columns."""
-MAX_WINDOW = timedelta(days=36_525)
-"""The longest ``since`` window (100 years); longer ones are refused, never overflowed."""
 MAX_INCIDENTS_PAGE = 500
 MAX_AUDIT_PAGE = 100_000
 MAX_ERRORS_SHOWN = 20
-MAX_FILTER_LEN = 500
-MAX_TIME_LEN = 64
 MAX_LOGIN_NAME = 100
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class IdConverter(IntegerConverter):
-    """``<id:name>`` in a route: 1..2**63-1. Any other path segment does not match (404)."""
-
-    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
-        super().__init__(map, min=1, max=MAX_ID)
-
-
-# -- field types ---------------------------------------------------------------------------
-
-def _clean_text(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode text (no lone surrogates)") from exc
-    return value
-
-
-Text = Annotated[str, AfterValidator(_clean_text)]
-"""A string that both stores can hold: no NUL, encodable as UTF-8."""
-
-
-def _blank_is_none(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
-        return None
-    return value
-
-
-def _strip(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
-
-
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-Cursor = Annotated[int, Field(ge=0, le=MAX_ID)]
-FilterText = Annotated[
-    Text, BeforeValidator(_strip), Field(min_length=1, max_length=MAX_FILTER_LEN)
-]
-
-
-def parse_time(value: Any) -> datetime:
-    """An RFC 3339 / ISO 8601 time; a time without a zone is taken as UTC."""
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str) and len(value) > MAX_TIME_LEN:
-        raise ValueError(f"at most {MAX_TIME_LEN} characters")
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValueError("not an RFC 3339 time such as 2026-03-02T10:00:00Z") from exc
-    else:
-        raise ValueError("not an RFC 3339 time such as 2026-03-02T10:00:00Z")
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValueError("time out of range") from exc
-
-
-def parse_window(value: str) -> timedelta:
-    """A duration such as ``90s``, ``15m``, ``1h30m`` or ``2d``, at most :data:`MAX_WINDOW`."""
-    too_long = ValueError(f"a duration of at most {MAX_WINDOW.days} days")
-    try:
-        window = parse_duration(value.strip() or "-")
-    except OverflowError:
-        raise too_long from None
-    except ValueError:
-        raise ValueError("not a duration such as 90s, 15m, 24h or 7d") from None
-    if window > MAX_WINDOW:
-        raise too_long
-    return window
-
-
-def _time_or_window(value: Any) -> datetime | timedelta:
-    if isinstance(value, datetime | timedelta):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("an RFC3339 time or a duration like 24h")
-    if len(value) > MAX_TIME_LEN:
-        raise ValueError(f"at most {MAX_TIME_LEN} characters")
-    try:
-        return parse_time(value)
-    except ValueError:
-        pass
-    try:
-        return parse_window(value)
-    except ValueError as exc:
-        if "at most" in str(exc):
-            raise
-        raise ValueError("an RFC3339 time or a duration like 24h") from exc
-
-
-_DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
-
-Time = Annotated[
-    datetime,
-    PlainValidator(parse_time),
-    WithJsonSchema({"type": "string", "format": "date-time", "maxLength": MAX_TIME_LEN,
-                    "description": "RFC 3339; a time without a zone is UTC"}),
-]
-TimeOrWindow = Annotated[
-    datetime | timedelta,
-    PlainValidator(_time_or_window),
-    WithJsonSchema({
-        "description": "an RFC 3339 time, or a window back from now such as 24h or 7d "
-                       f"(at most {MAX_WINDOW.days} days)",
-        "anyOf": [{"type": "string", "format": "date-time", "maxLength": MAX_TIME_LEN},
-                  {"type": "string", "pattern": _DURATION_PATTERN,
-                   "maxLength": MAX_TIME_LEN}],
-    }),
-]
-
-IncidentState = Literal[STATES]  # type: ignore[valid-type]
-SeverityName = Literal["P0", "P1", "P2", "P3"]
 
 
 # -- query models ----------------------------------------------------------------------------
