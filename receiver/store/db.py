@@ -26,8 +26,11 @@ from typing import Any, Literal
 
 import structlog
 
-from receiver.errors import StoreError, StoreUnavailable
+from receiver.errors import StoreConflict, StoreError, StoreUnavailable
 from receiver.secrets import NO_SECRETS, Redactor
+
+__all__ = ["Database", "Listener", "LockStrength", "Row", "StoreConflict", "StoreError",
+           "StoreUnavailable", "Tx", "open_database"]
 
 log = structlog.get_logger(__name__)
 
