@@ -1,6 +1,7 @@
 """rollback_deployment: put a Swarm service back on its previous spec, the way
 ``docker service rollback`` does (the engine swaps the spec and the previous spec and rolls
-the tasks with the service's rollback config).
+the tasks with the service's rollback config), or a Compose service's replicas back on the
+image they replaced (``kind: compose``, see :mod:`playbooks.compose_rollback`).
 
 Refused (PlaybookError, nothing done) when:
 
@@ -17,7 +18,8 @@ Refused (PlaybookError, nothing done) when:
 - the service changed between the check and the call (the engine refuses an update "out of
   sequence" for a stale version).
 
-Allowlist: ``targets.deployments.swarm_services``. Not idempotent, high risk. The result
+Allowlist: ``targets.deployments.swarm_services`` / ``compose_services``. Not idempotent,
+high risk. The result
 records the digests of the spec rolled back from and to (never the specs, which may hold
 secrets); ``verify`` checks that the service is on the spec rolled back to and that every
 replica runs it; ``undo`` rolls forward again, only while the service is still exactly as the
@@ -29,8 +31,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from playbooks import compose_rollback
 from playbooks.base import (
     Plan,
     Playbook,
@@ -43,17 +46,19 @@ from playbooks.base import (
 )
 from receiver.durations import Duration
 from receiver.errors import PlaybookError
-from receiver.remediation.targets import ServiceName
+from receiver.remediation.targets import ComposeProject, ServiceName
 
 if TYPE_CHECKING:
     from receiver.adapters.deploys import ServiceRevision
 
 
 class RollbackDeploymentParams(StrictParams):
-    kind: Literal["swarm"] = "swarm"
+    kind: Literal["swarm", "compose"] = "swarm"
     service: ServiceName
+    project: ComposeProject | None = None
     max_age: Duration = timedelta(hours=24)
     wait_timeout_s: float = Field(default=120, ge=1, le=1800)
+    stop_timeout_s: int = Field(default=10, ge=0, le=300)
 
     @field_validator("max_age")
     @classmethod
@@ -61,6 +66,17 @@ class RollbackDeploymentParams(StrictParams):
         if value <= timedelta(0):
             raise ValueError("max_age must be more than 0")
         return value
+
+    @model_validator(mode="after")
+    def _project_for_compose(self) -> RollbackDeploymentParams:
+        if (self.kind == "compose") != (self.project is not None):
+            raise ValueError("'project' is required for kind=compose, and only for it")
+        return self
+
+    def compose_project(self) -> str:
+        if self.project is None:
+            raise PlaybookError("kind=compose needs a 'project'")
+        return self.project
 
 
 def _short(digest: str | None) -> str:
@@ -75,10 +91,15 @@ class RollbackDeployment(Playbook[RollbackDeploymentParams]):
     undoable = True
 
     def targets(self, params: RollbackDeploymentParams) -> list[str]:
+        if params.kind == "compose":
+            return [f"compose_service:{params.project}/{params.service}"]
         return [f"swarm_service:{params.service}"]
 
     def check_allowed(self, params: RollbackDeploymentParams, ctx: PlaybookContext) -> None:
-        ctx.targets.deployments.check_swarm_service(params.service)
+        if params.kind == "compose":
+            compose_rollback.entry_of(params, ctx)
+        else:
+            ctx.targets.deployments.check_swarm_service(params.service)
         ctx.targets.deployments.check_max_age(params.max_age)
 
     def _what(self, params: RollbackDeploymentParams) -> str:
@@ -123,6 +144,8 @@ class RollbackDeployment(Playbook[RollbackDeploymentParams]):
 
     def plan(self, params: RollbackDeploymentParams, ctx: PlaybookContext) -> Plan:
         ctx.ensure_allowed(self, params)
+        if params.kind == "compose":
+            return compose_rollback.plan(params, ctx, self.targets(params))
         with ctx.adapters.deploys(ctx.targets.docker) as api:
             rev = self._checked(params, ctx, api.revision(params.service))
         when = rev.updated_at.isoformat() if rev.updated_at else "unknown"
@@ -143,6 +166,8 @@ class RollbackDeployment(Playbook[RollbackDeploymentParams]):
         if ctx.dry_run:
             return dry_run_result(self.plan(params, ctx))
         ctx.ensure_allowed(self, params)
+        if params.kind == "compose":
+            return compose_rollback.run(params, ctx)
         with ctx.adapters.deploys(ctx.targets.docker) as api:
             before = self._checked(params, ctx, api.revision(params.service))
             ctx.log.info("rolling back", target=self._what(params), version=before.version,
@@ -171,6 +196,8 @@ class RollbackDeployment(Playbook[RollbackDeploymentParams]):
     def verify(
         self, params: RollbackDeploymentParams, ctx: PlaybookContext, result: RunResult
     ) -> Verification:
+        if params.kind == "compose":
+            return compose_rollback.verify(params, ctx, result)
         wanted = result.detail.get("to_digest")
         with ctx.adapters.deploys(ctx.targets.docker) as api:
             rev = api.revision(params.service)
@@ -208,7 +235,9 @@ class RollbackDeployment(Playbook[RollbackDeploymentParams]):
     def undo_plan(
         self, params: RollbackDeploymentParams, ctx: PlaybookContext, result: RunResult
     ) -> Plan:
-        ctx.targets.deployments.check_swarm_service(params.service)
+        self.check_allowed(params, ctx)
+        if params.kind == "compose":
+            return compose_rollback.undo_plan(params, ctx, result, self.targets(params))
         with ctx.adapters.deploys(ctx.targets.docker) as api:
             rev, forward = self._undo_checked(params, result, api.revision(params.service))
         return Plan(
@@ -224,7 +253,9 @@ class RollbackDeployment(Playbook[RollbackDeploymentParams]):
     ) -> RunResult:
         if ctx.dry_run:
             return dry_run_result(self.undo_plan(params, ctx, result))
-        ctx.targets.deployments.check_swarm_service(params.service)
+        self.check_allowed(params, ctx)
+        if params.kind == "compose":
+            return compose_rollback.undo(params, ctx, result)
         with ctx.adapters.deploys(ctx.targets.docker) as api:
             rev, forward = self._undo_checked(params, result, api.revision(params.service))
             api.rollback_service(params.service, rev.version)

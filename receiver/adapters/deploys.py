@@ -18,6 +18,13 @@ from typing import Any
 
 import docker.errors
 
+from receiver.adapters.compose_deploys import (
+    ComposeReplica,
+    ComposeRevision,
+    number_of,
+    recreate_config,
+    replica_of,
+)
 from receiver.adapters.docker import DockerAdapter
 from receiver.errors import PlaybookError
 
@@ -170,3 +177,80 @@ class DeploysAdapter(DockerAdapter):
             if done or time.monotonic() >= deadline:
                 return revision
             time.sleep(self._poll_s)
+
+    # -- compose ----------------------------------------------------------------------------
+
+    def compose_revision(self, project: str, service: str, previous_label: str) -> ComposeRevision:
+        """A Compose service's replicas with their image, the previous image recorded in
+        ``previous_label``, whether they came from a rollback, and when they were created."""
+        api = self._api()
+        replicas = []
+        for state in self.compose_replicas(project, service):
+            with self._calls(f"inspect container {state.name!r}"):
+                try:
+                    attrs = api.inspect_container(state.id)
+                except docker.errors.NotFound:
+                    continue
+            replicas.append(replica_of(attrs, state.compose_number, previous_label))
+        return ComposeRevision(project, service, replicas)
+
+    def image_id(self, reference: str) -> str | None:
+        """The id of a local image (never pulled), or None when it is not here."""
+        api = self._api()
+        with self._calls(f"inspect image {reference[:80]!r}"):
+            try:
+                return str(api.inspect_image(reference)["Id"])
+            except docker.errors.NotFound:
+                return None
+
+    def recreate_on_image(
+        self,
+        container_id: str,
+        image: str,
+        *,
+        set_labels: dict[str, str],
+        drop_labels: tuple[str, ...],
+        previous_label: str,
+        stop_timeout_s: int,
+        wait_timeout_s: float,
+    ) -> ComposeReplica:
+        """Replace a container by one of the same name and configuration on ``image`` (see
+        :mod:`receiver.adapters.compose_deploys`); the old one is put back if the new one
+        does not run."""
+        api = self._api()
+        with self._calls(f"recreate container {container_id[:12]}"):
+            attrs = api.inspect_container(container_id)
+            name = str(attrs["Name"]).lstrip("/")
+            config, networks = recreate_config(api, attrs, image, set_labels, drop_labels)
+            api.stop(container_id, timeout=stop_timeout_s)
+            aside = f"{name}-replaced-{container_id[:12]}"
+            api.rename(container_id, aside)
+            new_id: str | None = None
+            try:
+                new_id = str(api.create_container_from_config(config, name=name)["Id"])
+                for network, endpoint in networks:
+                    api.connect_container_to_network(new_id, network, **endpoint)
+                api.start(new_id)
+            except docker.errors.APIError:
+                self._put_back(api, container_id, name, new_id)
+                raise
+        state = self.wait_ready(new_id, wait_timeout_s)
+        if not state.ready:
+            with self._calls(f"put back container {name!r}"):
+                self._put_back(api, container_id, name, new_id)
+            raise PlaybookError(
+                f"{name!r} on {image!r} did not become ready ({state.status}); the old "
+                "container was put back"
+            )
+        with self._calls(f"remove the replaced container {aside!r}"):
+            api.remove_container(container_id)
+        with self._calls(f"inspect container {name!r}"):
+            attrs = api.inspect_container(new_id)
+        return replica_of(attrs, number_of(config, state.compose_number), previous_label)
+
+    @staticmethod
+    def _put_back(api: Any, old_id: str, name: str, new_id: str | None) -> None:
+        if new_id is not None:
+            api.remove_container(new_id, force=True)
+        api.rename(old_id, name)
+        api.start(old_id)

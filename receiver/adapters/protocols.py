@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 if TYPE_CHECKING:
+    from receiver.adapters.compose_deploys import ComposeReplica, ComposeRevision
     from receiver.adapters.deploys import ServiceRevision
     from receiver.adapters.docker import ContainerDetails, ContainerState, ServiceState
     from receiver.adapters.haproxy import HaproxyServer, ServerAdminState
@@ -162,14 +163,33 @@ class HaproxyApi(Protocol):
 
 @runtime_checkable
 class DeploysApi(DockerApi, Protocol):
-    """The Docker API plus Swarm service versions: the current and previous spec, and the
-    engine's own rollback to the previous one."""
+    """The Docker API plus service versions: a Swarm service's current and previous spec and
+    the engine's own rollback to the previous one; a Compose service's replicas with their
+    recorded previous image, and recreating a replica on another image."""
 
     def revision(self, name: str) -> ServiceRevision | None: ...
 
     def rollback_service(self, name: str, version: int) -> None: ...
 
     def wait_rollout(self, name: str, timeout_s: float) -> ServiceRevision: ...
+
+    def compose_revision(
+        self, project: str, service: str, previous_label: str
+    ) -> ComposeRevision: ...
+
+    def image_id(self, reference: str) -> str | None: ...
+
+    def recreate_on_image(
+        self,
+        container_id: str,
+        image: str,
+        *,
+        set_labels: dict[str, str],
+        drop_labels: tuple[str, ...],
+        previous_label: str,
+        stop_timeout_s: int,
+        wait_timeout_s: float,
+    ) -> ComposeReplica: ...
 
 
 @runtime_checkable
