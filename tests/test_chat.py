@@ -208,17 +208,39 @@ def test_approval_request_says_how_to_decide() -> None:
 
 
 @pytest.mark.parametrize(("body", "parsed"), [
-    ("!approve 12", (True, 12, "")),
-    ("  !approve #12  ", (True, 12, "")),
-    ("!deny 12 disk is fine\nreally", (False, 12, "disk is fine really")),
+    ("!approve 12", ("approve", 12, "")),
+    ("  !approve #12  ", ("approve", 12, "")),
+    ("!deny 12 disk is fine\nreally", ("deny", 12, "disk is fine really")),
+    ("!ack", ("ack", None, "")),
+    ("!ack on it", ("ack", None, "on it")),
+    ("!note restarted by hand @room", ("note", None, "restarted by hand @ room")),
+    ("!assign bob please", ("assign", None, "bob")),
+    ("!commander alice", ("commander", None, "alice")),
+    ("!resolve", ("resolve", None, "")),
+    ("!status", ("status", None, "")),
     ("!approve", None),
     ("!approve twelve", None),
+    ("!note", None),
+    ("!assign", None),
     ("please !approve 12", None),
     ("!approved 12", None),
+    ("!shutdown now", None),
 ])
-def test_commands(body: str, parsed: tuple[bool, int, str] | None) -> None:
-    """!approve <job> and !deny <job> <reason>, at the start of a message only."""
-    assert text.parse_command(body) == parsed
+def test_commands(body: str, parsed: tuple[str, int | None, str] | None) -> None:
+    """The room's commands, at the start of a message only; their text is chat text."""
+    found = text.parse_command(body)
+    assert (None if found is None else (found.name, found.job_id, found.arg)) == parsed
+
+
+def test_status_says_what_was_done_and_what_is_pending() -> None:
+    """!status: state, SLA, commander, done and pending jobs, the incident page."""
+    body = text.status(facts(), [(1, "restart_container", "succeeded"),
+                                 (2, "flush_cache", "awaiting_approval")],
+                       "https://r.example/incidents/7")
+    assert "Status of incident #7: open (P1)" in body
+    assert "Done: #1 restart_container succeeded" in body
+    assert "Pending: #2 flush_cache awaiting approval" in body
+    assert "Commander: -" in body
 
 
 def test_reactions() -> None:

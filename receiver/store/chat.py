@@ -87,6 +87,7 @@ class IncidentFacts:
     ack_due_at: datetime
     acknowledged_at: datetime | None
     alerts: tuple[AlertFacts, ...]
+    assignee: str | None = None
 
 
 @dataclass(frozen=True)
@@ -232,8 +233,8 @@ class ChatRepository(Repository):
 
     def facts(self, incident_id: int) -> IncidentFacts | None:
         inc = self.tx.fetchone(
-            "SELECT id, title, severity, state, opened_at, ack_due_at, acknowledged_at"
-            " FROM incidents WHERE id = :i", {"i": incident_id})
+            "SELECT id, title, severity, state, opened_at, ack_due_at, acknowledged_at,"
+            " assignee FROM incidents WHERE id = :i", {"i": incident_id})
         if inc is None:
             return None
         alerts = self.tx.fetchall(
@@ -242,7 +243,7 @@ class ChatRepository(Repository):
         return IncidentFacts(
             incident_id=inc["id"], title=inc["title"], severity=inc["severity"],
             state=inc["state"], opened_at=inc["opened_at"], ack_due_at=inc["ack_due_at"],
-            acknowledged_at=inc["acknowledged_at"],
+            acknowledged_at=inc["acknowledged_at"], assignee=inc["assignee"],
             alerts=tuple(AlertFacts(a["alertname"], dict(a["labels"] or {}),
                                     dict(a["annotations"] or {})) for a in alerts))
 
@@ -305,6 +306,12 @@ class ChatRepository(Repository):
             {"e": event_id}))
 
     # -- reading the rooms ----------------------------------------------------------------
+    def jobs_of(self, incident_id: int) -> list[tuple[int, str, str]]:
+        """(id, playbook, state) of the incident's jobs, oldest first."""
+        return [(r["id"], r["playbook"], r["state"]) for r in self.tx.fetchall(
+            "SELECT id, playbook, state FROM jobs WHERE incident_id = :i ORDER BY id LIMIT 50",
+            {"i": incident_id})]
+
     def job_incident(self, job_id: int) -> int | None:
         """The incident a job belongs to (None for no such job)."""
         row = self.tx.fetchone("SELECT incident_id FROM jobs WHERE id = :j", {"j": job_id})
@@ -344,9 +351,10 @@ class ChatRepository(Repository):
              "o": outcome, "now": now})
         return row is not None
 
-    def refuse(self, *, chat_user: str, job_id: int, incident_id: int | None, code: str,
-               message: str, origin: dict[str, Any], now: datetime) -> None:
-        """Audit a decision attempt from a chat identity that is no person of ours."""
-        audit.append(self.tx, at=now, actor=f"chat:{chat_user}", action="approval.refused",
-                     subject=f"job:{job_id}", incident_id=incident_id,
+    def refuse(self, *, chat_user: str, action: str, subject: str, incident_id: int | None,
+               code: str, message: str, origin: dict[str, Any], now: datetime) -> None:
+        """Audit an attempt from a chat identity that is no person of ours (``action``:
+        ``approval.refused`` for a decision, ``chat.refused`` for a command)."""
+        audit.append(self.tx, at=now, actor=f"chat:{chat_user}", action=action,
+                     subject=subject, incident_id=incident_id,
                      details={"code": code, "message": message}, origin=origin)

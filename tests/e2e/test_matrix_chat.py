@@ -376,3 +376,38 @@ def test_messages_wait_while_the_homeserver_is_down(env: Env, matrix: People,
     bodies = [m["content"]["body"] for m in matrix.alice.messages(room.room_id)
               if m["sender"] == matrix.bot.user_id][1:]
     assert bodies == [m.body for m in sent]
+
+
+def test_room_commands_act_as_the_mapped_person(env: Env, matrix: People) -> None:
+    """!ack, !note, !commander and !status from alice act as alice through the incident
+    page's code, and their events come back to the room; mallory's !resolve changes
+    nothing and is audited as refused with her chat identity and event id."""
+    env.fire(disk_full())
+    room = ready_room(env)
+    matrix.alice.join(room.room_id)
+    matrix.alice.ok("POST", f"/rooms/{room.room_id}/invite", {"user_id": matrix.mallory.user_id})
+    matrix.mallory.join(room.room_id)
+    for body in ("!ack on it", "!note cleaned /var/log by hand", "!commander bob", "!status"):
+        matrix.alice.say(room.room_id, body)
+    by_mallory = matrix.mallory.say(room.room_id, "!resolve all good")
+    wait_until(lambda: env.chat.sync(timeout=1) is not None and _audit(env, "chat.refused"),
+               20, "mallory's refusal")
+    env.chat.sync(timeout=0)
+    incident = env.store.get_incident(room.incident_id)
+    assert incident is not None
+    assert incident["state"] == "acknowledged" and incident["assignee"] == "bob"
+    actors = {(e["kind"], e["actor"]) for e in incident["timeline"]}
+    assert {("acknowledged", "user:alice"), ("note", "user:alice"),
+            ("assigned", "user:alice")} <= actors
+    assert not any(e["kind"] == "resolved" for e in incident["timeline"])
+    refused = _audit(env, "chat.refused")
+    assert [e["origin"]["event_id"] for e in refused] == [by_mallory]
+    assert refused[0]["actor"] == f"chat:{matrix.mallory.user_id}"
+    env.deliver()
+    bodies = [m["content"]["body"] for m in matrix.alice.messages(room.room_id)
+              if m["sender"] == matrix.bot.user_id]
+    assert any(b.startswith("[note] cleaned /var/log by hand") for b in bodies), bodies
+    assert any(b.startswith("[assigned] incident commander: bob") for b in bodies), bodies
+    status = [b for b in bodies if b.startswith("Status of incident")]
+    assert len(status) == 1, bodies
+    assert "acknowledged (P1)" in status[0] and "Commander: bob" in status[0]  # in order

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -151,15 +152,54 @@ def event_body(event: PostableEvent) -> str:
     return "\n".join(lines)
 
 
-_COMMAND = re.compile(r"^!(approve|deny)\s+#?(\d{1,18})(?:\s+(.+))?$", re.DOTALL)
+_COMMAND = re.compile(r"^!([a-z]{2,12})(?:\s+(.*))?$", re.DOTALL)
+_JOB = re.compile(r"^#?(\d{1,18})(?:\s+(.+))?$", re.DOTALL)
+COMMANDS = ("approve", "deny", "ack", "assign", "commander", "note", "resolve", "status")
+"""What people may write in a room: a decision on a job, or an action on the incident (the
+actions of the incident page, through the same code)."""
 
 
-def parse_command(body: str) -> tuple[bool, int, str] | None:
-    """``!approve <job>`` / ``!deny <job> <reason>``: (approve, job id, reason), else None."""
+@dataclass(frozen=True)
+class Command:
+    name: str
+    job_id: int | None = None
+    arg: str = ""
+
+
+def parse_command(body: str) -> Command | None:
+    """``!approve <job>``, ``!deny <job> <reason>``, ``!ack [text]``, ``!assign <user>``,
+    ``!commander <user>``, ``!note <text>``, ``!resolve [reason]``, ``!status``: the command,
+    or None for anything else (a message that does not start with one)."""
     match = _COMMAND.match(body.strip())
-    if match is None:
+    if match is None or match.group(1) not in COMMANDS:
         return None
-    return match.group(1) == "approve", int(match.group(2)), chat_text(match.group(3) or "", 500)
+    name, rest = match.group(1), chat_text(match.group(2) or "", 2000)
+    if name in ("approve", "deny"):
+        job = _JOB.match(rest)
+        if job is None:
+            return None
+        return Command(name, int(job.group(1)), chat_text(job.group(2) or "", 500))
+    if name in ("assign", "commander", "note") and not rest:
+        return None
+    if name in ("assign", "commander"):
+        rest = rest.split(" ", 1)[0]
+    return Command(name, None, rest)
+
+
+def status(facts: IncidentFacts, jobs: list[tuple[int, str, str]], link: str) -> str:
+    """The answer to ``!status``: state, SLA, commander, what was done and what is pending."""
+    done = [f"#{j} {chat_text(p, 60)} {s}" for j, p, s in jobs
+            if s not in ("queued", "awaiting_approval", "running", "waiting")]
+    pending = [f"#{j} {chat_text(p, 60)} {s.replace('_', ' ')}" for j, p, s in jobs
+               if s in ("queued", "awaiting_approval", "running", "waiting")]
+    return "\n".join([
+        f"Status of incident #{facts.incident_id}: {facts.state} ({facts.severity})",
+        f"SLA: {sla(facts)}",
+        f"Commander: {chat_text(facts.assignee, 100) if facts.assignee else '-'}",
+        f"Done: {', '.join(done) or '-'}",
+        f"Pending: {', '.join(pending) or '-'}",
+        f"Incident page: {link}",
+    ])
 
 
 def reaction_decision(key: str) -> bool | None:
