@@ -14,6 +14,7 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
+from hypothesis import example, given
 
 from playbooks.rollback_deployment import RollbackDeployment, RollbackDeploymentParams
 from receiver.adapters.docker import COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE
@@ -21,6 +22,7 @@ from receiver.errors import PlaybookError, TargetNotAllowed
 from receiver.remediation.deploy_targets import ROLLED_BACK_FROM
 from tests.playbooks.conftest import IMAGE, OWNER_LABEL, RUN_ID, DockerFactory, make_ctx
 from tests.playbooks.conftest import make_targets as targets_of
+from tests.playbooks.test_hostile_params import FAST, hostile, job_for
 from tests.support import wait_until
 
 PLAYBOOK = RollbackDeployment()
@@ -219,3 +221,23 @@ def test_a_replica_that_does_not_start_is_put_back(
     # web-1 printed twice: at its first start and when it was started again
     wait_until(lambda: versions(docker_client, project) == ["2", "2", "2"], 30,
                "the old web-1 to run again")
+
+
+ALLOWED = targets_of(deployments={"compose_services": [{"project": "shop", "service": "web"}]})
+
+
+@FAST
+@given(hostile("shop", "web", "SHOP", "shop2", "*"), hostile("web", "shop", "WEB", "*"))
+@example("shop;rm", "web")
+@example("shop", "web\n")
+@example("*", "*")
+@example("shop/web", "web")
+def test_label_project_and_service_never_widen_the_allowlist(project: str, service: str) -> None:
+    """A compose project and service from alert labels are refused unless they are exactly
+    an allowlisted pair."""
+    job = job_for("rollback_deployment",
+                  {"kind": "compose", "project": "{{ labels.p }}", "service": "{{ labels.s }}"},
+                  {"p": project, "s": service}, ALLOWED)
+    if job is not None:
+        assert (job.params.project, job.params.service) == ("shop", "web")
+        assert job.playbook.targets(job.params) == ["compose_service:shop/web"]

@@ -5,6 +5,7 @@ to v2, roll back, and read what the replicas really run from their own output
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -16,6 +17,10 @@ from playbooks.rollback_deployment import RollbackDeployment, RollbackDeployment
 from receiver.adapters import AdapterFactory, DeploysApi
 from receiver.errors import PlaybookError, TargetNotAllowed
 from receiver.remediation.targets import DockerEndpoint, TargetsConfig
+from receiver.store import open_store
+from tests.conftest import Clock
+from tests.engine_kit import Kit
+from tests.factories import make_alert, make_notification
 from tests.playbooks.conftest import IMAGE, OWNER_LABEL, RUN_ID, DockerFactory, make_ctx
 from tests.playbooks.conftest import make_targets as targets_of
 from tests.playbooks.test_hostile_params import FAST, hostile, job_for
@@ -206,3 +211,36 @@ def test_label_service_names_never_widen_the_allowlist(name: str) -> None:
     if job is not None:
         assert job.params.service == "web"
         assert job.playbook.targets(job.params) == ["swarm_service:web"]
+
+
+@pytest.mark.slow
+def test_alert_to_rollback_through_the_worker(dockerf: DockerFactory, tmp_path: Path) -> None:
+    """v1 then v2 deployed, alerts fire: under the default policy the job waits for approval
+    (high risk, from the playbook class) and v2 stays; a rule with approval auto rolls back,
+    the worker verifies it, and the replicas run v1."""
+    service = deploy_v1(dockerf)
+    update_to(service, "2")
+    store = open_store(f"sqlite:///{tmp_path}/remediator.db")
+    store.migrate()
+    rules = [
+        {"name": "rollback-reviewed", "matchers": ['alertname="WebErrorsAfterDeploy"'],
+         "playbook": "rollback_deployment", "params": {"service": "{{ labels.service }}"}},
+        {"name": "rollback-now", "matchers": ['alertname="WebDownAfterDeploy"'],
+         "playbook": "rollback_deployment", "approval": {"mode": "auto"},
+         "params": {"service": "{{ labels.service }}", "wait_timeout_s": 90}},
+    ]
+    try:
+        kit = Kit(store, Clock(datetime.now(UTC)), rules, playbook=PLAYBOOK,  # type: ignore[arg-type]
+                  targets={"deployments": {"swarm_services": [service.name]}})
+        for alertname in ("WebErrorsAfterDeploy", "WebDownAfterDeploy"):
+            alert = make_alert(alertname=alertname, labels={"service": service.name})
+            kit.fire(make_notification([alert], group_key=f"g-{alertname}"))
+            kit.drain()
+        assert [(j["rule"], j["state"]) for j in kit.jobs()] == [
+            ("rollback-reviewed", "awaiting_approval"), ("rollback-now", "succeeded")]
+        assert env_of(service) == ["VERSION=1"]
+        assert versions(service) == ["1"]
+        events = [k for i in (1, 2) for k in kit.kinds(i)]
+        assert "verification_passed" in events
+    finally:
+        store.close()
