@@ -34,14 +34,16 @@ NAME_FIELDS = ("date", "slug", "severity", "id")
 POSTED_DEFAULT = (
     EventKind.OPENED, EventKind.REOPENED, EventKind.RESOLVED, EventKind.SEVERITY_CHANGED,
     EventKind.STATE_CHANGED, EventKind.ACKNOWLEDGED, EventKind.ASSIGNED, EventKind.NOTE,
-    EventKind.SLA_BREACHED, EventKind.ESCALATED, EventKind.DIAGNOSTICS,
+    EventKind.SLA_BREACHED, EventKind.ESCALATED, EventKind.REMINDER, EventKind.DIAGNOSTICS,
     EventKind.JOB_ENQUEUED, EventKind.JOB_REFUSED, EventKind.JOB_DRY_RUN,
     EventKind.JOB_AWAITING_APPROVAL, EventKind.JOB_APPROVED, EventKind.JOB_DENIED,
     EventKind.JOB_EXPIRED, EventKind.JOB_STARTED, EventKind.JOB_SUCCEEDED,
     EventKind.JOB_FAILED, EventKind.JOB_ESCALATED, EventKind.VERIFICATION_PASSED,
     EventKind.VERIFICATION_FAILED, EventKind.CIRCUIT_OPENED,
 )
-"""Timeline kinds posted in an incident's room by default: the ones worth a human's eye."""
+"""Timeline kinds posted in an incident's room by default: the ones worth a human's eye. A
+``reminder`` (``sla.reminders``: P0 every 15m, P1 every 30m while unresolved) is posted as a
+status update: state, SLA, commander, what was done and what is pending."""
 
 
 def _loopback(host: str) -> bool:

@@ -411,3 +411,25 @@ def test_room_commands_act_as_the_mapped_person(env: Env, matrix: People) -> Non
     status = [b for b in bodies if b.startswith("Status of incident")]
     assert len(status) == 1, bodies
     assert "acknowledged (P1)" in status[0] and "Commander: bob" in status[0]  # in order
+
+
+def test_reminders_are_posted_as_status_updates(env: Env, matrix: People) -> None:
+    """While a P1 is unresolved, each reminder of sla.reminders (every 30m) is posted as a
+    status update: state, SLA, commander, done and pending jobs."""
+    from datetime import timedelta
+
+    from receiver.incidents import timers
+
+    env.fire(disk_full())
+    room = ready_room(env)
+    while env.worker.run_once():
+        pass
+    assert timers.run_due(env.store, env.config, now=utcnow() + timedelta(minutes=31)) >= 1
+    env.deliver()
+    updates = [m for m in env.messages(room.incident_id) if m.kind == "reminder"]
+    assert len(updates) == 1 and updates[0].state == "sent"
+    body = updates[0].body
+    assert body.startswith(f"[status update] Status of incident #{room.incident_id}: open (P1)")
+    assert "Pending: #1 fake_action awaiting approval" in body
+    matrix.alice.join(room.room_id)
+    assert body in [m["content"]["body"] for m in matrix.alice.messages(room.room_id)]

@@ -76,8 +76,14 @@ def plan(store: Store, config: Config, backend: str, now: datetime) -> int:
             added += 1
         for event in uow.chat.events_to_post([k.value for k in chat.events],
                                              ended_after=now - FOLLOW_ENDED):
-            uow.chat.add_message(event.incident_id, kind=event.kind,
-                                 body=text.event_body(event),
+            body = text.event_body(event)
+            if event.kind == "reminder":  # the periodic status update of sla.reminders
+                facts = uow.chat.facts(event.incident_id)
+                if facts is not None:
+                    body = "[status update] " + text.status(
+                        facts, uow.chat.jobs_of(event.incident_id),
+                        incident_url(config, event.incident_id))
+            uow.chat.add_message(event.incident_id, kind=event.kind, body=body,
                                  txn_id=f"remediator.{event.incident_id}.{event.id}."
                                         f"{secrets.token_hex(4)}",
                                  source_event_id=event.id, job_id=event.job_id, now=now)
