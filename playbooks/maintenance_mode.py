@@ -91,9 +91,10 @@ class MaintenanceMode(Playbook[MaintenanceModeParams]):
         state: State,
         servers: list[HaproxyServer],
     ) -> int:
-        """How many servers of the backend stay ready after setting ``state``; refused when
-        that is under the backend's ``min_ready``."""
-        ready = {s.name for s in servers if s.ready}
+        """How many servers of the backend stay serving (in rotation and up by their health
+        check) after setting ``state``; refused when that is under the backend's
+        ``min_ready``."""
+        ready = {s.name for s in servers if s.serving}
         if state == "ready":
             ready.add(params.server)
         else:
@@ -102,7 +103,7 @@ class MaintenanceMode(Playbook[MaintenanceModeParams]):
         if len(ready) < minimum:
             raise TargetNotAllowed(
                 f"setting {self._what(params)} to {state} would leave {len(ready)} server(s) "
-                f"of backend {params.backend!r} ready, under "
+                f"of backend {params.backend!r} serving, under "
                 f"targets.haproxy.{params.target}.backends.{params.backend}.min_ready "
                 f"({minimum})"
             )
@@ -137,7 +138,7 @@ class MaintenanceMode(Playbook[MaintenanceModeParams]):
                 f"set server {params.backend}/{params.server} state {state}",
                 f"read the state back with 'show servers state {params.backend}'",
             ]
-        steps.append(f"{ready_after} of {len(servers)} server(s) of the backend stay ready")
+        steps.append(f"{ready_after} of {len(servers)} server(s) of the backend stay serving")
         return Plan(
             summary=f"{why}: {self._what(params)} from {current.admin} to {state}",
             steps=steps,

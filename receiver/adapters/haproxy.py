@@ -51,6 +51,11 @@ class HaproxyServer:
         """In rotation: neither in maintenance nor draining."""
         return self.admin == "ready"
 
+    @property
+    def serving(self) -> bool:
+        """In rotation and up (not down by its health check)."""
+        return self.ready and self.operational in ("running", "starting")
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

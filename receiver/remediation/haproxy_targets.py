@@ -14,7 +14,8 @@ A server is allowed when its backend is listed and its name is in that backend's
 ``servers`` (``"*"``: any server of that backend). Names are checked exactly, after the
 playbook's ``Params`` pattern, so a label value such as ``app/web1;shutdown`` or ``*`` never
 names more than one listed server. ``min_ready``: a change that would leave fewer servers of
-the backend ready (neither in maintenance nor draining) is refused.
+the backend serving (neither in maintenance nor draining, and not down by their health
+check) is refused.
 """
 
 from __future__ import annotations

@@ -100,6 +100,9 @@ backend maintenance
 backend pool
     server p1 127.0.0.1:{app}
     server p2 127.0.0.1:{app}
+backend checked
+    server up 127.0.0.1:{app} check inter 100ms fall 1 rise 1
+    server down 127.0.0.1:{closed} check inter 100ms fall 1 rise 1
 """
 
 
@@ -113,7 +116,7 @@ def haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Haproxy]:
     frontend = free_port()
     config = workdir / "haproxy.cfg"
     config.write_text(CONFIG.format(socket=sock, frontend=frontend, app=app_port,
-                                    maintenance=maintenance_port))
+                                    maintenance=maintenance_port, closed=free_port()))
     proc = subprocess.Popen(  # noqa: S603 - fixed argv of the test's own haproxy
         [HAPROXY, "-db", "-f", str(config)],
         stdout=subprocess.DEVNULL,
@@ -222,6 +225,18 @@ def test_min_ready_refuses_taking_the_last_ready_server_out(lb: Haproxy) -> None
     with pytest.raises(TargetNotAllowed, match="min_ready"):
         PLAYBOOK.run(p1, ctx)
     assert lb.state("pool", "p1") == "ready"
+
+
+def test_min_ready_does_not_count_a_server_down_by_its_health_check(lb: Haproxy) -> None:
+    """`down` is in rotation but fails its health check: taking `up` out would leave no
+    server serving, so min_ready 1 refuses it."""
+    ctx = make_ctx(lb_targets(lb, checked={"servers": ["up"], "min_ready": 1}))
+    wait_until(lambda: [s.operational for s in lb.admin.servers("checked")]
+               == ["running", "stopped"], 10, "the health checks to settle")
+    assert lb.state("checked", "down") == "ready"
+    with pytest.raises(TargetNotAllowed, match="leave 0 server"):
+        PLAYBOOK.run(params(backend="checked", server="up"), ctx)
+    assert lb.state("checked", "up") == "ready"
 
 
 def test_servers_and_backends_outside_the_allowlist_are_refused(lb: Haproxy) -> None:
