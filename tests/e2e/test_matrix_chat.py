@@ -433,3 +433,18 @@ def test_reminders_are_posted_as_status_updates(env: Env, matrix: People) -> Non
     assert "Pending: #1 fake_action awaiting approval" in body
     matrix.alice.join(room.room_id)
     assert body in [m["content"]["body"] for m in matrix.alice.messages(room.room_id)]
+
+
+def test_a_reaction_buried_under_many_messages_still_counts(env: Env, matrix: People) -> None:
+    """A ✅ followed by more messages than one sync answer holds (its timeline is limited)
+    is read back from the gap and decides the job."""
+    room, request = _awaiting(env, matrix)
+    env.chat.sync(timeout=0)  # the reading position is now
+    matrix.alice.react(room.room_id, request.event_id, "\u2705")
+    matrix.bob.join(room.room_id)
+    for i in range(130):
+        matrix.bob.say(room.room_id, f"chatter {i}")
+    env.chat.sync(timeout=0)
+    assert _job_state(env, request.job_id) == "queued"
+    entries = _audit(env, "job.approved")
+    assert len(entries) == 1 and entries[0]["actor"] == "user:alice"

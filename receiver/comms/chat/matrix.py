@@ -14,7 +14,9 @@ one request with a timeout, no redirect followed and no other host contacted (no
   one event (Synapse keeps them per device, also across its restarts);
 - ``PUT /rooms/{id}/state/m.room.pinned_events`` and ``.../m.room.topic``;
 - ``POST /rooms/{id}/invite``;
-- ``GET /sync`` with a filter for reactions and messages of joined rooms.
+- ``GET /sync`` with a filter for reactions and messages of joined rooms; when a room's
+  timeline is ``limited`` (more happened since the last sync than one answer holds), the
+  gap is read back with ``GET /rooms/{id}/messages?dir=b&to=<since>``.
 
 Errors become :class:`~receiver.errors.DeliveryFailed` with the status, the Matrix error code
 and the endpoint's shape (never the token, which only travels in the Authorization header).
@@ -35,6 +37,8 @@ from receiver.errors import DeliveryFailed
 API = "/_matrix/client/v3"
 KEY_FIELD = "io.remediator.room_key"
 MAX_BODY = 4 * 1024 * 1024
+GAP_PAGES = 10
+"""Pages of 100 events read back when a sync was limited (more happened since the last)."""
 SYNC_FILTER = {
     "presence": {"types": []},
     "account_data": {"types": []},
@@ -158,12 +162,34 @@ class MatrixBackend:
         joined = (answer.get("rooms") or {}).get("join") or {}
         for room_id, room in joined.items() if isinstance(joined, dict) else ():
             timeline = (room or {}).get("timeline") or {}
-            for event in timeline.get("events") or []:
+            raw = list(timeline.get("events") or [])
+            if timeline.get("limited") and since and isinstance(timeline.get("prev_batch"), str):
+                raw = self._gap(str(room_id), timeline["prev_batch"], since) + raw
+            for event in raw:
                 parsed = _inbound(str(room_id), event)
                 if parsed is not None:
                     events.append(parsed)
         return SyncBatch(next_batch=str(answer.get("next_batch") or since or ""),
                          events=tuple(events))
+
+    def _gap(self, room_id: str, start: str, since: str) -> list[Any]:
+        """The events a limited sync left out (between ``since`` and ``start``), oldest
+        first, at most :data:`GAP_PAGES` pages of them (the newest ones)."""
+        found: list[Any] = []
+        token = start
+        room_filter = json.dumps({"types": ["m.reaction", "m.room.message"]},
+                                 separators=(",", ":"))
+        for _ in range(GAP_PAGES):
+            page = self._call("GET", f"/rooms/{_p(room_id)}/messages", "/rooms/{room}/messages",
+                              query={"dir": "b", "from": token, "to": since, "limit": "100",
+                                     "filter": room_filter})
+            chunk = page.get("chunk") or []
+            found.extend(chunk)
+            nxt = page.get("end")
+            if not chunk or not isinstance(nxt, str) or nxt == token:
+                break
+            token = nxt
+        return list(reversed(found))
 
 
 def _inbound(room_id: str, event: Any) -> Inbound | None:
