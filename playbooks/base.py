@@ -124,6 +124,13 @@ class RunResult:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "summary": self.summary, "detail": self.detail}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
+        """The result as a job stored it (:meth:`as_dict`, as JSON): what ``undo`` is given."""
+        detail = data.get("detail")
+        return cls(ok=bool(data.get("ok")), summary=str(data.get("summary", "")),
+                   detail=dict(detail) if isinstance(detail, Mapping) else {})
+
 
 @dataclass(frozen=True)
 class Verification:

@@ -6,6 +6,7 @@ and ``min_ready`` tests."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import example, given
 from pydantic import ValidationError
 
+from playbooks.base import RunResult
 from playbooks.maintenance_mode import MaintenanceMode, MaintenanceModeParams
 from receiver.adapters import AdapterFactory, HaproxyApi
 from receiver.adapters.haproxy import HaproxyAdapter, parse_servers_state
@@ -176,9 +178,10 @@ def test_traffic_goes_to_the_maintenance_page_and_back_to_the_app(lb: Haproxy) -
     assert PLAYBOOK.verify(params(), ctx, result).ok
     assert lb.page() == b"down for maintenance\n"
 
-    undo_plan = PLAYBOOK.undo_plan(params(), ctx, result)
+    stored = RunResult.from_dict(json.loads(json.dumps(result.as_dict())))  # as the job keeps it
+    undo_plan = PLAYBOOK.undo_plan(params(), ctx, stored)
     assert (undo_plan.detail["current"], undo_plan.detail["desired"]) == ("maint", "ready")
-    undone = PLAYBOOK.undo(params(), ctx, result)
+    undone = PLAYBOOK.undo(params(), ctx, stored)
     assert undone.ok, undone.summary
     assert lb.state("app", "web1") == "ready"
     assert lb.page() == b"app v1\n"

@@ -6,6 +6,7 @@ here from the local busybox image (``ENV VERSION=N``, no pull); each replica pri
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ import docker.errors
 import pytest
 from hypothesis import example, given
 
+from playbooks.base import RunResult
 from playbooks.rollback_deployment import RollbackDeployment, RollbackDeploymentParams
 from receiver.adapters.docker import COMPOSE_NUMBER, COMPOSE_PROJECT, COMPOSE_SERVICE
 from receiver.errors import PlaybookError, TargetNotAllowed
@@ -140,7 +142,8 @@ def test_replicas_go_back_to_v1_a_second_rollback_is_refused_and_undo_rolls_forw
     with pytest.raises(PlaybookError, match="on a rollback already"):
         PLAYBOOK.run(p, ctx)
 
-    undone = PLAYBOOK.undo(p, ctx, result)
+    stored = RunResult.from_dict(json.loads(json.dumps(result.as_dict())))  # as the job keeps it
+    undone = PLAYBOOK.undo(p, ctx, stored)
     assert undone.ok, undone.summary
     assert versions(docker_client, project) == ["2", "2"]
     assert not PLAYBOOK.verify(p, ctx, result).ok

@@ -4,6 +4,7 @@ to v2, roll back, and read what the replicas really run from their own output
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import example, given
 from pydantic import ValidationError
 
+from playbooks.base import RunResult
 from playbooks.rollback_deployment import RollbackDeployment, RollbackDeploymentParams
 from receiver.adapters import AdapterFactory, DeploysApi
 from receiver.errors import PlaybookError, TargetNotAllowed
@@ -120,8 +122,9 @@ def test_rollback_brings_v1_back_refuses_a_second_and_undo_rolls_forward(
         PLAYBOOK.run(p, ctx)
     assert env_of(service) == ["VERSION=1"]
 
-    assert "forward" in PLAYBOOK.undo_plan(p, ctx, result).summary
-    undone = PLAYBOOK.undo(p, ctx, result)
+    stored = RunResult.from_dict(json.loads(json.dumps(result.as_dict())))  # as the job keeps it
+    assert "forward" in PLAYBOOK.undo_plan(p, ctx, stored).summary
+    undone = PLAYBOOK.undo(p, ctx, stored)
     assert undone.ok, undone.summary
     assert env_of(service) == ["VERSION=2"]
     wait_until(lambda: versions(service) == ["2", "2"], 60, "v2 to run again")

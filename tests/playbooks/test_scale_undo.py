@@ -3,10 +3,12 @@ service still has the count the run left."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from playbooks.base import RunResult
 from playbooks.scale_service import ScaleService, ScaleServiceParams
 from receiver.errors import PlaybookError, TargetNotAllowed
 from tests.playbooks.conftest import DockerFactory, make_ctx, make_targets
@@ -36,7 +38,8 @@ def test_undo_scales_back_to_the_recorded_count(service: Any) -> None:
     plan = PLAYBOOK.undo_plan(params, ctx, result)
     assert (plan.detail["current"], plan.detail["desired"]) == (2, 1)
     assert spec_replicas(service) == 2  # the plan changed nothing
-    undone = PLAYBOOK.undo(params, ctx, result)
+    stored = RunResult.from_dict(json.loads(json.dumps(result.as_dict())))  # as the job keeps it
+    undone = PLAYBOOK.undo(params, ctx, stored)
     assert undone.ok, undone.summary
     assert undone.detail["undo_of"] == 2
     assert spec_replicas(service) == 1
