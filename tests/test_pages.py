@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from receiver.app import create_app
+from receiver.incidents.lifecycle import ACTIONS
 from receiver.people.tokens import approval_links
 from receiver.store import Store
 from receiver.store import approvals as approval_store
@@ -313,3 +316,63 @@ def test_incident_page_offers_eligible_approvers_their_own_link(web: Any) -> Non
     c = browser(web)
     login(c, "carol")
     assert "review-approval" not in c.get(f"/incidents/{inc}").get_data(as_text=True)
+
+
+# -- form models: a field that names a choice takes only that choice -------------------------
+
+CHOICE_TEXT = st.text(st.characters(codec="utf-8"), max_size=60)
+
+
+def _form_error(r: Any) -> list[str]:
+    """The fields a 4xx JSON ``invalid_form`` answer names."""
+    assert 400 <= r.status_code < 500 and r.is_json, (r.status_code, r.data[:300])
+    assert r.get_json()["error"] == "invalid_form", r.get_json()
+    return [d["field"] for d in r.get_json()["detail"]]
+
+
+@pytest.mark.parametrize("action", ["", "unpause", "Resume", "pause ", "resume\x00"])
+def test_kill_switch_form_refuses_anything_but_pause_and_resume(web: Any, action: str) -> None:
+    """A kill-switch form whose action is neither pause nor resume (or missing) is a 400 JSON
+    answer naming ``action``, and the switch stays as it was (it used to resume)."""
+    c = browser(web)
+    login(c)
+    c.post("/controls", data={"action": "pause", "reason": "freeze",
+                              "csrf_token": csrf(c, "/incidents")})
+    data = {"csrf_token": csrf(c, "/incidents"), "reason": "x"}
+    if action:
+        data["action"] = action
+    assert _form_error(c.post("/controls", data=data)) == ["action"]
+    assert "paused-banner" in c.get("/incidents").get_data(as_text=True)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(decision=CHOICE_TEXT.filter(lambda v: v not in ("approve", "deny")),
+       action=CHOICE_TEXT.filter(lambda v: v not in (*ACTIONS, "diagnose")))
+@example(decision="deny ", action="ack")
+@example(decision="Approve", action="")
+def test_decision_and_incident_forms_refuse_unknown_choices(web: Any, decision: str,
+                                                            action: str) -> None:
+    """An approval form whose decision is neither approve nor deny, and an incident form
+    whose action is none of the page's, are 400 JSON answers naming the field; no vote is
+    cast and the incident is unchanged."""
+    if not hasattr(web, "parked"):
+        web.parked = parked_job(web)
+        web.browser = browser(web)
+        login(web.browser)
+    job_id, links = web.parked
+    c = web.browser
+    path = path_of(links["alice"])
+    r = c.post(path, data={"decision": decision, "reason": "because",
+                           "csrf_token": csrf(c, path)})
+    assert _form_error(r) == ["decision"]
+    inc = web.job(job_id)["incident_id"]
+    r = c.post(f"/incidents/{inc}/action", data={"action": action, "text": "t",
+                                                  "csrf_token": csrf(c, f"/incidents/{inc}")})
+    assert _form_error(r) == ["action"]
+    assert web.job(job_id)["state"] == "awaiting_approval"
+    with web.store.unit(write=False) as uow:
+        approval = uow.approvals.for_job(job_id)
+        assert approval is not None and uow.approvals.votes(approval.id) == []
+        found = uow.incidents.detail(inc)
+        assert found is not None and found.state == "open" and not found.acknowledged_at

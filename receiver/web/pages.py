@@ -47,6 +47,7 @@ from receiver.web.requests import (
     IncidentActionForm,
     IncidentsPageQuery,
     LoginForm,
+    LogoutForm,
     page_link,
     parse_form,
     parse_query,
@@ -117,6 +118,7 @@ def login() -> Any:
 def logout() -> Any:
     op = current_operator()
     assert op is not None  # noqa: S101 - page_login_required guarantees it
+    parse_form(LogoutForm)
     if end_session(op):
         with services().store.unit() as uow:
             uow.audit.append(at=_now(), actor=f"user:{op.name}", action="auth.logout",
@@ -136,13 +138,14 @@ def incidents() -> Response:
         found = uow.incidents.matching(IncidentFilter(
             state=[state] if state else None, severity=[sev] if sev else None, limit=PAGE,
             before_id=before))
+        drills = uow.gamedays.marks([i.id for i in found])
     next_url = None
     if len(found) == PAGE:
         next_url = url_for("pages.incidents", state=state or "", severity=sev or "",
                            before=found[-1].id)
     return render("incidents.html", incidents=found, states=STATES,
                   severities=[s.value for s in Severity], f_state=state, f_severity=sev,
-                  next_url=next_url)
+                  next_url=next_url, gamedays=drills)
 
 
 @bp.get("/incidents/<id:incident_id>")
@@ -157,6 +160,7 @@ def _incident_page(incident_id: int, notice: str | None = None, level: str = "in
     with svc.store.unit(write=False) as uow:
         inc = uow.incidents.detail(incident_id)
         audit = uow.audit.query(AuditFilter(incident_id=incident_id, limit=200))
+        drill = uow.gamedays.for_incident(incident_id)
     if inc is None:
         return render("message.html", status=404, title="Not found",
                       message=f"There is no incident {incident_id}.", level="error")
@@ -169,7 +173,8 @@ def _incident_page(incident_id: int, notice: str | None = None, level: str = "in
                 my_links[a.id] = url_for("pages.approval", token=token)
     return render("incident.html", status=status, inc=inc, audit=audit, my_links=my_links,
                   users=sorted(svc.config.people.users),
-                  severities=[s.value for s in Severity], notice=notice, notice_level=level)
+                  severities=[s.value for s in Severity], notice=notice, notice_level=level,
+                  gameday=drill.id if drill else None)
 
 
 @bp.post("/incidents/<id:incident_id>/action")
@@ -251,6 +256,7 @@ def _approval_view(token: str) -> ApprovalView:
         votes = uow.approvals.votes(approval.id)
         ctl = {name: c.value for name, c in uow.controls.all().items()}
         inc = uow.incidents.detail(approval.incident_id)
+        drill = uow.gamedays.for_incident(approval.incident_id)
     assert job is not None and inc is not None  # noqa: S101 - foreign keys guarantee them
     rule = svc.config.rule(job.rule)
     guard_state = [
@@ -261,6 +267,7 @@ def _approval_view(token: str) -> ApprovalView:
          else "off"),
         ("maintenance", ", ".join(w.name for w in svc.config.remediation.maintenance_windows
                                   if w.active(_now())) or "none active"),
+        ("game day", f"GAME DAY {drill.id}" if drill else "no"),
     ]
     decided = None
     mine = next((v for v in votes if v.approver == claim.approver), None)

@@ -151,19 +151,29 @@ class FormModel(BaseModel):
 
 
 class IncidentActionForm(FormModel):
-    action: Text = Field("", max_length=50)
+    """POST /incidents/{id}/action: one of the incident page's buttons."""
+
+    action: IncidentActionName
     text: Text = Field("", max_length=MAX_TEXT)
     value: Text = Field("", max_length=200)
 
 
 class ControlsForm(FormModel):
-    action: Text = Field("", max_length=50)
+    """POST /controls: the kill switch's two buttons (nothing else resumes it)."""
+
+    action: Literal["pause", "resume"]
     reason: Text = Field("", max_length=MAX_TEXT)
 
 
 class DecisionForm(FormModel):
-    decision: Text = Field("", max_length=50)
+    """POST /approvals/{token}: approve or deny (nothing else counts as either)."""
+
+    decision: Literal["approve", "deny"]
     reason: Text = Field("", max_length=MAX_TEXT)
+
+
+class LogoutForm(FormModel):
+    """POST /logout: no field besides the CSRF token (checked before it is parsed)."""
 
 
 class LoginForm(FormModel):
