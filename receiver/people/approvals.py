@@ -13,7 +13,7 @@ Concurrent decisions (several people, replicas or gunicorn workers at the same i
 serialised by row locks taken before anything is read: the incident, then the job, then the
 approval (the lock order of every transaction that touches jobs). The one that comes second
 reads the state the first one left, so it is refused ``not_waiting`` with who decided and
-when, and its vote is rolled back with it. Every change is a conditional UPDATE whose result
+when, and its vote is rolled back with it. Every change is a conditional update whose result
 is checked; a decision moves a job only from ``awaiting_approval``.
 """
 
