@@ -24,6 +24,7 @@ from receiver.adapters.protocols import (
     PostgresApi,
     PrometheusApi,
     RedisApi,
+    SilencesApi,
 )
 
 if TYPE_CHECKING:
@@ -82,6 +83,13 @@ class AdapterFactory:
 
         return PrometheusAdapter(base_url, timeout_s, hosts=hosts)
 
+    def alertmanager_silences(self, base_url: str, *, timeout_s: float,
+                              hosts: HostAllowlist) -> SilencesApi:
+        """Silences in the Alertmanager at ``base_url``, whose host ``hosts`` must hold."""
+        from receiver.adapters.silences import SilencesAdapter
+
+        return SilencesAdapter(base_url, timeout_s, hosts=hosts)
+
 
 __all__ = ["AdapterFactory", "DeploysApi", "DockerApi", "HaproxyApi", "HttpApi", "PgToolsApi",
-           "PostgresApi", "PrometheusApi", "RedisApi"]
+           "PostgresApi", "PrometheusApi", "RedisApi", "SilencesApi"]

@@ -18,6 +18,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from receiver.adapters.compose_deploys import ComposeReplica, ComposeRevision
     from receiver.adapters.deploys import ServiceRevision
     from receiver.adapters.docker import ContainerDetails, ContainerState, ServiceState
@@ -206,6 +208,16 @@ class PrometheusApi(Protocol):
     def query(self, promql: str) -> list[Sample]: ...
 
 
+@runtime_checkable
+class SilencesApi(Protocol):
+    """Silences in one Alertmanager (API v2), matching labels by literal equality only."""
+
+    def create_silence(self, labels: Mapping[str, str], *, starts_at: datetime,
+                       ends_at: datetime, created_by: str, comment: str) -> str: ...
+
+    def expire_silence(self, silence_id: str) -> bool: ...
+
+
 if TYPE_CHECKING:
     from receiver.adapters.deploys import DeploysAdapter
     from receiver.adapters.docker import DockerAdapter
@@ -215,6 +227,7 @@ if TYPE_CHECKING:
     from receiver.adapters.postgres import PostgresAdapter
     from receiver.adapters.prometheus import PrometheusAdapter
     from receiver.adapters.redis import RedisAdapter
+    from receiver.adapters.silences import SilencesAdapter
 
     def _implements(
         docker: DockerAdapter,
@@ -225,6 +238,7 @@ if TYPE_CHECKING:
         prometheus: PrometheusAdapter,
         haproxy: HaproxyAdapter,
         deploys: DeploysAdapter,
+        silences: SilencesAdapter,
     ) -> None:
         """Never called: the type checker proves each adapter implements its protocol."""
         _d: DockerApi = docker
@@ -235,7 +249,8 @@ if TYPE_CHECKING:
         _m: PrometheusApi = prometheus
         _x: HaproxyApi = haproxy
         _v: DeploysApi = deploys
+        _s: SilencesApi = silences
 
 
 __all__ = ["Closing", "DeploysApi", "DockerApi", "HaproxyApi", "HttpApi", "PgToolsApi",
-           "PostgresApi", "PrometheusApi", "RedisApi"]
+           "PostgresApi", "PrometheusApi", "RedisApi", "SilencesApi"]

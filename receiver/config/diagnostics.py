@@ -141,14 +141,18 @@ class DiagnosticsConfig(Section):
 def http_host_problems(
     rules: list[RemediationRule], diagnostics: DiagnosticsConfig, hosts: HttpTargets
 ) -> list[tuple[str, str]]:
-    """``(field path, reason)`` for each literal check URL (verification or diagnostics) whose
-    host:port is not in ``targets.http.hosts``; templated hosts are checked per alert."""
+    """``(field path, reason)`` for each literal URL (verification, diagnostics, a rule's
+    Alertmanagers) whose host:port is not in ``targets.http.hosts``; templated hosts are
+    checked per alert."""
     urls: list[tuple[str, str]] = []
     for i, rule in enumerate(rules):
         if rule.verify.http is not None:
             urls.append((f"rules[{i}].verify.http.url", rule.verify.http.url))
         if rule.verify.promql is not None:
             urls.append((f"rules[{i}].verify.promql.url", rule.verify.promql.url))
+        if rule.silence is not None:
+            urls += [(f"rules[{i}].silence.alertmanager[{j}]", url)
+                     for j, url in enumerate(rule.silence.alertmanager)]
     for i, check in enumerate(diagnostics.checks):
         if check.http is not None:
             urls.append((f"diagnostics.checks[{i}].http.url", check.http.url))

@@ -69,6 +69,10 @@ class EventKind(enum.StrEnum):
     VERIFICATION_PASSED = "verification_passed"
     VERIFICATION_FAILED = "verification_failed"
     CIRCUIT_OPENED = "circuit_opened"
+    # Alertmanager silences while a job acts
+    SILENCE_CREATED = "silence_created"
+    SILENCE_EXPIRED = "silence_expired"
+    SILENCE_FAILED = "silence_failed"
 
     @classmethod
     def parse(cls, value: str) -> EventKind:
@@ -138,6 +142,9 @@ _ROWS: tuple[tuple[EventKind, bool, NotifyType | None, bool, str], ...] = (
     (K.VERIFICATION_PASSED,    True,    None,      False,    "verification passed"),
     (K.VERIFICATION_FAILED,    True,    "failure", False,    "verification failed"),
     (K.CIRCUIT_OPENED,         True,    None,      False,    "circuit opened"),
+    (K.SILENCE_CREATED,        True,    None,      False,    "silence created"),
+    (K.SILENCE_EXPIRED,        True,    None,      False,    "silence expired"),
+    (K.SILENCE_FAILED,         True,    None,      False,    "silence failed"),
 )
 del K
 

@@ -10,9 +10,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from receiver.durations import Duration
 from receiver.errors import TemplateError
@@ -179,6 +186,61 @@ class OnFailure(_Strict):
     next_rule: str | None = None
 
 
+def literal_alertmanager_url(value: str) -> str:
+    """An Alertmanager base URL as written in the config: a literal http(s) URL (no
+    template, userinfo, query or fragment); its host:port is checked against
+    ``targets.http.hosts`` when the config loads."""
+    from urllib.parse import urlsplit
+
+    if _ANY_TEMPLATE.search(value) or "{{" in value or "{%" in value:
+        raise ValueError("must be a literal URL: an Alertmanager is never chosen by alert data")
+    try:
+        split = urlsplit(value)
+        split.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ValueError(f"does not parse as a URL: {exc}") from exc
+    if split.scheme not in ("http", "https") or not split.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if "@" in split.netloc:
+        raise ValueError("must not carry user:password@")
+    if split.query or split.fragment or any(c.isspace() for c in value):
+        raise ValueError("must be the Alertmanager's base URL (no query, fragment or spaces)")
+    return value.rstrip("/")
+
+
+AlertmanagerUrl = Annotated[str, Field(max_length=2048), AfterValidator(literal_alertmanager_url)]
+
+
+class SilenceSpec(_Strict):
+    """``silence``: while a job of the rule acts, the job's alert is silenced in each of
+    these Alertmanagers (one URL, or every peer of an HA cluster)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    alertmanager: list[AlertmanagerUrl] = Field(min_length=1, max_length=10)
+    for_: Duration = Field(default=timedelta(minutes=15), alias="for")
+    comment: str | None = Field(default=None, max_length=500)
+
+    @field_validator("alertmanager", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("alertmanager")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists one Alertmanager twice")
+        return value
+
+    @field_validator("for_")
+    @classmethod
+    def _bounds(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= value <= timedelta(days=1):
+            raise ValueError("must be between 1m and 24h")
+        return value
+
+
 class RemediationRule(MatchSpec):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -190,6 +252,7 @@ class RemediationRule(MatchSpec):
     guards: Guards = Field(default_factory=Guards)
     verify: Verification = Field(default_factory=Verification)
     on_failure: OnFailure = Field(default_factory=OnFailure)
+    silence: SilenceSpec | None = None
     chain_only: bool = Field(
         default=False, description="only runs as another rule's on_failure next_rule"
     )
@@ -201,6 +264,12 @@ class RemediationRule(MatchSpec):
         for text in _walk_strings(value):
             check_template(text)
         return value
+
+    @model_validator(mode="after")
+    def _silence_scope(self) -> RemediationRule:
+        if self.silence is not None and self.scope != "alert":
+            raise ValueError("silence needs scope: alert (the silence matches the job's alert)")
+        return self
 
 
 def render_rule_params(

@@ -34,7 +34,7 @@ from receiver.config import Config
 from receiver.errors import PlaybookError, StoreError
 from receiver.intake.engine import utcnow
 from receiver.people import approvals
-from receiver.remediation import failure, steps
+from receiver.remediation import failure, silences, steps
 from receiver.remediation.failure import Failure
 from receiver.remediation.guards import Decision
 from receiver.remediation.session import JobSession, Refused, open_session, short
@@ -224,6 +224,9 @@ class Worker:
             raise
         except Exception as exc:  # noqa: BLE001 - any bug ends this job as failed, not the worker
             bound.exception("job_crashed")
+            if session is not None:
+                silences.end(session, why="the job crashed", config=self.config,
+                             clock=self.clock)
             with self.store.unit() as uow:
                 failure.crashed(uow, job, short(exc), owner=self.id, now=self.clock())
         finally:
@@ -254,13 +257,15 @@ class Worker:
         except Refused as exc:
             steps.refuse(uow, job, str(exc), owner=self.id, now=now)
             return None, None
-        decision = steps.check(uow, session, owner=self.id, now=now, config=self.config)
-        if decision is None:
-            return session, None
-        if decision.outcome == "pass" and not steps.lock(
-                uow, session, owner=self.id, now=now, lease=self.lease,
-                poll_interval=self.config.remediation.poll_interval):
-            return session, None
+        try:
+            decision = steps.check(uow, session, owner=self.id, now=now, config=self.config)
+            if decision is not None and decision.outcome == "pass" and not steps.lock(
+                    uow, session, owner=self.id, now=now, lease=self.lease,
+                    poll_interval=self.config.remediation.poll_interval):
+                decision = None
+        except BaseException:
+            session.close()
+            raise
         return session, decision
 
     def _carry(self, s: JobSession, decision: Decision) -> None:
@@ -280,13 +285,17 @@ class Worker:
             if not steps.start(uow, s, plan, owner=self.id, now=self.clock(),
                                lease=self.lease):
                 return
+        silences.begin(s, config=self.config, clock=self.clock)  # the rule's `silence`
         result, error = steps.run(s, store=self.store, owner=self.id, lease=self.lease,
                                   clock=self.clock)
         if error is not None or result is None or not result.ok:
             why = error or (result.summary if result else "no result")
+            silences.end(s, why="the job failed", config=self.config, clock=self.clock)
             self._fail(s, Failure(why, result=result, targets=s.targets))
             return
         checks, ok = steps.verify(s, result, config=self.config, sleep=self.sleep)
+        silences.end(s, why="verification " + ("passed" if ok else "failed"),
+                     config=self.config, clock=self.clock)
         if not ok:
             failed = next((c for c in checks if not c["ok"]), {"summary": "verification failed"})
             self._fail(s, Failure(

@@ -33,6 +33,7 @@ from receiver.store.oncall import OncallRepository
 from receiver.store.outbox import OutboxRepository
 from receiver.store.people import SessionRepository
 from receiver.store.reports import ReportRepository
+from receiver.store.silences import SilenceRepository
 from receiver.store.status import StatusRepository
 
 
@@ -111,3 +112,7 @@ class UnitOfWork:
     @cached_property
     def chat(self) -> ChatRepository:
         return ChatRepository(self.tx)
+
+    @cached_property
+    def silences(self) -> SilenceRepository:
+        return SilenceRepository(self.tx)
