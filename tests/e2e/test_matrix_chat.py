@@ -117,7 +117,8 @@ class Env:
 
 
 def chat_config(synapse: Synapse, people: People, tmp_path: Path,
-                playbook: FakeAction, **chat: Any) -> Config:
+                playbook: FakeAction, *, approval: dict[str, Any] | None = None,
+                **chat: Any) -> Config:
     return parse_config({
         "data_dir": str(tmp_path / "data"),
         "auth": {"bearer_token": "env:REMEDIATOR_TEST_TOKEN"},
@@ -132,13 +133,26 @@ def chat_config(synapse: Synapse, people: People, tmp_path: Path,
             "matchers": ['alertname="DiskFull"'],
             "playbook": playbook.name,
             "params": {"target": "{{ labels.service }}"},
-            "approval": {"mode": "required", "groups": ["oncall"]},
+            "approval": {"mode": "required", "groups": ["oncall"], **(approval or {})},
             "guards": {"cooldown": "0s"},
         }],
         "chat": {"matrix": {"homeserver": synapse.url, "user_id": people.bot.user_id,
                             "access_token": "env:REMEDIATOR_TEST_MATRIX_TOKEN"},
                  "retry": {"backoff_initial": "50ms", "backoff_max": "200ms"}, **chat},
     }, registry={playbook.name: playbook})
+
+
+def make_env(synapse: Synapse, matrix: People, tmp_path: Path, url: str,
+             **config: Any) -> Env:
+    store = open_store(url, pool_min=1, pool_max=8)
+    store.migrate()
+    playbook = FakeAction()
+    cfg = chat_config(synapse, matrix, tmp_path, playbook, **config)
+    app = create_app(cfg, store=store)
+    worker = Worker(cfg, store, worker_id="w-test", registry={playbook.name: playbook},
+                    sleep=lambda _s: None)
+    chat = ChatService(cfg, store, clock=utcnow, worker_id="w-chat")
+    return Env(cfg, store, app, worker, chat, playbook)
 
 
 @pytest.fixture
@@ -148,16 +162,25 @@ def env(synapse: Synapse, matrix: People, tmp_path: Path, monkeypatch: pytest.Mo
     backend = getattr(request, "param", "sqlite")
     url = (request.getfixturevalue("store_url_pg") if backend == "postgres"
            else f"sqlite:///{tmp_path}/remediator.db")
-    store = open_store(url, pool_min=1, pool_max=8)
-    store.migrate()
-    playbook = FakeAction()
-    config = chat_config(synapse, matrix, tmp_path, playbook)
-    app = create_app(config, store=store)
-    worker = Worker(config, store, worker_id="w-test", registry={playbook.name: playbook},
-                    sleep=lambda _s: None)
-    chat = ChatService(config, store, clock=utcnow, worker_id="w-chat")
-    yield Env(config, store, app, worker, chat, playbook)
-    store.close()
+    made = make_env(synapse, matrix, tmp_path, url)
+    yield made
+    made.store.close()
+
+
+@pytest.fixture
+def env_with(synapse: Synapse, matrix: People, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Builds an Env with other rule approval settings (on SQLite)."""
+    monkeypatch.setenv("REMEDIATOR_TEST_MATRIX_TOKEN", matrix.bot.token)
+    made: list[Env] = []
+
+    def build(**config: Any) -> Env:
+        made.append(make_env(synapse, matrix, tmp_path, f"sqlite:///{tmp_path}/r.db", **config))
+        return made[-1]
+
+    yield build
+    for e in made:
+        e.store.close()
 
 
 @pytest.fixture
@@ -255,8 +278,8 @@ def test_events_posted_in_order(env: Env, matrix: People) -> None:
     assert [m["event_id"] for m in seen[1:]] == [m.event_id for m in queued]
 
 
-def _awaiting(env: Env, matrix: People) -> tuple[Any, Any]:
-    env.fire(disk_full())
+def _awaiting(env: Env, matrix: People, service: str = "billing-db") -> tuple[Any, Any]:
+    env.fire(disk_full(service))
     room = ready_room(env)
     while env.worker.run_once():
         pass
@@ -448,3 +471,57 @@ def test_a_reaction_buried_under_many_messages_still_counts(env: Env, matrix: Pe
     assert _job_state(env, request.job_id) == "queued"
     entries = _audit(env, "job.approved")
     assert len(entries) == 1 and entries[0]["actor"] == "user:alice"
+
+
+def test_two_approvers_are_two_people(env_with: Any, matrix: People) -> None:
+    """With two approvers required, alice's ✅ twice (two reactions) is one vote and the job
+    waits; bob's ✅ is the second, and the job runs once."""
+    env = env_with(approval={"approvers": 2})
+    room, request = _awaiting(env, matrix)
+    matrix.alice.react(room.room_id, request.event_id, "\u2705")
+    matrix.alice.react(room.room_id, request.event_id, "\u2705\ufe0f")
+    matrix.alice.say(room.room_id, f"!approve {request.job_id}")
+    wait_until(lambda: env.chat.sync(timeout=1) is not None and len(
+        _audit(env, "approval.refused")) >= 2, 20, "alice's repeated votes refused")
+    while env.worker.run_once():
+        pass
+    assert _job_state(env, request.job_id) == "awaiting_approval"
+    assert {e["details"]["code"] for e in _audit(env, "approval.refused")} == {"already_voted"}
+    matrix.bob.join(room.room_id)
+    matrix.bob.react(room.room_id, request.event_id, "\u2705")
+    wait_until(lambda: env.chat.sync(timeout=1) is not None and _job_state(
+        env, request.job_id) == "queued", 20, "bob's vote")
+    while env.worker.run_once():
+        pass
+    assert env.playbook.calls == ["billing-db"]
+
+
+def test_an_expired_approval_cannot_be_decided_from_chat(env_with: Any, matrix: People) -> None:
+    """A ✅ after the approval expired decides nothing: the job never runs."""
+    import time
+
+    env = env_with(approval={"expires": "2s"})
+    room, request = _awaiting(env, matrix)
+    time.sleep(2.5)
+    matrix.alice.react(room.room_id, request.event_id, "\u2705")
+    wait_until(lambda: env.chat.sync(timeout=1) is not None and _audit(env, "approval.refused"),
+               20, "the refusal")
+    while env.worker.run_once():
+        pass
+    assert env.playbook.calls == []
+    assert _audit(env, "approval.refused")[0]["details"]["code"] in ("expired", "not_waiting")
+
+
+def test_a_pause_still_wins_over_a_chat_approval(env: Env, matrix: People) -> None:
+    """Remediation paused: alice's ✅ approves, and the job still does not run."""
+    from receiver.remediation import controls
+
+    room, request = _awaiting(env, matrix)
+    controls.pause(env.store, actor="user:alice", reason="freeze", now=utcnow())
+    matrix.alice.react(room.room_id, request.event_id, "\u2705")
+    wait_until(lambda: env.chat.sync(timeout=1) is not None and _audit(env, "job.approved"),
+               20, "the approval")
+    while env.worker.run_once():
+        pass
+    assert env.playbook.calls == []
+    assert _job_state(env, request.job_id) != "succeeded"
