@@ -15,6 +15,7 @@ import click
 from receiver.commands.audit import audit
 from receiver.commands.backup import backup
 from receiver.commands.configtest import replay, test_command
+from receiver.commands.gameday import gameday
 from receiver.commands.incidents import incident, postmortem, report
 from receiver.commands.oncall import oncall
 from receiver.commands.options import CONFIG_OPTION, load_config_or_exit
@@ -75,5 +76,5 @@ def hash_password(password: str) -> None:
 
 for _command in (serve, worker, simulate, pause, resume, reset_breaker, approve, deny, incident,
                  postmortem, report, audit, backup, oncall, test_command,
-                 replay):
+                 replay, gameday):
     main.add_command(_command)

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from receiver.config.audit import AuditConfig, CheckpointSink, SyslogSink, WebhookSink
 from receiver.config.chat import ChatConfig, MatrixConfig
-from receiver.config.chat import ChatConfig, MatrixConfig
+from receiver.config.gameday import GamedayConfig
 from receiver.config.diagnostics import (
     PROBE_KINDS,
     DiagnosticCheck,
@@ -60,7 +60,6 @@ __all__ = [
     "BasicAuth",
     "BusinessHours",
     "ChatConfig",
-    "ChatConfig",
     "ChannelName",
     "CheckpointSink",
     "Config",
@@ -73,7 +72,6 @@ __all__ = [
     "IncidentsConfig",
     "LoggingConfig",
     "MaintenanceWindow",
-    "MatrixConfig",
     "MatrixConfig",
     "NotificationChannel",
     "NotificationRetry",
@@ -122,8 +120,8 @@ class Config(Section):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
-    chat: ChatConfig = Field(default_factory=ChatConfig)
     status_page: StatusPageConfig = Field(default_factory=StatusPageConfig)
+    gameday: GamedayConfig = Field(default_factory=GamedayConfig)
 
     @model_validator(mode="after")
     def _rule_names(self) -> Config:

@@ -6,6 +6,8 @@
 4. rate budget, per rule and global                       -> blocked
 5. blast radius, per job and per window                   -> blocked
 6. dry-run / shadow mode (global, per rule, or runtime)   -> dry_run (plan recorded)
+   game day: the incident is a game day's (see receiver.store.gamedays) and not every
+   target is one of the scenario's live targets            -> dry_run (plan recorded)
 7. circuit breaker open for the rule                      -> needs approval
 8. approval policy (required, by severity, by risk)       -> needs approval
 
@@ -142,6 +144,11 @@ def evaluate(
     c = controls.get(DRY_RUN)
     if config.remediation.dry_run or g.dry_run or (c is not None and c.value == "true"):
         return Decision("dry_run", "dry_run", "dry-run: recording the plan, touching nothing")
+    drill = uow.gamedays.for_incident(job.incident_id)
+    if drill is not None and not (targets and set(targets) <= set(drill.targets)):
+        return Decision("dry_run", "gameday",
+                        f"game day {drill.id}: dry-run, not every target is a live target "
+                        "of the scenario", {"gameday": drill.id})
 
     if job.approved_at is not None:
         return PASS

@@ -1,4 +1,8 @@
-"""Facts for post-incident metrics: one row per incident, one per job."""
+"""Facts for post-incident metrics: one row per incident, one per job.
+
+Game-day incidents (:func:`receiver.store.gamedays.gameday_incident`) and their jobs are
+left out of every figure here: a drill is not a real response time, SLA breach or
+playbook outcome."""
 
 from __future__ import annotations
 
@@ -6,8 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from receiver.incidents.states import ACTIVE_STATES
+from receiver.store import report_series
 from receiver.store.db import Row, Tx
 from receiver.store.dialects import PerDialect
+from receiver.store.gamedays import gameday_incident
+from receiver.store.report_series import AlertCount, JobRun
 from receiver.store.repository import Repository, records
 
 
@@ -39,7 +46,9 @@ class JobFacts:
 
 
 def incident_facts(tx: Tx, since: datetime | None) -> list[IncidentFacts]:
-    where = "WHERE i.opened_at >= :since" if since is not None else ""
+    where = f"WHERE NOT {gameday_incident(tx, 'i.id')}"
+    if since is not None:
+        where += " AND i.opened_at >= :since"
     rows = tx.fetchall(
         f"""SELECT i.id, i.severity, i.state, i.opened_at, i.ack_due_at, i.acknowledged_at,
                   i.mitigated_at, i.resolved_at, i.closed_at, i.false_alarm_at,
@@ -61,7 +70,9 @@ def incident_facts(tx: Tx, since: datetime | None) -> list[IncidentFacts]:
 
 
 def job_facts(tx: Tx, since: datetime | None) -> list[JobFacts]:
-    where = "WHERE created_at >= :since" if since is not None else ""
+    where = f"WHERE NOT {gameday_incident(tx, 'jobs.incident_id')}"
+    if since is not None:
+        where += " AND created_at >= :since"
     return records(JobFacts, tx.fetchall(
         f"SELECT id, playbook, state FROM jobs {where} ORDER BY id",  # noqa: S608 - fixed fragment
         {"since": since} if since is not None else {},
@@ -102,8 +113,9 @@ class SeveritySummary:
     durations: dict[str, DurationSummary]
 
 
-def _summary_sql(seconds: str, bounds: tuple[float, ...]) -> str:
-    """The summary query, with ``seconds``, the backend's :data:`_SECONDS` expression.
+def _summary_sql(seconds: str, bounds: tuple[float, ...], drill: str = "0 = 1") -> str:
+    """The summary query, with ``seconds``, the backend's :data:`_SECONDS` expression, over
+    the incidents for which ``drill`` (a game-day predicate on ``i.id``) is false.
 
     One pass computes each incident's figures (materialized, so every duration is computed
     once); then one small GROUP BY per part: the counts, the noise (only incidents that
@@ -126,7 +138,7 @@ def _summary_sql(seconds: str, bounds: tuple[float, ...]) -> str:
                     ELSE 1 END AS breached,
                CASE WHEN i.false_alarm_at IS NOT NULL THEN 1 ELSE 0 END AS false_alarm,
                {durations}
-          FROM incidents i"""  # noqa: S608 - built from constants
+          FROM incidents i WHERE NOT {drill}"""  # noqa: S608 - built from constants
     parts = [
         "SELECT 'all' AS part, severity, -1 AS bucket, COUNT(*) AS n, SUM(active) AS active,"
         " SUM(breached) AS breached, SUM(false_alarm) AS false_alarms, 0.0 AS total"
@@ -156,7 +168,7 @@ def incident_summary(tx: Tx, *, now: datetime, noise_window: timedelta,
                      bounds: tuple[float, ...]) -> dict[str, SeveritySummary]:
     """Per-severity counts and duration histograms for ``/metrics``, by one query."""
     _PLAN_SUMMARY.of(tx)(tx)
-    rows = tx.fetchall(_summary_sql(_SECONDS.of(tx), bounds),
+    rows = tx.fetchall(_summary_sql(_SECONDS.of(tx), bounds, gameday_incident(tx, "i.id")),
                        {"now": now, "noise_s": noise_window.total_seconds()})
     counts: dict[str, Row] = {}
     noise: dict[str, int] = {}
@@ -206,8 +218,9 @@ _PLAN_SUMMARY = PerDialect(postgres=_plan_summary_pg, sqlite=_plan_summary_sqlit
 def playbook_outcomes(tx: Tx) -> dict[str, dict[str, int]]:
     """Concluded jobs by playbook and final state (succeeded, failed, escalated)."""
     rows = tx.fetchall(
-        "SELECT playbook, state, COUNT(*) AS n FROM jobs"
-        " WHERE state IN ('succeeded', 'failed', 'escalated') GROUP BY playbook, state")
+        "SELECT playbook, state, COUNT(*) AS n FROM jobs"  # noqa: S608 - constant fragments
+        " WHERE state IN ('succeeded', 'failed', 'escalated')"
+        f" AND NOT {gameday_incident(tx, 'jobs.incident_id')} GROUP BY playbook, state")
     out: dict[str, dict[str, int]] = {}
     for r in rows:
         out.setdefault(r["playbook"], {"succeeded": 0, "failed": 0, "escalated": 0})[
@@ -301,3 +314,12 @@ class ReportRepository(Repository):
     def compute_snapshot(self, *, now: datetime, noise_window: timedelta,
                          bounds: tuple[float, ...]) -> Snapshot:
         return compute_snapshot(self.tx, now=now, noise_window=noise_window, bounds=bounds)
+
+    def alert_counts(self, since: datetime, until: datetime,
+                     limit: int = 10) -> list[AlertCount]:
+        """The alert names that fired most in ``[since, until)`` (the report's noisiest)."""
+        return report_series.alert_counts(self.tx, since, until, limit)
+
+    def job_runs(self, since: datetime, until: datetime) -> list[JobRun]:
+        """Jobs created in ``[since, until)`` with their incidents' recurrence facts."""
+        return report_series.job_runs(self.tx, since, until)

@@ -23,6 +23,7 @@ from receiver.store.controls import ControlRepository
 from receiver.store.db import Tx
 from receiver.store.events import EventRepository
 from receiver.store.evidence import EvidenceRepository
+from receiver.store.gamedays import GameDayRepository
 from receiver.store.health import HealthRepository
 from receiver.store.inbox import InboxRepository
 from receiver.store.incidents import IncidentRepository
@@ -116,3 +117,7 @@ class UnitOfWork:
     @cached_property
     def silences(self) -> SilenceRepository:
         return SilenceRepository(self.tx)
+
+    @cached_property
+    def gamedays(self) -> GameDayRepository:
+        return GameDayRepository(self.tx)
