@@ -107,6 +107,9 @@ class ChatConfig(Section):
         default=None, description="people.users groups invited to each room (their members "
         "with a matrix id); default: the groups that any rule's approval names")
     events: list[EventKind] = Field(default_factory=lambda: list(POSTED_DEFAULT), min_length=1)
+    archive_on_close: bool = Field(
+        default=False, description="when the incident is closed (or a false alarm), mark the "
+        "room closed: its topic starts with [closed]")
     poll_interval: Duration = timedelta(seconds=1)
     sync_timeout: Duration = timedelta(seconds=10)
     retry: ChatRetry = Field(default_factory=ChatRetry)

@@ -293,7 +293,8 @@ class ChatRepository(Repository):
             f"SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE incident_id = :i ORDER BY id",  # noqa: S608 - constant columns
             {"i": incident_id}))
 
-    def message_sent(self, message_id: int, event_id: str, *, now: datetime) -> bool:
+    def message_sent(self, message_id: int, event_id: str | None, *, now: datetime) -> bool:
+        """pending -> sent, with the event id the homeserver gave (None for a room change)."""
         row = self.tx.fetchone(
             "UPDATE chat_messages SET state = 'sent', event_id = :e, sent_at = :now"
             " WHERE id = :id AND state = 'pending' RETURNING id",

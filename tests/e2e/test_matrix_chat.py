@@ -403,14 +403,15 @@ def test_messages_wait_while_the_homeserver_is_down(env: Env, matrix: People,
 
 def test_room_commands_act_as_the_mapped_person(env: Env, matrix: People) -> None:
     """!ack, !note, !commander and !status from alice act as alice through the incident
-    page's code, and their events come back to the room; mallory's !resolve changes
-    nothing and is audited as refused with her chat identity and event id."""
+    page's code, and their events come back to the room (the new commander is invited);
+    mallory's !resolve changes nothing and is audited as refused with her chat identity and
+    event id."""
     env.fire(disk_full())
     room = ready_room(env)
     matrix.alice.join(room.room_id)
     matrix.alice.ok("POST", f"/rooms/{room.room_id}/invite", {"user_id": matrix.mallory.user_id})
     matrix.mallory.join(room.room_id)
-    for body in ("!ack on it", "!note cleaned /var/log by hand", "!commander bob", "!status"):
+    for body in ("!ack on it", "!note cleaned /var/log by hand", "!commander eve", "!status"):
         matrix.alice.say(room.room_id, body)
     by_mallory = matrix.mallory.say(room.room_id, "!resolve all good")
     wait_until(lambda: env.chat.sync(timeout=1) is not None and _audit(env, "chat.refused"),
@@ -418,7 +419,7 @@ def test_room_commands_act_as_the_mapped_person(env: Env, matrix: People) -> Non
     env.chat.sync(timeout=0)
     incident = env.store.get_incident(room.incident_id)
     assert incident is not None
-    assert incident["state"] == "acknowledged" and incident["assignee"] == "bob"
+    assert incident["state"] == "acknowledged" and incident["assignee"] == "eve"
     actors = {(e["kind"], e["actor"]) for e in incident["timeline"]}
     assert {("acknowledged", "user:alice"), ("note", "user:alice"),
             ("assigned", "user:alice")} <= actors
@@ -430,10 +431,11 @@ def test_room_commands_act_as_the_mapped_person(env: Env, matrix: People) -> Non
     bodies = [m["content"]["body"] for m in matrix.alice.messages(room.room_id)
               if m["sender"] == matrix.bot.user_id]
     assert any(b.startswith("[note] cleaned /var/log by hand") for b in bodies), bodies
-    assert any(b.startswith("[assigned] incident commander: bob") for b in bodies), bodies
+    assert any(b.startswith("[assigned] incident commander: eve") for b in bodies), bodies
+    assert matrix.eve.user_id in matrix.bot.members(room.room_id, "invite")  # the commander
     status = [b for b in bodies if b.startswith("Status of incident")]
     assert len(status) == 1, bodies
-    assert "acknowledged (P1)" in status[0] and "Commander: bob" in status[0]  # in order
+    assert "acknowledged (P1)" in status[0] and "Commander: eve" in status[0]  # in order
 
 
 def test_reminders_are_posted_as_status_updates(env: Env, matrix: People) -> None:
@@ -525,3 +527,17 @@ def test_a_pause_still_wins_over_a_chat_approval(env: Env, matrix: People) -> No
         pass
     assert env.playbook.calls == []
     assert _job_state(env, request.job_id) != "succeeded"
+
+
+def test_a_closed_incident_marks_its_room_closed(env_with: Any, matrix: People) -> None:
+    """With chat.archive_on_close, a false alarm's room topic starts with [closed]."""
+    from receiver.incidents import lifecycle
+
+    env = env_with(archive_on_close=True)
+    env.fire(disk_full())
+    room = ready_room(env)
+    lifecycle.act(env.store, env.config, room.incident_id, "false_alarm", user="alice",
+                  now=utcnow(), text="test alert")
+    env.deliver()
+    topic = matrix.bot.state(room.room_id, "m.room.topic")["topic"]
+    assert topic.startswith("[closed] P1 ")

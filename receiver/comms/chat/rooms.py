@@ -29,12 +29,16 @@ from receiver.comms.chat.base import ChatBackend, RoomSpec
 from receiver.config import Config
 from receiver.errors import DeliveryFailed
 from receiver.store import Store
-from receiver.store.chat import ChatRoom
+from receiver.store.chat import ChatRoom, PostableEvent
+from receiver.store.unit import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
 BATCH = 20
 """Messages posted per lease of a room (the next lease goes on at once)."""
+INVITE, TOPIC = "invite", "topic"
+"""Kinds of chat_messages rows that change the room instead of posting (the body is the
+user id to invite, or the new topic)."""
 FOLLOW_ENDED = timedelta(days=1)
 """How long after an incident's last change its room still gets its timeline (notes and
 the post-mortem after the resolution)."""
@@ -83,12 +87,31 @@ def plan(store: Store, config: Config, backend: str, now: datetime) -> int:
                     body = "[status update] " + text.status(
                         facts, uow.chat.jobs_of(event.incident_id),
                         incident_url(config, event.incident_id))
+            _follow_ups(uow, config, event, now)
             uow.chat.add_message(event.incident_id, kind=event.kind, body=body,
                                  txn_id=f"remediator.{event.incident_id}.{event.id}."
                                         f"{secrets.token_hex(4)}",
                                  source_event_id=event.id, job_id=event.job_id, now=now)
             added += 1
     return added
+
+
+def _follow_ups(uow: UnitOfWork, config: Config, event: PostableEvent, now: datetime) -> None:
+    """What an event changes in the room besides its message: the new commander is invited;
+    with ``chat.archive_on_close``, a closed incident's topic starts with [closed]."""
+    if event.kind == "assigned":
+        person = config.people.users.get(str(event.detail.get("assignee") or ""))
+        if person is not None and person.matrix:
+            uow.chat.add_message(event.incident_id, kind=INVITE, body=person.matrix,
+                                 txn_id=f"remediator.invite.{event.id}", now=now)
+    if (event.kind == "state_changed" and config.chat.archive_on_close
+            and event.detail.get("to") in ("closed", "false_alarm")):
+        facts = uow.chat.facts(event.incident_id)
+        if facts is not None:
+            uow.chat.add_message(event.incident_id, kind=TOPIC,
+                                 body="[closed] " + text.topic(
+                                     facts, incident_url(config, event.incident_id)),
+                                 txn_id=f"remediator.topic.{event.id}", now=now)
 
 
 def _set_up(store: Store, config: Config, backend: ChatBackend, room: ChatRoom,
@@ -140,7 +163,17 @@ def _work(store: Store, config: Config, backend: ChatBackend, room: ChatRoom, wo
     with store.unit(write=False) as uow:
         pending = uow.chat.pending_messages(room.incident_id, limit=BATCH)
     for message in pending:
-        event_id = backend.send_text(current.room_id, message.txn_id, message.body)
+        event_id: str | None = None
+        if message.kind == INVITE:
+            try:
+                backend.invite(current.room_id, message.body)
+            except DeliveryFailed as exc:  # already in the room, or no such user: logged
+                log.warning("chat_invite_failed", incident_id=room.incident_id,
+                            user=message.body, error=str(exc))
+        elif message.kind == TOPIC:
+            backend.set_topic(current.room_id, message.body)
+        else:
+            event_id = backend.send_text(current.room_id, message.txn_id, message.body)
         with store.unit() as uow:
             if uow.chat.message_sent(message.id, event_id, now=clock()):
                 sent += 1
