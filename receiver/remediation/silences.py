@@ -11,26 +11,33 @@ everybody is paged if it did not work.
 
 Neither ever blocks the job or raises to the worker: an Alertmanager that is down, refuses,
 or is outside ``targets.http.hosts`` gives a ``silence_failed`` event and the job goes on.
-A silence that could not be expired ends by itself at its ``endsAt``. A dry-run or parked
-job never starts, so it never silences anything.
+A silence that could not be expired is tried again by the workers' chores
+(:func:`expire_orphans`, every :data:`RETRY`, as is one left by a worker that died) and ends
+by itself at its ``endsAt`` at the latest. A dry-run or parked job never starts, so it never
+silences anything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
+from receiver.adapters import AdapterFactory
 from receiver.config import Config
 from receiver.errors import PlaybookError, TargetNotAllowed
 from receiver.remediation.rules import SilenceSpec
 from receiver.remediation.session import JobSession, event, short
+from receiver.store import Store
+from receiver.store.silences import OrphanSilence
 
 log = structlog.get_logger(__name__)
 
 CREATED_BY = "remediator"
 TIMEOUT_S = 5.0
+RETRY = timedelta(minutes=1)
+"""How long before the workers' chores try again to expire a silence whose expiry failed."""
 _FAILURES = (PlaybookError, TargetNotAllowed, OSError, ValueError)
 
 
@@ -112,14 +119,14 @@ def _end(s: JobSession, why: str, config: Config, clock: Callable[[], datetime])
     if not held:
         return
     done: list[tuple[int, bool]] = []
-    failed: list[tuple[str, str, str]] = []
+    failed: list[tuple[int, str, str, str]] = []
     for silence in held:
         try:
             am = s.adapters.alertmanager_silences(silence.alertmanager, timeout_s=TIMEOUT_S,
                                                   hosts=config.targets.http)
             done.append((silence.id, am.expire_silence(silence.silence_id)))
         except _FAILURES as exc:
-            failed.append((silence.alertmanager, silence.silence_id, short(exc)))
+            failed.append((silence.id, silence.alertmanager, silence.silence_id, short(exc)))
     now = clock()
     with s.store.unit() as uow:
         for row, expired in done:
@@ -132,9 +139,60 @@ def _end(s: JobSession, why: str, config: Config, clock: Callable[[], datetime])
                   f"({why})", {"alertmanager": gone.alertmanager,
                                "silence_id": gone.silence_id, "found": expired, "why": why},
                   at=now)
-        for url, silence_id, error in failed:
+        for row, url, silence_id, error in failed:
+            uow.silences.retry_later(row, at=now + RETRY)
             event(uow, job, "silence_failed",
                   f"job #{job.id} could not expire silence {silence_id} in {url}: {error}; "
-                  "it ends by itself at its end time",
+                  "tried again later, it ends by itself at its end time at the latest",
                   {"alertmanager": url, "silence_id": silence_id, "action": "expire",
                    "error": error}, at=now)
+
+
+def expire_orphans(store: Store, config: Config, *, adapters: AdapterFactory,
+                   clock: Callable[[], datetime]) -> int:
+    """A chore: expire the open silences of jobs that are no longer running (an expiry
+    that failed, a worker that died mid-job). How many were concluded; never raises."""
+    try:
+        return _expire_orphans(store, config, adapters, clock)
+    except Exception:  # noqa: BLE001 - a chore that fails is tried again at the next round
+        log.exception("silence_orphans_failed")
+        return 0
+
+
+def _expire_orphans(store: Store, config: Config, adapters: AdapterFactory,
+                    clock: Callable[[], datetime]) -> int:
+    with store.unit(write=False) as uow:
+        due = uow.silences.orphans(now=clock())
+    outcome: list[tuple[OrphanSilence, str | None]] = []
+    for orphan in due:
+        if orphan.ends_at <= clock():
+            outcome.append((orphan, "it reached its end time"))
+            continue
+        try:
+            am = adapters.alertmanager_silences(orphan.alertmanager, timeout_s=TIMEOUT_S,
+                                                hosts=config.targets.http)
+            found = am.expire_silence(orphan.silence_id)
+            outcome.append((orphan, None if found else "already gone"))
+        except _FAILURES as exc:
+            log.warning("silence_expiry_failed", job_id=orphan.job_id,
+                        alertmanager=orphan.alertmanager, error=short(exc))
+            outcome.append((orphan, ""))
+    done = 0
+    now = clock()
+    with store.unit() as uow:
+        for orphan, note in outcome:
+            if note == "":
+                uow.silences.retry_later(orphan.id, at=now + RETRY)
+                continue
+            if uow.silences.mark_expired(orphan.id, now=now) is None:
+                continue
+            done += 1
+            how = "expired in" if note is None else f"ended ({note}) in"
+            uow.events.record(
+                incident_id=orphan.incident_id, at=now, kind="silence_expired", actor="system",
+                message=f"job #{orphan.job_id}: silence {orphan.silence_id} {how} "
+                        f"{orphan.alertmanager} (the job had ended)",
+                detail={"alertmanager": orphan.alertmanager, "silence_id": orphan.silence_id,
+                        "found": note is None, "why": "the job had ended"},
+                job_id=orphan.job_id)
+    return done

@@ -114,6 +114,8 @@ class Worker:
                                     worker_id=self.id, adapters=self.adapters)
         done += self.store.maintain()  # SQLite: checkpoint and truncate the WAL, bounded
         done += metrics.refresh_snapshot_if_due(self.store, self.config, self.clock())
+        done += silences.expire_orphans(self.store, self.config, adapters=self.adapters,
+                                        clock=self.clock)
         return done
 
     def deliver(self) -> int:

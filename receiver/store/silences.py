@@ -10,6 +10,8 @@ from receiver.errors import StoreError
 from receiver.store.repository import Repository, maybe, record, records
 
 _COLUMNS = "id, job_id, alertmanager, silence_id, created_at, ends_at, expired_at"
+_ORPHAN_COLUMNS = ("s.id, s.job_id, s.alertmanager, s.silence_id, s.created_at, s.ends_at,"
+                   " s.expired_at, j.incident_id")
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,13 @@ class JobSilence:
     created_at: datetime
     ends_at: datetime
     expired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OrphanSilence(JobSilence):
+    """An open silence whose job is no longer running, with the job's incident."""
+
+    incident_id: int
 
 
 class SilenceRepository(Repository):
@@ -56,3 +65,19 @@ class SilenceRepository(Repository):
             {"id": silence_row, "now": now},
         )
         return maybe(JobSilence, row)
+
+    def orphans(self, *, now: datetime, limit: int = 20) -> list[OrphanSilence]:
+        """Open silences whose job is no longer running (its expiry failed, or its worker
+        died), due to be tried (``retry_at`` unset or past), oldest first."""
+        rows = self.tx.fetchall(
+            f"SELECT {_ORPHAN_COLUMNS} FROM job_silences s JOIN jobs j ON j.id = s.job_id"  # noqa: S608 - constant columns
+            " WHERE s.expired_at IS NULL AND j.state <> 'running'"
+            " AND (s.retry_at IS NULL OR s.retry_at <= :now) ORDER BY s.id LIMIT :n",
+            {"now": now, "n": limit},
+        )
+        return records(OrphanSilence, rows)
+
+    def retry_later(self, silence_row: int, *, at: datetime) -> None:
+        """Try expiring it again from ``at`` (Alertmanager could not be reached)."""
+        self.tx.execute("UPDATE job_silences SET retry_at = :at WHERE id = :id",
+                        {"id": silence_row, "at": at})

@@ -9,6 +9,7 @@ their API v2 (``GET /api/v2/silences``, ``GET /api/v2/alerts``).
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,14 +21,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from playbooks.base import PlaybookContext, RunResult, Verification
+from receiver.adapters import AdapterFactory
 from receiver.adapters.silences import SilencesAdapter
 from receiver.errors import PlaybookError
+from receiver.remediation import silences
 from receiver.remediation.targets import HttpTargets
 from receiver.store import Store
 from tests.conftest import Clock
 from tests.engine_kit import FakeAction, FakeParams, Kit, rule
 from tests.factories import make_alert, make_notification
-from tests.integration.conftest import Alertmanager
+from tests.integration.conftest import Alertmanager, _stop
 from tests.support import free_port, http, wait_until
 
 pytestmark = pytest.mark.slow
@@ -230,6 +233,62 @@ def test_a_dry_run_job_silences_nothing(store: Store, am: Alertmanager) -> None:
     assert kit.jobs()[0]["state"] == "dry_run"
     assert am_silences(am) == []
     assert not [k for k in kinds(kit, incident) if k.startswith("silence_")]
+
+
+def test_an_alertmanager_that_refuses_does_not_stop_the_job(
+        store: Store, am: Alertmanager) -> None:
+    """Alertmanager 0.25 refuses a matcher on a label name it does not accept: the job
+    runs, and the timeline has Alertmanager's refusal."""
+    kit = make_kit(store, am.url)
+    incident = fire(kit, {**ALERT, "odd-name": "x"})
+    kit.drain()
+    assert kit.jobs()[0]["state"] == "succeeded"
+    [failed] = [e for e in timeline(kit, incident) if e["kind"] == "silence_failed"]
+    assert "HTTP 400" in failed["message"]
+    assert am_silences(am) == []
+
+
+def test_a_silence_whose_expiry_failed_is_expired_by_the_chores(
+        store: Store, am: Alertmanager) -> None:
+    """Alertmanager is down when the job ends: the timeline says the expiry failed, and once
+    it is back the workers' chores expire the silence (not before the retry is due)."""
+    kit = make_kit(store, am.url)
+    incident = fire(kit)
+
+    def during() -> None:
+        assert len(active(am)) == 1
+        _stop(am.proc)  # it keeps its silences on disk
+
+    run_held(kit, during)
+    assert kit.jobs()[0]["state"] == "succeeded"
+    [failed] = [e for e in timeline(kit, incident) if e["kind"] == "silence_failed"]
+    assert "could not expire" in failed["message"]
+    again = subprocess.Popen(am.proc.args, stdout=subprocess.DEVNULL,  # noqa: S603 - the test's own argv
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: _ready(am), 30, "the Alertmanager back")
+        assert len(active(am)) == 1
+
+        def chore() -> int:
+            return silences.expire_orphans(store, kit.config, adapters=AdapterFactory(),
+                                           clock=kit.clock)
+
+        assert chore() == 0  # the retry is not due yet
+        assert len(active(am)) == 1
+        kit.clock.advance(minutes=2)
+        assert chore() == 1
+        assert active(am) == []
+        assert chore() == 0
+        assert kinds(kit, incident).count("silence_expired") == 1
+    finally:
+        _stop(again)
+
+
+def _ready(am: Alertmanager) -> bool:
+    try:
+        return http("GET", am.url + "/-/ready", timeout=1)[0] == 200
+    except OSError:
+        return False
 
 
 # -- hostile label values -------------------------------------------------------------------
