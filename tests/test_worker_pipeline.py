@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import psycopg
+import pytest
 
 from receiver.remediation import controls
 from receiver.store import Store
@@ -76,3 +80,37 @@ def test_a_job_that_waits_for_a_target_takes_one_write_transaction(store: Store,
     assert job["state"] == "queued" and job["attempts"] == 0
     assert kit.playbook.calls == []
     assert seen.count(True) == 1
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_a_release_skips_a_waiting_job_that_a_worker_is_claiming(store: Store,
+                                                                 clock: Clock) -> None:
+    """On PostgreSQL, freeing a target does not wait for the row of a job waiting for it
+    that another transaction holds (a worker claiming it, which locks the target next):
+    waiting there while that worker waits for the freed target would deadlock the two."""
+    kit = Kit(store, clock, [rule(guards={"cooldown": "0s"}, params={"target": "shared"})])
+    fire(kit, "web1")
+    fire(kit, "web2")
+    first, second = (j["id"] for j in kit.jobs())
+    with store.unit() as uow:
+        assert uow.targets.acquire(first, ["fake:shared"], now=clock(),
+                                   until=clock() + kit.config.remediation.lease) == []
+    with store.db.transaction() as tx:
+        tx.execute("UPDATE jobs SET waiting_for = 'fake:shared' WHERE id = :id", {"id": second})
+    released = threading.Event()
+
+    def release() -> None:
+        with store.unit() as uow:
+            uow.targets.release(first)
+        released.set()
+
+    with psycopg.connect(store.db.url) as claimer:  # type: ignore[attr-defined]
+        claimer.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (second,))
+        t = threading.Thread(target=release, daemon=True)
+        t.start()
+        done = released.wait(5)
+        claimer.rollback()
+    t.join(10)
+    assert done
+    with store.db.transaction(write=False) as tx:
+        assert tx.fetchall("SELECT target FROM target_locks") == []

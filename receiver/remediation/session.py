@@ -171,18 +171,22 @@ def open_session(job: Job, *, config: Config, registry: dict[str, Playbook[Any]]
     ctx = PlaybookContext(targets=config.targets, clock=clock, log=log.bind(job_id=job.id),
                           adapters=shared, from_alert=params_from_alert(rule.params, job.params))
     try:
-        params = playbook.parse_params(job.params)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
-        raise Refused(f"invalid params: {problems}") from exc
-    try:
-        ctx.ensure_allowed(playbook, params)
-    except TargetNotAllowed as exc:
-        raise Refused(f"target not allowed: {exc}") from exc
-    return JobSession(job=job, rule=rule, playbook=playbook, params=params, ctx=ctx,
-                      targets=playbook.targets(params), risk=playbook.risk_for(params, ctx),
-                      always_approve=playbook.approval_required(params, ctx), store=store,
-                      adapters=shared)
+        try:
+            params = playbook.parse_params(job.params)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False, include_input=False)
+            )
+            raise Refused(f"invalid params: {problems}") from exc
+        try:
+            ctx.ensure_allowed(playbook, params)
+        except TargetNotAllowed as exc:
+            raise Refused(f"target not allowed: {exc}") from exc
+        return JobSession(job=job, rule=rule, playbook=playbook, params=params, ctx=ctx,
+                          targets=playbook.targets(params), risk=playbook.risk_for(params, ctx),
+                          always_approve=playbook.approval_required(params, ctx), store=store,
+                          adapters=shared)
+    except BaseException:
+        shared.close()  # an allowlist check may have looked a target up
+        raise

@@ -78,19 +78,24 @@ def release_locks(tx: Tx, job_id: int) -> None:
 
     The locks are deleted first: a job that found one of them held and is still committing
     its wait holds that lock row (ON CONFLICT locks it), so on PostgreSQL the DELETE waits
-    for it, and the UPDATE after it then sees the wait."""
+    for it, and the UPDATE after it then sees the wait. A waiting job whose row another
+    transaction holds is left alone (SKIP LOCKED): that is a worker claiming it, which
+    locks its targets next and finds them free once this commits; waiting for its row here
+    while it waits for a target this deleted would deadlock the two."""
     freed = tx.fetchall("DELETE FROM target_locks WHERE job_id = :id RETURNING target",
                         {"id": job_id})
     if not freed:
         return
     marks = ", ".join(f":t{i}" for i in range(len(freed)))
-    woken = tx.fetchall(
-        "UPDATE jobs SET not_before = NULL WHERE state = 'queued'"  # noqa: S608 - placeholders only
-        f" AND waiting_for IN ({marks}) RETURNING id",
-        {f"t{i}": row["target"] for i, row in enumerate(freed)},
-    )
-    if woken:
-        wake_workers(tx)
+    waiting = tx.lock_rows("jobs", f"state = 'queued' AND waiting_for IN ({marks})",
+                           {f"t{i}": row["target"] for i, row in enumerate(freed)},
+                           skip_locked=True, strength="no key update")
+    if not waiting:
+        return
+    ids = ", ".join(f":j{i}" for i in range(len(waiting)))
+    tx.execute(f"UPDATE jobs SET not_before = NULL WHERE id IN ({ids})",  # noqa: S608 - placeholders only
+               {f"j{i}": row["id"] for i, row in enumerate(waiting)})
+    wake_workers(tx)
 
 
 def extend_locks(tx: Tx, job_id: int, until: datetime) -> None:
