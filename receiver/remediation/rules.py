@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from receiver.durations import Duration
-from receiver.errors import TemplateError
+from receiver.errors import TargetNotAllowed, TemplateError
 from receiver.intake.matchers import CompiledMatch, MatchSpec
 from receiver.intake.severity import Severity
 
@@ -75,7 +75,7 @@ def _walk_strings(value: Any) -> Iterable[str]:
             yield from _walk_strings(v)
 
 
-ApprovalMode = Literal["risk", "auto", "required"]
+ApprovalMode = Literal["risk", "auto", "required", "earned"]
 
 
 def checked_url_template(value: str) -> str:
@@ -91,7 +91,10 @@ def checked_url_template(value: str) -> str:
 
 
 class ApprovalPolicy(BaseModel):
-    """``risk`` (the default): approval when the playbook call is high risk."""
+    """``risk`` (the default): approval when the playbook call is high risk. ``earned``:
+    approval until the rule has earned autonomy (``promote_after`` approved runs within
+    ``window`` that verified and whose alert did not fire again within ``recurrence``), see
+    :mod:`receiver.remediation.autonomy`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,13 +103,46 @@ class ApprovalPolicy(BaseModel):
     approvers: int = Field(default=1, ge=1, le=5)
     groups: list[str] = Field(default_factory=list)
     expires: Duration = timedelta(minutes=30)
+    promote_after: int = Field(default=5, ge=1, le=1000)
+    window: Duration = timedelta(days=30)
+    recurrence: Duration = timedelta(hours=1)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: timedelta) -> timedelta:
+        if not timedelta(hours=1) <= value <= timedelta(days=365):
+            raise ValueError("must be between 1h and 365d")
+        return value
+
+    @field_validator("recurrence")
+    @classmethod
+    def _recurrence(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= value <= timedelta(days=7):
+            raise ValueError("must be between 1m and 7d")
+        return value
+
+    @model_validator(mode="after")
+    def _earned_fields(self) -> ApprovalPolicy:
+        earned = {"promote_after", "window", "recurrence"} & self.model_fields_set
+        if earned and not self.earned:
+            raise ValueError(f"{', '.join(sorted(earned))}: only with mode: earned")
+        if self.earned and self.recurrence >= self.window:
+            raise ValueError("recurrence must be shorter than window")
+        return self
+
+    @property
+    def earned(self) -> bool:
+        """Whether any severity's mode is ``earned``."""
+        return self.mode == "earned" or "earned" in self.per_severity.values()
 
     def mode_for(self, severity: Severity) -> ApprovalMode:
         return self.per_severity.get(severity, self.mode)
 
     def required_for(self, severity: Severity, *, high_risk: bool = False) -> bool:
+        """Whether the policy asks for approval; ``earned`` counts as ``required`` here (the
+        guards ask :mod:`receiver.remediation.autonomy` whether the rule has earned it)."""
         mode = self.mode_for(severity)
-        return mode == "required" or (mode == "risk" and high_risk)
+        return mode in ("required", "earned") or (mode == "risk" and high_risk)
 
 
 class _Strict(BaseModel):
@@ -205,7 +241,18 @@ def literal_alertmanager_url(value: str) -> str:
         raise ValueError("must not carry user:password@")
     if split.query or split.fragment or any(c.isspace() for c in value):
         raise ValueError("must be the Alertmanager's base URL (no query, fragment or spaces)")
+    from receiver.remediation.urls import check_url  # deferred: it imports rules
+
+    try:
+        check_url(value, _AnyHost())  # a plain, unambiguous host:port (the allowlist: later)
+    except TargetNotAllowed as exc:
+        raise ValueError(str(exc)) from exc
     return value.rstrip("/")
+
+
+class _AnyHost:
+    def allows(self, host: str, port: int) -> bool:
+        return True
 
 
 AlertmanagerUrl = Annotated[str, Field(max_length=2048), AfterValidator(literal_alertmanager_url)]
@@ -241,6 +288,24 @@ class SilenceSpec(_Strict):
         return value
 
 
+class UndoSpec(_Strict):
+    """``undo``: when a job of the rule is taken back by a job of its own (the playbook's
+    ``undo``, see :mod:`receiver.remediation.undo`). ``verification_failed``: at once when
+    its verification fails, before the ``on_failure`` path; ``resolved``: once the incident
+    has been resolved for ``after`` (a temporary measure ends)."""
+
+    when: Literal["verification_failed", "resolved"]
+    after: Duration = timedelta(0)
+
+    @model_validator(mode="after")
+    def _after(self) -> UndoSpec:
+        if self.after < timedelta(0) or self.after > timedelta(days=7):
+            raise ValueError("after must be between 0s and 7d")
+        if self.when != "resolved" and "after" in self.model_fields_set:
+            raise ValueError("after is only for when: resolved")
+        return self
+
+
 class RemediationRule(MatchSpec):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -253,6 +318,7 @@ class RemediationRule(MatchSpec):
     verify: Verification = Field(default_factory=Verification)
     on_failure: OnFailure = Field(default_factory=OnFailure)
     silence: SilenceSpec | None = None
+    undo: UndoSpec | None = None
     chain_only: bool = Field(
         default=False, description="only runs as another rule's on_failure next_rule"
     )
