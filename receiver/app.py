@@ -19,7 +19,7 @@ from receiver.intake.engine import Intake, utcnow
 from receiver.people.tokens import secret_key
 from receiver.secrets import NO_SECRETS, Redactor, derived_forms, redactor_for
 from receiver.store import Store, open_store
-from receiver.web import api, openapi, ops, pages, webhook
+from receiver.web import api, openapi, ops, pages, report_pages, webhook
 from receiver.web import status as status_web
 from receiver.web.auth import Authenticator
 from receiver.web.errors import register_error_handlers
@@ -161,6 +161,7 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(report_pages.bp)
     app.register_blueprint(status_web.bp)
     app.register_blueprint(status_web.api)
     if insecure_no_auth and not config.auth.configured:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 import click
 
@@ -119,8 +122,11 @@ def postmortem(config_path: str, incident_id: int) -> None:
 @CONFIG_OPTION
 @click.option("--since", default="30d", show_default=True, help="window, e.g. 7d, 24h.")
 @click.option("--json", "as_json", is_flag=True)
-def report(config_path: str, since: str, as_json: bool) -> None:
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
+              help="also write the report page's charts to this self-contained HTML file.")
+def report(config_path: str, since: str, as_json: bool, html_path: str | None) -> None:
     """MTTA/MTTM/MTTR, SLA breaches, false alarms and noise by severity; playbook success."""
+    from receiver.commands.progress import progress
     from receiver.durations import parse_duration
     from receiver.incidents import report as rep
     from receiver.intake.engine import utcnow
@@ -134,9 +140,34 @@ def report(config_path: str, since: str, as_json: bool) -> None:
     start = now - window
     store = store_for(config)
     try:
-        with store.unit(write=False) as uow:
-            built = rep.build(uow.reports.incident_facts(start), uow.reports.job_facts(start),
-                              since=start, now=now, noise_window=config.sla.noise_window)
+        with progress(2 if html_path is None else 4, "report") as step:
+            with store.unit(write=False) as uow:
+                incidents, jobs = uow.reports.incident_facts(start), uow.reports.job_facts(start)
+            step(1)
+            built = rep.build(incidents, jobs, since=start, now=now,
+                              noise_window=config.sla.noise_window)
+            step(1)
+            if html_path is not None:
+                _write_html_report(store, config, start, now, since, html_path, step)
     finally:
         store.close()
     click.echo(json.dumps(built.as_dict(), indent=2) if as_json else rep.as_table(built))
+    if html_path is not None:
+        click.echo(f"wrote {html_path}", err=True)
+
+
+def _write_html_report(store: Any, config: Any, start: datetime, now: datetime, label: str,
+                       path: str, step: Callable[[int], None]) -> None:
+    """The /report page's charts for ``[start, now)`` as one self-contained HTML file."""
+    from pathlib import Path
+
+    from receiver.incidents import report_view
+    from receiver.web.report_pages import standalone_html
+
+    rng = report_view.Range(start, now, label)
+    with store.unit(write=False) as uow:
+        facts = report_view.gather(uow.reports, rng)
+    step(1)
+    fig = report_view.figures(facts, rng, now=now, noise_window=config.sla.noise_window)
+    Path(path).write_text(standalone_html(fig), encoding="utf-8")
+    step(1)
