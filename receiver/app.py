@@ -21,6 +21,7 @@ from receiver.secrets import NO_SECRETS, Redactor, derived_forms, redactor_for
 from receiver.store import Store, open_store
 from receiver.web import api, openapi, ops, pages, report_pages, webhook
 from receiver.web import status as status_web
+from receiver.web import undo as undo_web
 from receiver.web.auth import Authenticator
 from receiver.web.errors import register_error_handlers
 from receiver.web.operators import PASSWORDS_EXTENSION, PasswordChecker, csrf_token
@@ -164,6 +165,7 @@ def create_app(
     app.register_blueprint(report_pages.bp)
     app.register_blueprint(status_web.bp)
     app.register_blueprint(status_web.api)
+    app.register_blueprint(undo_web.bp)
     if insecure_no_auth and not config.auth.configured:
         log.warning("insecure_no_auth", detail=INSECURE_NO_AUTH_WARNING)
     return app

@@ -26,8 +26,8 @@ to the client: its detail is a fixed text and the message goes to the server log
 
 Codes set per instance:
 
-- ActionError: ``not_found`` 404, ``invalid`` 400, ``conflict`` and
-  ``postmortem_required`` 409;
+- ActionError: ``not_found`` 404, ``invalid`` 400, ``conflict``,
+  ``postmortem_required``, ``not_undoable`` and ``already_undone`` (an undo) 409;
 - DecisionError: ``not_found`` 404, ``not_allowed`` 403, ``not_waiting``, ``expired`` and
   ``already_voted`` 409;
 - TokenError: ``invalid_token`` 403, ``expired`` 410;

@@ -208,6 +208,8 @@ def _check_rule_playbooks(
         if rule.playbook not in registry:
             known = ", ".join(sorted(registry))
             problems.append((f"rules[{i}].playbook", f"unknown playbook; known: {known}"))
+        elif rule.undo is not None and not registry[rule.playbook].undoable:
+            problems.append((f"rules[{i}].undo", f"playbook {rule.playbook} cannot be undone"))
         nxt = rule.on_failure.next_rule
         if rule.on_failure.action == "next" and (nxt not in names or nxt == rule.name):
             problems.append(

@@ -69,6 +69,12 @@ class EventKind(enum.StrEnum):
     VERIFICATION_PASSED = "verification_passed"
     VERIFICATION_FAILED = "verification_failed"
     CIRCUIT_OPENED = "circuit_opened"
+    # earned autonomy (approval: {mode: earned}), see receiver.remediation.autonomy
+    AUTONOMY_PROMOTED = "autonomy_promoted"
+    AUTONOMY_DEMOTED = "autonomy_demoted"
+    AUTONOMY_SET_BACK = "autonomy_set_back"
+    UNDO_REQUESTED = "undo_requested"
+    UNDO_REFUSED = "undo_refused"
     # Alertmanager silences while a job acts
     SILENCE_CREATED = "silence_created"
     SILENCE_EXPIRED = "silence_expired"
@@ -142,6 +148,11 @@ _ROWS: tuple[tuple[EventKind, bool, NotifyType | None, bool, str], ...] = (
     (K.VERIFICATION_PASSED,    True,    None,      False,    "verification passed"),
     (K.VERIFICATION_FAILED,    True,    "failure", False,    "verification failed"),
     (K.CIRCUIT_OPENED,         True,    None,      False,    "circuit opened"),
+    (K.AUTONOMY_PROMOTED,      True,    "info",    False,    "autonomy earned"),
+    (K.AUTONOMY_DEMOTED,       True,    "warning", False,    "autonomy withdrawn"),
+    (K.AUTONOMY_SET_BACK,      True,    None,      False,    "autonomy set back"),
+    (K.UNDO_REQUESTED,         True,    "info",    False,    "undo requested"),
+    (K.UNDO_REFUSED,           True,    None,      False,    "undo refused"),
     (K.SILENCE_CREATED,        True,    None,      False,    "silence created"),
     (K.SILENCE_EXPIRED,        True,    None,      False,    "silence expired"),
     (K.SILENCE_FAILED,         True,    None,      False,    "silence failed"),

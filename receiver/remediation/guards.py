@@ -9,7 +9,8 @@
    game day: the incident is a game day's (see receiver.store.gamedays) and not every
    target is one of the scenario's live targets            -> dry_run (plan recorded)
 7. circuit breaker open for the rule                      -> needs approval
-8. approval policy (required, by severity, by risk)       -> needs approval
+8. approval policy (required, by severity, by risk, earned autonomy: see
+   receiver.remediation.autonomy)                          -> needs approval
 
 A job that a human approved skips 7 and 8, never 1-6: a pause or a maintenance window
 still wins over an approval given earlier.
@@ -60,8 +61,8 @@ def cooldown_block(
     """The cooldown guard alone; the worker checks it again while holding the targets' locks.
     A cooldown of 0 is off (clocks of two workers may differ by a little)."""
     cooldown = rule.guards.cooldown
-    if cooldown <= timedelta(0):
-        return None
+    if cooldown <= timedelta(0) or job.undoes_job_id is not None:
+        return None  # an undo takes an action back, it does not repeat it
     last = uow.targets.last_action(rule.name, targets, exclude_job=job.id)
     if last is not None and now - last < cooldown:
         return Decision("block", "cooldown",
@@ -81,9 +82,11 @@ def evaluate(
     high_risk: bool,
     always_approve: str | None,
     now: datetime,
+    record: bool = True,
 ) -> Decision:
     """The first guard that stops or diverts the job, in the module's order, read in
-    ``uow`` (the worker's claim transaction); :data:`PASS` when none does."""
+    ``uow`` (the worker's claim transaction); :data:`PASS` when none does. ``record=False``:
+    a read-only look (earned autonomy's promotions and setbacks are not written)."""
     controls = uow.controls.all()
     for name in (PAUSED, rule_paused(rule.name)):
         c = controls.get(name)
@@ -159,6 +162,11 @@ def evaluate(
     severity = Severity(job.severity)
     if always_approve:
         return Decision("approval", "approval_policy", f"needs approval: {always_approve}")
+    if rule.approval.mode_for(severity) == "earned":  # receiver.remediation.autonomy
+        from receiver.remediation import autonomy  # deferred: autonomy imports this module
+
+        return autonomy.decide(uow, job=job, rule=rule, high_risk=high_risk, now=now,
+                               record=record)
     if rule.approval.required_for(severity, high_risk=high_risk):
         mode = rule.approval.mode_for(severity)
         why = "high-risk action" if mode == "risk" else f"rule requires approval at {severity}"

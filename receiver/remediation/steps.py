@@ -113,9 +113,10 @@ def plan(s: JobSession) -> Plan:
 
 
 def run(s: JobSession, *, store: Store, owner: str, lease: timedelta,
-        clock: Callable[[], datetime]) -> tuple[RunResult | None, str | None]:
-    """Run the playbook while a heartbeat renews the job's lease (and its target locks);
-    the result, or why it failed."""
+        clock: Callable[[], datetime],
+        act: Callable[[], RunResult] | None = None) -> tuple[RunResult | None, str | None]:
+    """Run the playbook (or ``act``: an undo's) while a heartbeat renews the job's lease
+    (and its target locks); the result, or why it failed."""
     done = threading.Event()
 
     def beat() -> None:
@@ -130,7 +131,7 @@ def run(s: JobSession, *, store: Store, owner: str, lease: timedelta,
     t = threading.Thread(target=beat, daemon=True)
     t.start()
     try:
-        return s.playbook.run(s.params, s.ctx), None
+        return (act() if act is not None else s.playbook.run(s.params, s.ctx)), None
     except (PlaybookError, OSError, TimeoutError) as exc:
         return None, short(exc)
     finally:

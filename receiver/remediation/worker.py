@@ -34,7 +34,7 @@ from receiver.config import Config
 from receiver.errors import PlaybookError, StoreError
 from receiver.intake.engine import utcnow
 from receiver.people import approvals
-from receiver.remediation import failure, silences, steps
+from receiver.remediation import autonomy, failure, silences, steps, undo
 from receiver.remediation.failure import Failure
 from receiver.remediation.guards import Decision
 from receiver.remediation.session import JobSession, Refused, open_session, short
@@ -114,8 +114,10 @@ class Worker:
                                     worker_id=self.id, adapters=self.adapters)
         done += self.store.maintain()  # SQLite: checkpoint and truncate the WAL, bounded
         done += metrics.refresh_snapshot_if_due(self.store, self.config, self.clock())
+        done += undo.run_due(self.store, self.config, now=self.clock())
         done += silences.expire_orphans(self.store, self.config, adapters=self.adapters,
                                         clock=self.clock)
+        done += autonomy.refresh(self.store, self.config.rules, self.clock())
         return done
 
     def deliver(self) -> int:
@@ -272,6 +274,9 @@ class Worker:
 
     def _carry(self, s: JobSession, decision: Decision) -> None:
         """Plan, then park the job (dry run, approval) or start, run, verify, conclude."""
+        if s.job.undoes_job_id is not None:  # an undo job: receiver.remediation.undo
+            undo.carry(self, s, decision)
+            return
         try:
             plan = steps.plan(s)
         except (PlaybookError, OSError) as exc:
@@ -299,6 +304,7 @@ class Worker:
         silences.end(s, why="verification " + ("passed" if ok else "failed"),
                      config=self.config, clock=self.clock)
         if not ok:
+            undo.after_verification_failed(self.store, s, now=self.clock())  # rule's `undo`
             failed = next((c for c in checks if not c["ok"]), {"summary": "verification failed"})
             self._fail(s, Failure(
                 f"verification failed: {failed['summary']}", result=result,

@@ -137,6 +137,8 @@ class JobEntry:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    undoes_job_id: int | None = None
+    """The job this one undoes (see :mod:`receiver.remediation.undo`)."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,7 @@ def detail(tx: Tx, incident_id: int) -> IncidentDetail | None:
     )))
     row["jobs"] = tuple(records(JobEntry, tx.fetchall(
         "SELECT id, rule, playbook, state, params, plan, result, reason, targets, risk,"
-        " attempts, created_at, updated_at, started_at, finished_at FROM jobs"
+        " attempts, created_at, updated_at, started_at, finished_at, undoes_job_id FROM jobs"
         " WHERE incident_id = :id ORDER BY id",
         {"id": incident_id},
     )))

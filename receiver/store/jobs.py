@@ -48,7 +48,7 @@ JOB_COLUMNS = (
     "id, incident_id, alert_id, rule, playbook, dedupe_key, params, state, severity, attempts,"
     " max_attempts, lease_owner, lease_expires_at, not_before, started_at, finished_at,"
     " approved_at, idempotent, risk, targets, plan, result, reason, parent_job_id, chain_depth,"
-    " created_at, updated_at"
+    " created_at, updated_at, undoes_job_id"
 )
 
 # The job state table lives in receiver.remediation.job_states; this module applies it.
@@ -85,6 +85,9 @@ class Job:
     chain_depth: int
     created_at: datetime
     updated_at: datetime
+    undoes_job_id: int | None = None
+    """The job whose action this one takes back (it runs the playbook's ``undo``), or None
+    (see :mod:`receiver.remediation.undo`)."""
 
 
 @dataclass(frozen=True)

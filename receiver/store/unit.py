@@ -18,6 +18,7 @@ from functools import cached_property
 
 from receiver.store.approvals import ApprovalRepository
 from receiver.store.audit import AuditRepository
+from receiver.store.autonomy import AutonomyRepository
 from receiver.store.chat import ChatRepository
 from receiver.store.controls import ControlRepository
 from receiver.store.db import Tx
@@ -36,6 +37,7 @@ from receiver.store.people import SessionRepository
 from receiver.store.reports import ReportRepository
 from receiver.store.silences import SilenceRepository
 from receiver.store.status import StatusRepository
+from receiver.store.undos import UndoRepository
 
 
 class UnitOfWork:
@@ -121,3 +123,11 @@ class UnitOfWork:
     @cached_property
     def gamedays(self) -> GameDayRepository:
         return GameDayRepository(self.tx)
+
+    @cached_property
+    def undos(self) -> UndoRepository:
+        return UndoRepository(self.tx)
+
+    @cached_property
+    def autonomy(self) -> AutonomyRepository:
+        return AutonomyRepository(self.tx)

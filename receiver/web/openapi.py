@@ -225,6 +225,9 @@ def document() -> dict[str, Any]:
     from receiver.web.status_openapi import status_paths  # deferred: it imports this module
 
     paths.update(status_paths(components))
+    from receiver.web.undo import undo_paths  # deferred: it imports this module
+
+    paths.update(undo_paths(components))
     return {
         "openapi": "3.1.0",
         "info": {
