@@ -240,12 +240,13 @@ class ChatRepository(Repository):
         alerts = self.tx.fetchall(
             "SELECT alertname, labels, annotations FROM alerts WHERE incident_id = :i"
             " ORDER BY id LIMIT 50", {"i": incident_id})
+        cut = self.tx.redactor  # configured secrets never reach a room's name or text
         return IncidentFacts(
-            incident_id=inc["id"], title=inc["title"], severity=inc["severity"],
+            incident_id=inc["id"], title=cut.text(inc["title"]), severity=inc["severity"],
             state=inc["state"], opened_at=inc["opened_at"], ack_due_at=inc["ack_due_at"],
             acknowledged_at=inc["acknowledged_at"], assignee=inc["assignee"],
-            alerts=tuple(AlertFacts(a["alertname"], dict(a["labels"] or {}),
-                                    dict(a["annotations"] or {})) for a in alerts))
+            alerts=tuple(AlertFacts(cut.text(a["alertname"]), dict(cut(a["labels"] or {})),
+                                    dict(cut(a["annotations"] or {}))) for a in alerts))
 
     # -- messages ---------------------------------------------------------------------
     def events_to_post(self, kinds: Sequence[str], *, ended_after: datetime,
@@ -275,13 +276,14 @@ class ChatRepository(Repository):
     def add_message(self, incident_id: int, *, kind: str, body: str, txn_id: str,
                     now: datetime, source_event_id: int | None = None,
                     job_id: int | None = None) -> None:
-        """Queue one message (a second one for the same event or transaction id is a no-op)."""
+        """Queue one message (a second one for the same event or transaction id is a no-op);
+        configured secrets are cut from its text, as from the timeline's."""
         self.tx.execute(
             "INSERT INTO chat_messages (incident_id, source_event_id, kind, job_id, body,"
             " txn_id, state, created_at) VALUES (:inc, :src, :kind, :job, :body, :txn,"
             " 'pending', :now) ON CONFLICT DO NOTHING",
             {"inc": incident_id, "src": source_event_id, "kind": kind, "job": job_id,
-             "body": body, "txn": txn_id, "now": now})
+             "body": self.tx.redactor.text(body), "txn": txn_id, "now": now})
 
     def pending_messages(self, incident_id: int, *, limit: int = 100) -> list[ChatMessage]:
         return records(ChatMessage, self.tx.fetchall(

@@ -22,6 +22,7 @@ from receiver.comms.chat import inbound, rooms
 from receiver.comms.chat.base import ChatBackend
 from receiver.config import Config
 from receiver.errors import DeliveryFailed, StoreError
+from receiver.secrets import redactor_for
 from receiver.store import Store
 
 log = structlog.get_logger(__name__)
@@ -47,6 +48,7 @@ class ChatService:
         self.backend: ChatBackend = found
         self.config = config
         self.store = store
+        store.redact_with(redactor_for(config))  # no secret in the messages it queues
         self.clock = clock
         self.worker_id = worker_id
 

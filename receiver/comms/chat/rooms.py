@@ -28,6 +28,7 @@ from receiver.comms.chat import text
 from receiver.comms.chat.base import ChatBackend, RoomSpec
 from receiver.config import Config
 from receiver.errors import DeliveryFailed
+from receiver.secrets import redactor_for
 from receiver.store import Store
 from receiver.store.chat import ChatRoom, PostableEvent
 from receiver.store.unit import UnitOfWork
@@ -123,10 +124,11 @@ def _set_up(store: Store, config: Config, backend: ChatBackend, room: ChatRoom,
     if facts is None:
         raise DeliveryFailed(f"incident {room.incident_id} is gone")
     link = incident_url(config, room.incident_id)
+    clean = redactor_for(config).text  # no configured secret in what the room shows
     room_id = room.room_id
     if room_id is None:
         room_id = backend.create_room(RoomSpec(alias=room.name, name=f"#{room.name}",
-                                               topic=text.topic(facts, link),
+                                               topic=clean(text.topic(facts, link)),
                                                key=room.room_key))
         with store.unit() as uow:
             if room_id is None:
@@ -143,7 +145,7 @@ def _set_up(store: Store, config: Config, backend: ChatBackend, room: ChatRoom,
             log.warning("chat_invite_failed", incident_id=room.incident_id, user=user,
                         error=str(exc))
     pinned = backend.send_text(room_id, f"remediator.{room.room_key}.summary",
-                               text.summary(facts, link))
+                               clean(text.summary(facts, link)))
     backend.pin(room_id, [pinned])
     with store.unit() as uow:
         uow.chat.room_ready(room.incident_id, worker=worker, now=now)

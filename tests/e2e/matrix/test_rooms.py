@@ -161,3 +161,21 @@ def test_a_closed_incident_marks_its_room_closed(env_with: Any, matrix: People) 
     env.deliver()
     topic = matrix.bot.state(room.room_id, "m.room.topic")["topic"]
     assert topic.startswith("[closed] P1 ")
+
+
+def test_a_configured_secret_in_an_alert_never_reaches_the_room(env: Env,
+                                                                 matrix: People) -> None:
+    """An alert whose summary and labels carry a configured secret (here the bot's own
+    token) gives a room whose name, topic, pinned summary and messages do not hold it."""
+    secret = matrix.bot.token
+    env.fire(disk_full(service=f"db-{secret}", summary=f"leaked {secret} here"))
+    room = ready_room(env)
+    env.deliver()
+    assert secret.lower() not in room.name and secret not in room.name
+    topic = matrix.bot.state(room.room_id, "m.room.topic")["topic"]
+    matrix.alice.join(room.room_id)
+    bodies = [m["content"]["body"] for m in matrix.alice.messages(room.room_id)]
+    assert len(bodies) >= 2
+    for shown in (topic, *bodies, matrix.bot.state(room.room_id, "m.room.name")["name"]):
+        assert secret not in shown and secret.lower() not in shown.lower(), shown
+    assert "[redacted]" in topic and any("[redacted]" in b for b in bodies)
