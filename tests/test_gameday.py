@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from receiver.adapters.alertmanager import alerts_url
@@ -342,3 +342,29 @@ def test_the_report_shows_steps_times_and_who(store: Store, clock: Clock) -> Non
     assert any("acknowledged missed" in p for p in r.problems)
     assert r.as_json()["steps"][1]["status"] == "met"
     assert assemble(r.gameday, [], now=clock()).problems[0].startswith("no incident")
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(label=st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=40))
+@example(label="g-1")
+@example(label="G-1")
+@example(label="g-1 ")
+@example(label="g-%")
+@example(label="g-1' OR 1=1 --")
+def test_only_the_exact_id_of_a_running_game_day_makes_a_drill(
+        store: Store, clock: Clock, label: str) -> None:
+    """Whatever the label's value, an incident is a drill exactly when the value is the id
+    of a started game day."""
+    kit = Kit(store, clock, [rule()])
+    with store.unit(write=False) as uow:
+        started = uow.gamedays.get("g-1") is not None
+    if not started:
+        start_gameday(store, clock)
+    clock.advance(seconds=1)
+    inc = fire(kit, {"container": "web1", "gameday": label})
+    with store.unit(write=False) as uow:
+        drill = uow.gamedays.for_incident(inc)
+        marks = uow.gamedays.marks([inc])
+    assert (drill is not None) == (label == "g-1")
+    assert marks == ({inc: "g-1"} if label == "g-1" else {})
