@@ -14,7 +14,7 @@ from typing import Any
 
 from playbooks.base import Playbook, RunResult
 from receiver.config import Config
-from receiver.remediation import guards
+from receiver.remediation import autonomy, guards
 from receiver.remediation.rules import RemediationRule, TemplateError, render_rule_params
 from receiver.remediation.session import JobSession, event
 from receiver.store import UnitOfWork
@@ -58,6 +58,8 @@ def fail(uow: UnitOfWork, session: JobSession, failure: Failure, *, owner: str, 
     on = rule.on_failure
     why = failure.why
     uow.incidents.lock(job.incident_id)
+    if failure.first is not None and failure.first[0] == "verification_failed":
+        autonomy.verification_failed(uow, job, rule, now=now)  # earned autonomy's setback
     fields: dict[str, Any] = {"reason": why[:1000]}
     if failure.payload is not None or failure.result is not None:
         fields["result"] = failure.payload or (failure.result.as_dict() if failure.result

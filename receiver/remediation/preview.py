@@ -171,5 +171,5 @@ def guard_verdict(store: Store, config: Config, job: Job, verdict: CallVerdict,
     with store.unit(write=False) as uow:
         decision = evaluate(uow, job=job, rule=rule, config=config,
                             targets=list(verdict.targets), high_risk=verdict.risk == "high",
-                            always_approve=None, now=now)
+                            always_approve=None, now=now, record=False)
     return None if decision.outcome == "pass" else decision

@@ -1,0 +1,284 @@
+"""Earned autonomy on both backends: a rule with ``approval: {mode: earned}`` needs approval
+until its approved runs verified and stuck, and needs it again after a setback.
+
+The playbook is the engine kit's fake; the clock is moved by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from playbooks.base import PlaybookContext
+from receiver.config import parse_config
+from receiver.errors import ConfigError
+from receiver.people.approvals import decide_job
+from receiver.remediation import autonomy
+from receiver.remediation.rules import ApprovalPolicy
+from receiver.store import Store
+from tests.conftest import Clock
+from tests.engine_kit import TEST_CONFIG, FakeParams, FakePlaybook, Kit, rule
+from tests.factories import make_alert, make_notification
+
+EARNED = {"mode": "earned", "promote_after": 5, "window": "30d", "recurrence": "1h"}
+
+
+def earned_rule(**approval: Any) -> dict[str, Any]:
+    return rule(approval={**EARNED, **approval}, guards={"cooldown": "0s"})
+
+
+def fire(kit: Kit, container: str, *, starts: Any = None) -> int:
+    labels = {"container": container, "instance": container}
+    alert = make_alert(labels=labels, starts_at=starts or kit.clock())
+    return kit.fire(make_notification([alert], group_key=f"g-{container}")).incident_id
+
+
+def last_job(kit: Kit) -> dict[str, Any]:
+    return kit.job(kit.jobs()[-1]["id"])
+
+
+def approved_run(kit: Kit, container: str, *, settle: timedelta = timedelta(hours=2)) -> int:
+    """An alert, its job awaiting approval, approved, run and verified; then time passes."""
+    inc = fire(kit, container)
+    kit.drain()
+    job = last_job(kit)
+    assert job["state"] == "awaiting_approval", job
+    kit.clock.advance(minutes=1)  # someone reads the plan and approves
+    decide_job(kit.store, kit.config, job["id"], approve=True, user="carol", reason="",
+               now=kit.clock())
+    kit.drain()
+    assert kit.job(job["id"])["state"] == "succeeded"
+    kit.clock.advance(seconds=settle.total_seconds())
+    return inc
+
+
+def events(store: Store, kind: str) -> list[dict[str, Any]]:
+    with store.db.transaction(write=False) as tx:
+        return tx.fetchall("SELECT incident_id, kind, message, detail, job_id FROM"
+                           " incident_events WHERE kind = :k ORDER BY id", {"k": kind})
+
+
+def audit_actions(store: Store) -> list[str]:
+    with store.db.transaction(write=False) as tx:
+        return [r["action"] for r in tx.fetchall("SELECT action FROM audit_log ORDER BY id")]
+
+
+def level(kit: Kit) -> str:
+    with kit.store.unit(write=False) as uow:
+        found = uow.autonomy.level("poke")
+    return found.level if found else "approval"
+
+
+def test_five_approved_sticking_runs_let_the_sixth_run_alone(store: Store, clock: Clock) -> None:
+    """The first five jobs wait for approval; once all five verified and did not recur
+    within an hour, the sixth runs without approval, and the promotion is on its incident's
+    timeline and in the audit log with the five runs as evidence."""
+    kit = Kit(store, clock, [earned_rule()])
+    for i in range(5):
+        approved_run(kit, f"web{i}")
+    inc = fire(kit, "web5")
+    kit.drain()
+    sixth = last_job(kit)
+    assert sixth["state"] == "succeeded" and sixth["approved_at"] is None
+    promoted = events(store, "autonomy_promoted")
+    assert len(promoted) == 1 and promoted[0]["incident_id"] == inc
+    assert [r["job_id"] for r in promoted[0]["detail"]["runs"]] == [
+        j["id"] for j in kit.jobs()[:5]]
+    assert "job.autonomy_promoted" in audit_actions(store)
+    assert level(kit) == "autonomous"
+
+
+def test_runs_count_only_once_past_recurrence(store: Store, clock: Clock) -> None:
+    """A fifth run that verified but whose recurrence window is still open does not count
+    yet: the next job waits for approval, saying how many runs are still pending."""
+    kit = Kit(store, clock, [earned_rule()])
+    for i in range(4):
+        approved_run(kit, f"web{i}")
+    approved_run(kit, "web4", settle=timedelta(minutes=30))
+    fire(kit, "web5")
+    kit.drain()
+    job = last_job(kit)
+    assert job["state"] == "awaiting_approval"
+    assert "4 of 5" in job["reason"] and "1 more verified" in job["reason"]
+
+
+def test_a_failed_verification_demotes_at_once(store: Store, clock: Clock) -> None:
+    """An autonomous rule whose job fails its verification needs approval for its next job;
+    the demotion is audited and on the failing job's incident, naming the job."""
+    kit = Kit(store, clock, [earned_rule(), rule("check", matchers=['alertname="Never"'])])
+    for i in range(5):
+        approved_run(kit, f"web{i}")
+    fire(kit, "web5")
+    kit.drain()
+    assert level(kit) == "autonomous"
+    kit.playbook.verify = lambda *_a: _failed()  # type: ignore[method-assign]
+    bad_inc = fire(kit, "web6")
+    kit.drain()
+    bad = last_job(kit)
+    assert bad["state"] == "failed" and level(kit) == "approval"
+    demoted = events(store, "autonomy_demoted")
+    assert len(demoted) == 1 and demoted[0]["incident_id"] == bad_inc
+    assert demoted[0]["detail"]["cause"] == "verification_failed"
+    assert demoted[0]["detail"]["job_id"] == bad["id"]
+    assert "job.autonomy_demoted" in audit_actions(store)
+    del kit.playbook.verify
+    fire(kit, "web7")
+    kit.drain()
+    assert last_job(kit)["state"] == "awaiting_approval"
+
+
+def _failed() -> Any:
+    from playbooks.base import Verification
+
+    return Verification(False, "still down")
+
+
+def test_a_recurrence_within_the_window_demotes(store: Store, clock: Clock) -> None:
+    """The alert of an autonomous rule's job fires again 20 minutes after it verified: the
+    job for that new episode needs approval, and the demotion names the recurrence."""
+    kit = Kit(store, clock, [earned_rule()])
+    for i in range(5):
+        approved_run(kit, f"web{i}")
+    fire(kit, "web5")
+    kit.drain()
+    first = last_job(kit)
+    assert first["state"] == "succeeded" and level(kit) == "autonomous"
+    kit.clock.advance(minutes=20)
+    again = fire(kit, "web5")  # a new episode: a later startsAt of the same alert
+    kit.drain()
+    job = last_job(kit)
+    assert job["id"] != first["id"] and job["state"] == "awaiting_approval"
+    demoted = events(store, "autonomy_demoted")
+    assert len(demoted) == 1 and demoted[0]["detail"]["cause"] == "recurred"
+    assert demoted[0]["detail"]["job_id"] == first["id"] and demoted[0]["incident_id"] == again
+
+
+def test_a_recurrence_while_learning_restarts_the_count(store: Store, clock: Clock) -> None:
+    """A run whose alert came back within the hour sets the count back: the runs before it
+    no longer count, five runs after it are needed (and then suffice)."""
+    kit = Kit(store, clock, [earned_rule()])
+    for i in range(4):
+        approved_run(kit, f"web{i}")
+    approved_run(kit, "web4", settle=timedelta(minutes=10))
+    approved_run(kit, "web4")  # the same alert again, 10 minutes after it verified
+    setback = events(store, "autonomy_set_back")
+    assert len(setback) == 1 and setback[0]["detail"]["cause"] == "recurred"
+    for i in range(3):
+        approved_run(kit, f"db{i}")
+    fire(kit, "db8")
+    kit.drain()
+    job = last_job(kit)
+    assert job["state"] == "awaiting_approval" and "4 of 5" in job["reason"]
+    decide_job(store, kit.config, job["id"], approve=True, user="carol", reason="",
+               now=clock())
+    kit.drain()
+    clock.advance(hours=2)
+    fire(kit, "db9")
+    kit.drain()
+    assert last_job(kit)["state"] == "succeeded" and level(kit) == "autonomous"
+
+
+def test_promotion_counts_only_runs_within_the_window(store: Store, clock: Clock) -> None:
+    """Runs that verified longer ago than ``window`` do not count towards a promotion."""
+    kit = Kit(store, clock, [earned_rule(window="1d")])
+    for i in range(3):
+        approved_run(kit, f"web{i}")
+    clock.advance(days=1)
+    for i in range(2):
+        approved_run(kit, f"db{i}")
+    fire(kit, "db9")
+    kit.drain()
+    job = last_job(kit)
+    assert job["state"] == "awaiting_approval" and "2 of 5" in job["reason"]
+
+
+class AlwaysApprove(FakePlaybook):
+    def approval_required(self, params: FakeParams, ctx: PlaybookContext) -> str | None:
+        return "a person must always approve this"
+
+
+def test_a_playbook_that_always_needs_approval_is_never_promoted(store: Store,
+                                                                 clock: Clock) -> None:
+    """The playbook's own policy wins: after five sticking runs its jobs still wait."""
+    kit = Kit(store, clock, [earned_rule()], playbook=AlwaysApprove())
+    for i in range(6):
+        approved_run(kit, f"web{i}")
+    fire(kit, "web9")
+    kit.drain()
+    job = last_job(kit)
+    assert job["state"] == "awaiting_approval" and "always approve" in job["reason"]
+    assert events(store, "autonomy_promoted") == [] and level(kit) == "approval"
+
+
+def test_high_risk_calls_are_waived_once_earned(store: Store, clock: Clock) -> None:
+    """Earned autonomy waives what risk mode would have asked for (a high-risk call), but a
+    per-severity ``required`` still needs approval."""
+    params = {"target": "{{ labels.container }}", "risk": "high"}
+    kit = Kit(store, clock, [{**earned_rule(per_severity={"P1": "required"}),
+                              "params": params}])
+    for i in range(5):
+        fire_warning = make_alert(labels={"container": f"w{i}", "instance": f"w{i}",
+                                          "severity": "warning"}, starts_at=clock())
+        kit.fire(make_notification([fire_warning], group_key=f"g{i}"))
+        kit.drain()
+        job = last_job(kit)
+        assert job["state"] == "awaiting_approval"
+        decide_job(store, kit.config, job["id"], approve=True, user="c", reason="",
+                   now=clock())
+        kit.drain()
+        clock.advance(hours=2)
+    warn = make_alert(labels={"container": "w9", "instance": "w9", "severity": "warning"},
+                      starts_at=clock())
+    kit.fire(make_notification([warn], group_key="g9"))
+    kit.drain()
+    assert last_job(kit)["state"] == "succeeded"
+    fire(kit, "crit")  # severity critical: P1, where the rule says required
+    kit.drain()
+    assert last_job(kit)["state"] == "awaiting_approval"
+
+
+def test_an_undo_demotes(store: Store, clock: Clock) -> None:
+    """An undo of an autonomous rule's job is a setback: the rule needs approval again."""
+    kit = Kit(store, clock, [earned_rule()])
+    for i in range(5):
+        approved_run(kit, f"web{i}")
+    fire(kit, "web5")
+    kit.drain()
+    done = last_job(kit)
+    assert level(kit) == "autonomous"
+    from receiver.store.jobs import Job
+    from receiver.store.repository import record
+
+    with store.unit() as uow:
+        undo = uow.undos.enqueue(record(Job, done), now=clock())
+    assert undo is not None
+    assert autonomy.refresh(store, kit.config.rules, clock()) == 1
+    assert level(kit) == "approval"
+    demoted = events(store, "autonomy_demoted")
+    assert demoted[0]["detail"]["cause"] == "undone" and demoted[0]["job_id"] == done["id"]
+
+
+@pytest.mark.parametrize("approval, path", [
+    ({"mode": "earned", "promote_after": 0}, "rules[0].approval.promote_after"),
+    ({"mode": "earned", "window": "10m"}, "rules[0].approval.window"),
+    ({"mode": "earned", "recurrence": "30d"}, "rules[0].approval.recurrence"),
+    ({"mode": "earned", "window": "2h", "recurrence": "3h"}, "rules[0].approval"),
+    ({"mode": "risk", "promote_after": 3}, "rules[0].approval"),
+    ({"mode": "earnd"}, "rules[0].approval.mode"),
+])
+def test_bad_earned_settings_are_refused_with_the_field_path(approval: dict[str, Any],
+                                                             path: str) -> None:
+    """Each bad value is refused, naming the field under rules[0].approval."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({**TEST_CONFIG, "rules": [rule(approval=approval)]},
+                     registry={"restart_container": FakePlaybook()})
+    assert path in [p for p, _ in info.value.problems]
+
+
+def test_earned_defaults() -> None:
+    """``mode: earned`` alone means 5 runs within 30 days, 1 hour of recurrence."""
+    p = ApprovalPolicy.model_validate({"mode": "earned"})
+    assert (p.promote_after, p.window, p.recurrence) == (5, timedelta(days=30),
+                                                         timedelta(hours=1))
