@@ -220,3 +220,48 @@ def test_a_game_day_through_alertmanager_runs_dry_and_is_reported(
     listed = cli(config, env, "gameday", "list")
     assert f"{gid} ended" in listed
     assert forged["id"] != drill["id"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_live_game_day_really_restarts_only_its_live_target(
+        drill_receiver: tuple[Receiver, Path, dict[str, str]], start_alertmanager: Any,
+        containers: tuple[Any, Any], tmp_path: Path, backend: str) -> None:
+    """With live.targets naming one container, the drill's restart of that container really
+    runs (and the incident is still a game-day incident, left out of the figures), while
+    the same drill's alert on the other, allowlisted, container is planned in dry run."""
+    receiver, config, env = drill_receiver
+    live_box, other_box = containers
+    am = start_alertmanager(receiver.webhook_url)
+    before = {c.name: started_at(c) for c in containers}
+    scenario = tmp_path / "live.yml"
+    scenario.write_text(yaml.safe_dump({
+        "name": "live drill",
+        "time_limit": "10m",
+        "alerts": [{"labels": {"alertname": "LiveDrillDown", "severity": "critical",
+                               "container": live_box.name}},
+                   {"labels": {"alertname": "OtherDrillDown", "severity": "critical",
+                               "container": other_box.name}}],
+        "expect": [{"step": "job_succeeded", "rule": "restart-web", "within": "2m"},
+                   {"step": "mitigated", "within": "2m"}],
+        "live": {"targets": [f"container:{live_box.name}"]},
+    }), encoding="utf-8")
+    gid = cli(config, env, "gameday", "start", str(scenario), "--alertmanager",
+              am.url).strip().splitlines()[-1]
+
+    def concluded() -> dict[str, list[str]] | None:
+        found = incidents_by_alertname(receiver)
+        states = {name: [j["state"] for j in d["jobs"]] for name, d in found.items()}
+        done = states == {"LiveDrillDown": ["succeeded"], "OtherDrillDown": ["dry_run"]}
+        return states if done else None
+
+    wait_until(concluded, 60, "the live restart and the other alert's dry run")
+    assert started_at(live_box) != before[live_box.name]
+    assert started_at(other_box) == before[other_box.name]
+    report = json.loads(cli(config, env, "gameday", "report", gid, "--json"))
+    assert all(i["drill"] for i in report["incidents"]) and len(report["incidents"]) == 2
+    assert {s["step"]: s["status"] for s in report["steps"]} == {
+        "job_succeeded": "met", "mitigated": "met"}
+    figures = json.loads(cli(config, env, "report", "--json"))
+    assert sum(s["incidents"] for s in figures["by_severity"].values()) == 0
+    assert figures["playbooks"] == {}  # the drill's restart is no playbook outcome
+    cli(config, env, "gameday", "end", gid)
