@@ -1,5 +1,5 @@
 """Game-day incidents are marked on the pages that show an incident (list, incident,
-approval), escaped; other incidents carry no mark."""
+approval, the status page's manage pages), escaped; other incidents carry no mark."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def web(store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("REMEDIATOR_TEST_READ_TOKEN", READ_TOKEN)
     kit = Kit(store, clock, [rule(approval={"mode": "required", "groups": ["dba"]})],
               people=people(), auth={"bearer_token": "env:REMEDIATOR_TEST_TOKEN"},
-              data_dir=str(tmp_path / "data"), server={"secure_cookies": False})
+              data_dir=str(tmp_path / "data"), server={"secure_cookies": False},
+              status_page={"enabled": True})
     kit.app = create_app(kit.config, store=store, clock=clock)
     sc = Scenario.model_validate({"name": "drill", "alerts": [{"labels": {"alertname": "A"}}],
                                   "live": {"targets": ["fake:web1"]}})
@@ -45,7 +46,7 @@ def fire(kit: Any, labels: dict[str, str]) -> int:
                                           group_key=unique_group())).incident_id)
 
 
-def test_game_day_incidents_are_marked_and_escaped_on_every_incident_page(web: Any) -> None:
+def test_game_day_incidents_are_marked_and_escaped_on_every_page_showing_them(web: Any) -> None:
     drill = fire(web, {"container": "web1", "gameday": HOSTILE_ID})
     real = fire(web, {"container": "web2", "gameday": "no-such-game-day"})
     web.drain()
@@ -68,3 +69,10 @@ def test_game_day_incidents_are_marked_and_escaped_on_every_incident_page(web: A
     link = next(iter(approval_links(web.config, approval).values()))
     shown = c.get("/" + link.split("/", 3)[3]).get_data(as_text=True)
     assert "GAME DAY &lt;script&gt;" in shown
+    # The status page's manage pages, where an operator would write about it publicly.
+    manage = c.get("/status/manage").get_data(as_text=True)
+    cells = {n: manage.split(f"#{n}</a>")[1].split("</tr>")[0] for n in (drill, real)}
+    assert MARK in cells[drill] and MARK not in cells[real]
+    one = c.get(f"/status/manage/incidents/{drill}").get_data(as_text=True)
+    assert MARK in one and "<script>alert(1)" not in one
+    assert MARK not in c.get(f"/status/manage/incidents/{real}").get_data(as_text=True)

@@ -128,7 +128,9 @@ def manage() -> Response:
     with svc.store.unit(write=False) as uow:
         pending = uow.status.pending()
         candidates = uow.status.candidates()
+        drills = uow.gamedays.marks([i.id for i in candidates])
     return _render("status_manage.html", view=view, pending=pending, candidates=candidates,
+                   gamedays=drills,
                    me=_operator_name(), statuses=status_page.COMPONENT_STATUSES,
                    notice=_notice())
 
@@ -144,8 +146,10 @@ def manage_incident(incident_id: int) -> Response:
         si = uow.status.for_incident(incident_id)
         updates = uow.status.updates(si.id, published_only=False) if si else []
         label_sets = uow.status.label_sets(incident_id)
+        drill = uow.gamedays.for_incident(incident_id)
     would = status_page.affected_components(svc.config.status_page.components, label_sets)
     return _render("status_incident.html", internal=internal, si=si, updates=updates,
+                   gameday=drill.id if drill else None,
                    would_affect=would, statuses=status_page.PUBLIC_STATUSES,
                    approval=svc.config.status_page.approval,
                    notice=_notice())
