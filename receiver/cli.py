@@ -21,6 +21,7 @@ from receiver.commands.oncall import oncall
 from receiver.commands.options import CONFIG_OPTION, load_config_or_exit
 from receiver.commands.processes import serve, worker
 from receiver.commands.remediation import approve, deny, pause, reset_breaker, resume
+from receiver.commands.rules import rules
 from receiver.commands.simulate import simulate
 from receiver.commands.undo import undo
 from receiver.errors import StoreError
@@ -77,5 +78,5 @@ def hash_password(password: str) -> None:
 
 for _command in (serve, worker, simulate, pause, resume, reset_breaker, approve, deny, incident,
                  postmortem, report, audit, backup, oncall, test_command,
-                 replay, gameday, undo):
+                 replay, gameday, undo, rules):
     main.add_command(_command)

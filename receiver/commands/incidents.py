@@ -125,11 +125,13 @@ def postmortem(config_path: str, incident_id: int) -> None:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
               help="also write the report page's charts to this self-contained HTML file.")
 def report(config_path: str, since: str, as_json: bool, html_path: str | None) -> None:
-    """MTTA/MTTM/MTTR, SLA breaches, false alarms and noise by severity; playbook success."""
+    """MTTA/MTTM/MTTR, SLA breaches, false alarms and noise by severity; playbook success;
+    remediation effectiveness by rule and playbook."""
     from receiver.commands.progress import progress
     from receiver.durations import parse_duration
     from receiver.incidents import report as rep
     from receiver.intake.engine import utcnow
+    from receiver.remediation import effectiveness
 
     config = load_config_or_exit(config_path)
     try:
@@ -146,12 +148,14 @@ def report(config_path: str, since: str, as_json: bool, html_path: str | None) -
             step(1)
             built = rep.build(incidents, jobs, since=start, now=now,
                               noise_window=config.sla.noise_window)
+            eff = effectiveness.gather(store, config, since=start, until=now)
             step(1)
             if html_path is not None:
                 _write_html_report(store, config, start, now, since, html_path, step)
     finally:
         store.close()
-    click.echo(json.dumps(built.as_dict(), indent=2) if as_json else rep.as_table(built))
+    click.echo(json.dumps({**built.as_dict(), "effectiveness": eff.as_dict()}, indent=2)
+               if as_json else rep.as_table(built) + "\n\n" + effectiveness.as_table(eff))
     if html_path is not None:
         click.echo(f"wrote {html_path}", err=True)
 

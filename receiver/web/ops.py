@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from receiver.errors import ApiError, StoreError
 from receiver.incidents.metrics import IncidentCollector, current_snapshot
+from receiver.remediation.effectiveness import EffectivenessCollector
 from receiver.runtime.health import AuditVerifier, Collectors, HealthCollector
 from receiver.store.reports import Snapshot
 from receiver.web.services import services
@@ -64,7 +65,8 @@ def metrics() -> Response:
     verifier = current_app.extensions.setdefault("remediator.audit_verifier",
                                                  AuditVerifier(svc.store))
     collector = Collectors(IncidentCollector(load, svc.intake.clock),
-                           HealthCollector(svc.store, svc.intake.clock, verifier))
+                           HealthCollector(svc.store, svc.intake.clock, verifier),
+                           EffectivenessCollector(svc.store, svc.config, svc.intake.clock))
     try:
         data, content_type = svc.metrics.exposition(collector)
     except StoreError:
