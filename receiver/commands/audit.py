@@ -29,8 +29,11 @@ def audit_verify(config_path: str) -> None:
     except AuditKeyMissing as exc:
         click.echo(f"cannot verify: {exc}", err=True)
         sys.exit(1)
+    from receiver.commands.progress import progress
+
     try:
-        r = store.verify_audit()
+        with progress(store.audit_head().seq, "verifying the audit chain") as step:
+            r = store.verify_audit(step)
     finally:
         store.close()
     cp = r.checkpoint

@@ -9,7 +9,7 @@ only, one module per aggregate, written once for both backends (see ``db``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,10 +97,11 @@ class Store:
         with self.db.transaction(write=False) as tx:
             return _audit.query(tx, f)
 
-    def verify_audit(self) -> ChainReport:
+    def verify_audit(self, step: Callable[[int], None] | None = None) -> ChainReport:
         """The chain checked with the audit key, against every signed checkpoint in the
         checkpoint directory (read first, so that a newer one cannot race the walk), and
-        the append-only triggers read from the catalog."""
+        the append-only triggers read from the catalog. ``step(1)`` is called for each
+        entry walked (a progress bar's update)."""
         from receiver.audit.checkpoints import read_checkpoints
 
         found = (read_checkpoints(self.checkpoint_dir, self.audit_key)
@@ -109,7 +110,10 @@ class Store:
             problems = [*(found.problems if found else ()), *_audit.trigger_problems(tx)]
             notes = found.notes if found else ("no checkpoint directory: a deleted tail "
                                                "cannot be detected",)
-            return verify_chain(_audit.walk(tx), self.audit_key,
+            rows = _audit.walk(tx)
+            if step is not None:
+                rows = _stepped(rows, step)
+            return verify_chain(rows, self.audit_key,
                                 found.checkpoints if found else (), problems, notes,
                                 locate=lambda seq: _audit.row_id(tx, seq))
 
@@ -139,3 +143,9 @@ def open_store(url: str, *, pool_min: int = 1, pool_max: int = 10, timeout: floa
                audit_key: AuditKey | None = None, checkpoint_dir: Path | None = None) -> Store:
     return Store(open_database(url, pool_min=pool_min, pool_max=pool_max, timeout=timeout),
                  audit_key=audit_key, checkpoint_dir=checkpoint_dir)
+
+
+def _stepped(rows: Iterator[Any], step: Callable[[int], None]) -> Iterator[Any]:
+    for row in rows:
+        step(1)
+        yield row
