@@ -282,3 +282,33 @@ def test_earned_defaults() -> None:
     p = ApprovalPolicy.model_validate({"mode": "earned"})
     assert (p.promote_after, p.window, p.recurrence) == (5, timedelta(days=30),
                                                          timedelta(hours=1))
+
+
+def test_incident_page_shows_the_promotion_and_the_demotion(
+        store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The incident whose job was the first to run alone shows the promotion with its
+    evidence; the incident whose alert came back shows the demotion."""
+    from receiver.app import create_app
+    from tests.conftest import TOKEN, people
+    from tests.test_pages import login
+
+    monkeypatch.setenv("REMEDIATOR_TEST_TOKEN", TOKEN)
+    kit = Kit(store, clock, [earned_rule()], people=people(),
+              auth={"bearer_token": "env:REMEDIATOR_TEST_TOKEN"},
+              data_dir=str(tmp_path / "data"), server={"secure_cookies": False})
+    for i in range(5):
+        approved_run(kit, f"web{i}")
+    promoted_inc = fire(kit, "web5")
+    kit.drain()
+    first = last_job(kit)
+    clock.advance(minutes=20)
+    again = fire(kit, "web5")
+    kit.drain()
+    client = create_app(kit.config, store=store, clock=clock).test_client()
+    login(client)
+    page = client.get(f"/incidents/{promoted_inc}").get_data(as_text=True)
+    assert "Earned autonomy" in page and f"job #{first['id']} and its next jobs" in page
+    ids = ", ".join(f"#{j['id']}" for j in kit.jobs()[:5])
+    assert ids in page
+    other = client.get(f"/incidents/{again}").get_data(as_text=True)
+    assert "Autonomy withdrawn" in other and "fired again 20m" in other
