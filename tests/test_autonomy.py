@@ -10,6 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from playbooks.base import PlaybookContext
 from receiver.config import parse_config
@@ -312,3 +314,41 @@ def test_incident_page_shows_the_promotion_and_the_demotion(
     assert ids in page
     other = client.get(f"/incidents/{again}").get_data(as_text=True)
     assert "Autonomy withdrawn" in other and "fired again 20m" in other
+
+
+_T0 = Clock().now
+_offsets = st.integers(min_value=0, max_value=60 * 24 * 60)  # minutes, about two months
+
+
+@st.composite
+def run_facts(draw: st.DrawFn, job_id: int) -> Any:
+    from receiver.store.autonomy import RunFacts
+
+    finished = _T0 + timedelta(minutes=draw(_offsets))
+    maybe_at = st.none() | st.integers(min_value=1, max_value=600).map(
+        lambda m: finished + timedelta(minutes=m))
+    return RunFacts(job_id=job_id, rule="poke", playbook="restart_container", incident_id=1,
+                    state=draw(st.sampled_from(["succeeded", "failed", "escalated"])),
+                    approved_at=draw(st.none() | st.just(finished)),
+                    started_at=finished, finished_at=finished, webhook_at=None,
+                    verification_failed_at=draw(maybe_at), undone_at=draw(maybe_at),
+                    next_episode_at=draw(maybe_at), next_episode_incident_id=None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(), max_size=25).flatmap(
+    lambda xs: st.tuples(*(run_facts(i) for i in range(len(xs))))),
+    st.integers(min_value=0, max_value=60 * 24 * 70))
+def test_only_approved_verified_sticking_runs_in_the_window_count(runs: Any, at: int) -> None:
+    """Whatever the runs, a counted run was approved, verified, never failed a verification
+    nor was undone, finished within the window, and its alert did not come back within
+    ``recurrence``, which has passed."""
+    policy = ApprovalPolicy.model_validate(EARNED | {"window": "7d"})
+    now = _T0 + timedelta(minutes=at)
+    runs = [r for r in runs if r.finished_at <= now]
+    st_ = autonomy.standing(policy, runs, None, now)
+    for r in st_.streak:
+        assert r.approved_at is not None and r.state == "succeeded"
+        assert r.verification_failed_at is None and r.undone_at is None
+        assert now - policy.window < r.finished_at <= now - policy.recurrence
+        assert r.next_episode_at is None or r.next_episode_at > r.finished_at + policy.recurrence

@@ -220,10 +220,7 @@ def decide(uow: UnitOfWork, *, job: Job, rule: RemediationRule, high_risk: bool,
         record_setbacks(uow, rule, runs, now=now)
         extra: list[Found] = []
     else:
-        known = {(s.job_id, s.cause) for s in uow.autonomy.setbacks(
-            since=now - rule.approval.window - rule.approval.recurrence, rule=rule.name)}
-        extra = [f for f in setbacks_in(runs, rule.approval.recurrence)
-                 if (f.run.job_id, f.cause) not in known]
+        extra = _unrecorded(uow, rule, runs, now)
     level = uow.autonomy.level(rule.name)
     st = standing(rule.approval, runs, level, now, extra)
     if st.autonomous:
@@ -279,14 +276,27 @@ def verification_failed(uow: UnitOfWork, job: Job, rule: RemediationRule, *,
     set_back(uow, rule, Found(run, "verification_failed", now, job.incident_id), now=now)
 
 
+def _unrecorded(uow: UnitOfWork, rule: RemediationRule, runs: list[RunFacts],
+                now: datetime) -> list[Found]:
+    p = rule.approval
+    known = {(s.job_id, s.cause) for s in uow.autonomy.setbacks(
+        since=now - p.window - p.recurrence, rule=rule.name)}
+    return [f for f in setbacks_in(runs, p.recurrence) if (f.run.job_id, f.cause) not in known]
+
+
 def refresh(store: Store, rules: Iterable[RemediationRule], now: datetime) -> int:
     """A worker chore: record the setbacks of earned rules (recurrences, undos) that no
-    guard has seen yet; how many. One unit of work per rule."""
+    guard has seen yet; how many. A read per earned rule; a write only when there is a
+    setback to record."""
     done = 0
     for rule in rules:
-        if rule.approval.earned and rule.enabled:
+        if not (rule.approval.earned and rule.enabled):
+            continue
+        with store.unit(write=False) as uow:
+            found = _unrecorded(uow, rule, _runs(uow, rule, now), now)
+        if found:
             with store.unit() as uow:
-                done += record_setbacks(uow, rule, _runs(uow, rule, now), now=now)
+                done += sum(set_back(uow, rule, f, now=now) for f in found)
     return done
 
 
@@ -298,11 +308,7 @@ def standings(uow: UnitOfWork, rules: Iterable[RemediationRule],
     for rule in rules:
         if not rule.approval.earned:
             continue
-        p = rule.approval
         runs = _runs(uow, rule, now)
-        known = {(s.job_id, s.cause) for s in uow.autonomy.setbacks(
-            since=now - p.window - p.recurrence, rule=rule.name)}
-        extra = [f for f in setbacks_in(runs, p.recurrence)
-                 if (f.run.job_id, f.cause) not in known]
-        out[rule.name] = standing(p, runs, levels.get(rule.name), now, extra)
+        out[rule.name] = standing(rule.approval, runs, levels.get(rule.name), now,
+                                  _unrecorded(uow, rule, runs, now))
     return out
