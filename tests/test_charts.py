@@ -132,7 +132,10 @@ def test_generated_labels_come_back_as_the_same_text(names: list[str],
 
 
 @given(value=st.floats(0, 1e9, allow_nan=False))
+@example(value=5e-324)  # 10 ** -324 underflowed to 0, and so did the axis top
 def test_nice_max_covers_the_value(value: float) -> None:
-    """The axis top is at or above the largest value, and at most ten times it."""
+    """The axis top is above zero, at or above the largest value, and at most ten times it
+    (or the smallest top)."""
     top = charts.nice_max(value)
-    assert top >= value and (value == 0 or top <= 10 * value + 1e-9)
+    assert top > 0 and top >= value
+    assert value == 0 or top <= 10 * max(value, charts.SMALLEST) * (1 + 1e-12)

@@ -28,6 +28,7 @@ FONT = "system-ui, -apple-system, 'Segoe UI', sans-serif"
 SEVERITY_COLOURS = {"P0": "#b3001b", "P1": "#d9480f", "P2": "#b08900", "P3": "#3b6ea5"}
 PALETTE = ("#3b6ea5", "#d9480f", "#2b8a3e", "#7048e8", "#b08900", "#c92a2a", "#1c7ed6")
 MAX_LABEL = 40
+SMALLEST = 1e-6
 
 
 def colour(series: str, index: int) -> str:
@@ -48,6 +49,8 @@ def number(value: float) -> str:
 
 def duration_text(value: float) -> str:
     """Seconds as people read them: 45s, 12.5m, 3.2h."""
+    if value < 10:
+        return f"{value:.1f}".removesuffix(".0") + "s"
     if value < 120:
         return f"{value:.0f}s"
     if value < 7200:
@@ -56,9 +59,11 @@ def duration_text(value: float) -> str:
 
 
 def nice_max(value: float) -> float:
-    """The smallest 1, 2 or 5 times a power of ten at or above ``value`` (1 for none)."""
+    """The smallest 1, 2 or 5 times a power of ten at or above ``value`` (1 for none);
+    at least :data:`SMALLEST`, so that the power of ten never underflows to 0."""
     if value <= 0 or not math.isfinite(value):
         return 1.0
+    value = max(value, SMALLEST)
     power = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 5, 10):
         if value <= step * power:
@@ -131,10 +136,12 @@ def _datum(series: str, category: str, value: float, shown: str, shape: str) -> 
 
 def bars(chart_id: str, title: str, categories: Sequence[str], series: Sequence[Series], *,
          stacked: bool = False, fmt: Callable[[float], str] = number,
+         axis: Callable[[float], str] | None = None,
          empty: str = "No data in this range.") -> Markup:
     """Vertical bars per category, one per series side by side (or ``stacked``).
 
-    A datum's title reads ``<series> · <category>: <fmt(value)>``."""
+    A datum's title reads ``<series> · <category>: <fmt(value)>``; the value axis is
+    labelled with ``axis`` (``fmt`` by default)."""
     out = _open(chart_id, title)
     present = [v for s in series for v in s.values if v is not None]
     if not categories or not present:
@@ -149,7 +156,7 @@ def bars(chart_id: str, title: str, categories: Sequence[str], series: Sequence[
     slot = plot_w / len(categories)
     per = 1 if stacked else max(len(series), 1)
     bar_w = max(slot * 0.8 / per, 0.5)
-    out += _axis(top, fmt)
+    out += _axis(top, axis or fmt)
     every = max(1, math.ceil(len(categories) / 10))  # at most ~10 category labels
     for k, cat in enumerate(categories):
         x0 = PAD_LEFT + k * slot + slot * 0.1
@@ -183,6 +190,8 @@ class Item:
     label: str
     value: float
     shown: str
+    tag: str = ""
+    """The short text drawn after the bar (``shown`` when empty; ``shown`` is the title)."""
 
 
 def hbars(chart_id: str, title: str, items: Sequence[Item], *, series: str = "",
@@ -195,18 +204,18 @@ def hbars(chart_id: str, title: str, items: Sequence[Item], *, series: str = "",
     if not items:
         return _empty(out, empty, height)
     scale = top if top is not None else nice_max(max(i.value for i in items))
-    label_w = 170
-    plot_w = WIDTH - label_w - 70
+    label_w = 160
+    plot_w = WIDTH - label_w - 64
     for k, item in enumerate(items):
         y = PAD_TOP + 4 + k * row_h
         w = plot_w * (item.value / scale) if scale else 0.0
         shape = (f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" fill="#1b1f24">'
-                 f"{escape(short(item.label, 26))}</text>"
+                 f"{escape(short(item.label, 24))}</text>"
                  f'<rect x="{label_w}" y="{y + 3}" width="{plot_w}" height="14" fill="#f1f3f5"/>'
                  f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 0.0):.2f}" height="14" '
                  f'fill="{colour(series, k if not series else 0)}"/>'
                  f'<text class="value" x="{label_w + plot_w + 6}" y="{y + 14}" '
-                 f'fill="#1b1f24">{escape(item.shown)}</text>')
+                 f'fill="#1b1f24">{escape(item.tag or item.shown)}</text>')
         out.append(_datum(series or title, item.label, item.value, item.shown, shape))
     out.append("</svg>")
     return Markup("".join(out))  # noqa: S704 - every piece above is escaped

@@ -184,11 +184,11 @@ def charts_of(fig: Figures) -> list[tuple[str, Markup]]:
     out: list[tuple[str, Markup]] = []
     out.append(("Mean time to acknowledge", charts.bars(
         "chart-mtta", "MTTA by severity, per week", weeks,
-        _weekly_series(fig, lambda s: s.mtta), fmt=_seconds,
+        _weekly_series(fig, lambda s: s.mtta), fmt=_seconds, axis=charts.duration_text,
         empty="No acknowledged incidents in this range.")))
     out.append(("Mean time to resolve", charts.bars(
         "chart-mttr", "MTTR by severity, per week", weeks,
-        _weekly_series(fig, lambda s: s.mttr), fmt=_seconds,
+        _weekly_series(fig, lambda s: s.mttr), fmt=_seconds, axis=charts.duration_text,
         empty="No resolved incidents in this range.")))
     out.append(("Incidents per day", charts.bars(
         "chart-per-day", "Incidents opened per day, by severity", days,
@@ -201,19 +201,19 @@ def charts_of(fig: Figures) -> list[tuple[str, Markup]]:
     out.append(("Noisiest alerts", charts.hbars(
         "chart-noisiest", "Noisiest alerts (episodes fired)",
         [charts.Item(a.alertname, float(a.episodes),
-                     f"{a.episodes} episodes, {a.incidents} incidents")
+                     f"{a.episodes} episodes, {a.incidents} incidents", str(a.episodes))
          for a in fig.alerts], series="episodes", empty="No alerts in this range.")))
     out.append(("Playbook success rate", charts.hbars(
-        "chart-success", "Playbook success rate (succeeded of concluded jobs)",
+        "chart-success", "Succeeded of concluded jobs",
         [charts.Item(p.playbook, p.success_rate,
                      f"{_pct(p.success_rate)} ({p.succeeded} of "
-                     f"{p.succeeded + p.failed + p.escalated})")
+                     f"{p.succeeded + p.failed + p.escalated})", _pct(p.success_rate))
          for p in fig.playbooks if p.success_rate is not None],
         series="success", top=1.0, empty="No concluded jobs in this range.")))
     out.append(("Playbook recurrence rate", charts.hbars(
-        "chart-recurrence", "Recurrence after a successful playbook (reopened or back "
-        f"within {RECURRENCE_WINDOW.days} days)",
-        [charts.Item(p.playbook, rate, f"{_pct(rate)} ({p.recurred} of {p.remediated})")
+        "chart-recurrence", f"Back within {RECURRENCE_WINDOW.days} days of a success",
+        [charts.Item(p.playbook, rate, f"{_pct(rate)} ({p.recurred} of {p.remediated})",
+                     _pct(rate))
          for p in fig.playbooks if (rate := p.recurrence_rate) is not None],
         series="recurrence", top=1.0, empty="No successful jobs in this range.")))
     return out
