@@ -231,3 +231,134 @@ def test_the_cli_prints_the_roster_and_makes_an_override(store: Store, store_url
     assert naive.exit_code == 2 and "UTC offset" in naive.output
     with store.unit(write=False) as uow:
         assert [o.user_name for o in uow.oncall.overrides()] == ["dave"]
+
+
+# ---- roles where groups are named: approvals, chat invitations -------------------------
+
+ROLE_RULE = {"name": "restart", "matchers": ['alertname="AppDown"'],
+             "playbook": "restart_container", "params": {"target": "web1"},
+             "approval": {"mode": "required", "groups": ["oncall:db-oncall"]}}
+ROSTER = {"backup_after": "10m",
+          "roles": {"db-oncall": {"primary": "carol", "backup": "bob"}}}
+
+
+def _parked(store: Store, clock: Clock, **cfg: Any) -> tuple[Any, int]:
+    from tests.engine_kit import Kit
+    from tests.factories import make_alert, make_notification
+
+    users = {"alice": {"groups": ["oncall"]}, "bob": {"groups": ["web"]},
+             "carol": {"groups": ["web"]}, "dave": {"groups": ["web"]}}
+    kit = Kit(store, clock, [ROLE_RULE], people={"users": users}, oncall=ROSTER, **cfg)
+    kit.fire(make_notification([make_alert(labels={"container": "web1"})]))
+    kit.drain()
+    job_id = next(j["id"] for j in kit.jobs() if j["state"] == "awaiting_approval")
+    return kit, job_id
+
+
+def _decide(kit: Any, store: Store, job_id: int, user: str, clock: Clock) -> Any:
+    from receiver.people.approvals import decide_job
+
+    return decide_job(store, kit.config, job_id, approve=True, user=user, reason="ok",
+                      now=clock.now)
+
+
+def test_an_oncall_role_group_lets_whoever_is_on_duty_approve(store: Store) -> None:
+    from receiver.errors import DecisionError
+
+    clock = Clock(datetime.now(UTC))
+    kit, job_id = _parked(store, clock)
+    with pytest.raises(DecisionError, match="not in an approving group"):
+        _decide(kit, store, job_id, "alice", clock)  # in other groups, not on duty
+    with pytest.raises(DecisionError, match="not in an approving group"):
+        _decide(kit, store, job_id, "bob", clock)  # the backup, before backup_after
+    assert _decide(kit, store, job_id, "carol", clock).state == "queued"
+
+
+def test_an_override_moves_the_right_to_approve(store: Store) -> None:
+    from receiver.errors import DecisionError
+
+    clock = Clock(datetime.now(UTC))
+    kit, job_id = _parked(store, clock)
+    with store.unit() as uow:
+        uow.oncall.add_override(role="db-oncall", user="dave", starts_at=clock.now,
+                                ends_at=clock.now + timedelta(hours=1), reason="swap",
+                                actor="user:carol", now=clock.now)
+    with pytest.raises(DecisionError, match="not in an approving group"):
+        _decide(kit, store, job_id, "carol", clock)
+    assert _decide(kit, store, job_id, "dave", clock).state == "queued"
+
+
+def test_the_backup_may_approve_once_the_incident_went_unacknowledged(store: Store) -> None:
+    clock = Clock(datetime.now(UTC))
+    kit, job_id = _parked(store, clock)
+    clock.advance(minutes=10)
+    assert _decide(kit, store, job_id, "bob", clock).state == "queued"
+
+
+def test_an_unknown_role_in_approval_or_chat_groups_is_refused_with_the_path() -> None:
+    users = {"carol": {}}
+    with pytest.raises(ConfigError) as bad:
+        parse_config({"people": {"users": users}, "oncall": ROSTER | {"roles": {
+            "db-oncall": {"primary": "carol"}}},
+            "rules": [{**ROLE_RULE, "params": {"name": "web1"},
+                       "approval": {"groups": ["dba", "oncall:nobody"]}}]})
+    assert "rules[0].approval.groups[1]" in str(bad.value)
+    assert "no on-call role 'nobody'" in str(bad.value)
+
+
+def test_chat_invites_whoever_is_on_duty_for_a_role_group() -> None:
+    from receiver.comms.chat.rooms import invitees
+
+    users = {n: {"matrix": f"@{n}:example.org"} for n in ("alice", "bob", "carol")}
+    cfg = parse_config({"people": {"users": users},
+                        "oncall": {"roles": {"oncall-engineer": BERLIN_ROTATION | {
+                            "rotation": {**BERLIN_ROTATION["rotation"],
+                                         "people": ["alice", "bob"]},
+                            "backup": "carol"}}},
+                        "chat": {"invite_groups": ["oncall:oncall-engineer"]}})
+    assert invitees(cfg, utc(2026, 1, 6, 12)) == ["@alice:example.org"]
+    assert invitees(cfg, utc(2026, 1, 13, 12)) == ["@bob:example.org"]
+    swap = override("oncall-engineer", "carol", utc(2026, 1, 13), utc(2026, 1, 14))
+    assert invitees(cfg, utc(2026, 1, 13, 12), [swap]) == ["@carol:example.org"]
+
+
+def test_the_backup_is_invited_to_the_room_once_the_primary_missed_the_ack(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A P1 incident's room is ready; nobody acknowledges: at backup_after the role's
+    backup gets one invitation, however often the chat service plans again."""
+    import json
+
+    from receiver.comms.chat import rooms
+    from receiver.intake.alertmanager import Notification
+    from receiver.intake.engine import Intake
+    from tests.factories import make_alert, make_notification
+
+    monkeypatch.setenv("REMEDIATOR_TEST_MATRIX_TOKEN", "matrix-test-token")
+    users = {"carol": {"matrix": "@carol:example.org"}, "bob": {"matrix": "@bob:example.org"}}
+    cfg = parse_config({
+        "people": {"users": users}, "oncall": ROSTER,
+        "chat": {"matrix": {"homeserver": "https://matrix.example.org",
+                            "user_id": "@remediator:example.org",
+                            "access_token": "env:REMEDIATOR_TEST_MATRIX_TOKEN"},
+                 "invite_groups": ["oncall:db-oncall"]}})
+    clock = Clock(datetime.now(UTC))
+    body = json.dumps(make_notification([make_alert(labels={"severity": "critical"})]))
+    incident = Intake(cfg, store, clock).accept(Notification.model_validate_json(body),
+                                                body).incident_id
+    assert incident is not None
+    rooms.plan(store, cfg, "matrix", clock.now)
+    with store.unit() as uow:
+        room = uow.chat.claim_room(worker="w", now=clock.now, until=clock.advance(minutes=1))
+        assert room is not None and room.incident_id == incident
+        assert uow.chat.room_created(incident, "!room:example.org", worker="w")
+        assert uow.chat.room_ready(incident, worker="w", now=clock.now)
+
+    def invites() -> list[str]:
+        with store.unit(write=False) as uow:
+            return [m.body for m in uow.chat.messages(incident) if m.kind == rooms.INVITE]
+
+    rooms.plan(store, cfg, "matrix", clock.advance(minutes=8))
+    assert invites() == []
+    assert rooms.plan(store, cfg, "matrix", clock.advance(minutes=2)) >= 1
+    assert rooms.plan(store, cfg, "matrix", clock.advance(minutes=1)) == 0  # nothing new
+    assert invites() == ["@bob:example.org"]

@@ -19,7 +19,6 @@ from pydantic import Field, ValidationError, model_validator
 
 from receiver.config.audit import AuditConfig, CheckpointSink, SyslogSink, WebhookSink
 from receiver.config.chat import ChatConfig, MatrixConfig
-from receiver.config.gameday import GamedayConfig
 from receiver.config.diagnostics import (
     PROBE_KINDS,
     DiagnosticCheck,
@@ -31,6 +30,7 @@ from receiver.config.diagnostics import (
     RedisProbe,
     http_host_problems,
 )
+from receiver.config.gameday import GamedayConfig
 from receiver.config.incidents import EscalationLevel, IncidentKeyConfig, IncidentsConfig, SlaConfig
 from receiver.config.notifications import (
     ChannelName,
@@ -38,7 +38,7 @@ from receiver.config.notifications import (
     NotificationRetry,
     NotificationsConfig,
 )
-from receiver.config.oncall import OncallConfig, roster_problems
+from receiver.config.oncall import OncallConfig, role_reference_problems, roster_problems
 from receiver.config.people import ApiToken, PeopleConfig, Person, TrustedProxy, UserName
 from receiver.config.remediation import RemediationConfig
 from receiver.config.section import Section
@@ -182,7 +182,12 @@ def parse_config(
     except ValidationError as exc:
         raise ConfigError(source, problems_of(exc)) from exc
     _check_rule_playbooks(config, source, registry)
-    roster = roster_problems(config.oncall, set(config.people.users))
+    named = [(f"rules[{i}].approval.groups", list(r.approval.groups))
+             for i, r in enumerate(config.rules)]
+    if config.chat.invite_groups is not None:
+        named.append(("chat.invite_groups", list(config.chat.invite_groups)))
+    roster = (roster_problems(config.oncall, set(config.people.users))
+              + role_reference_problems(config.oncall, named))
     if roster:
         raise ConfigError(source, roster)
     hosts = http_host_problems(config.rules, config.diagnostics, config.targets.http)

@@ -100,3 +100,21 @@ def roster_problems(config: OncallConfig, users: set[str]) -> list[tuple[str, st
                     problems.append((f"{where}.rotation.people[{i}]",
                                      f"{person!r} is not in people.users"))
     return problems
+
+
+ROLE_GROUP_PREFIX = "oncall:"
+
+
+def role_reference_problems(config: OncallConfig,
+                            named: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
+    """Each ``oncall:<role>`` group named at a path (approval groups, chat invitations)
+    must be a configured role: (path, message)."""
+    problems: list[tuple[str, str]] = []
+    for where, groups in named:
+        for j, group in enumerate(groups):
+            role = group.removeprefix(ROLE_GROUP_PREFIX)
+            if group.startswith(ROLE_GROUP_PREFIX) and role not in config.roles:
+                known = ", ".join(config.roles) or "none configured"
+                problems.append((f"{where}[{j}]", f"no on-call role {role!r} (oncall.roles: "
+                                                  f"{known})"))
+    return problems

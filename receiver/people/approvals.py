@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from receiver.config import Config
 from receiver.errors import DecisionError
+from receiver.people import roster
 from receiver.store import Store, UnitOfWork
 from receiver.store.approvals import Approval, Vote
 from receiver.store.jobs import Job
@@ -133,7 +134,7 @@ def _decide(uow: UnitOfWork, config: Config, job_id: int, approve: bool, user: s
         raise DecisionError("expired", f"the approval for job {job_id} expired at "
                             f"{approval.expires_at.isoformat()}")
     groups = approval.groups or []
-    if groups and not (config.people.groups_of(user) & set(groups)):
+    if groups and not _in_groups(uow, config, user, groups, job, now):
         raise DecisionError("not_allowed",
                             f"{user} is not in an approving group ({', '.join(groups)})")
     votes = uow.approvals.votes(approval.id)
@@ -157,6 +158,21 @@ def _decide(uow: UnitOfWork, config: Config, job_id: int, approve: bool, user: s
     closed = _close(uow, job, approval, "approved", user=user, reason=reason, now=now)
     uow.jobs.wake_workers()
     return closed
+
+
+def _in_groups(uow: UnitOfWork, config: Config, user: str, groups: list[str], job: Job,
+               now: datetime) -> bool:
+    """Whether ``user`` may approve for ``groups``: a member of one of them, or on duty now
+    for an ``oncall:<role>`` group (the role's backup too once the incident has gone
+    unacknowledged for ``oncall.backup_after``)."""
+    if config.people.groups_of(user) & set(groups):
+        return True
+    if not any(g.startswith(roster.ROLE_GROUP_PREFIX) for g in groups):
+        return False
+    incident = uow.incidents.get(job.incident_id)
+    return roster.in_any(config, user, groups, now, uow.oncall.overrides(live_at=now),
+                         opened_at=incident.opened_at if incident else None,
+                         acknowledged_at=incident.acknowledged_at if incident else None)
 
 
 def _one_account_one_vote(votes: list[Vote], user: str, origin: dict[str, Any]) -> None:

@@ -21,14 +21,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
+from receiver.config import oncall as config_oncall
 from receiver.config.oncall import OncallConfig, Role, Rotation
 from receiver.store.oncall import Override
 
-ROLE_GROUP_PREFIX = "oncall:"
-"""An approval group or escalation target named ``oncall:<role>`` means whoever is on duty."""
+if TYPE_CHECKING:
+    from receiver.config import Config
+
+ROLE_GROUP_PREFIX = config_oncall.ROLE_GROUP_PREFIX
+"""An approval group or chat invitation group named ``oncall:<role>`` means whoever is on
+duty."""
 
 
 @dataclass(frozen=True)
@@ -129,3 +134,31 @@ def role_groups(config: OncallConfig, user: str, at: datetime,
     overrides = list(overrides)
     return {f"{ROLE_GROUP_PREFIX}{name}" for name in config.roles
             if on_duty(config, name, at, overrides).primary == user}
+
+
+def members(config: Config, group: str, at: datetime, overrides: Iterable[Override] = (), *,
+            opened_at: datetime | None = None,
+            acknowledged_at: datetime | None = None) -> set[str]:
+    """The people of ``group`` at ``at``: for ``oncall:<role>``, whoever holds the role
+    then (and its backup once :func:`called` says so for an incident opened at
+    ``opened_at``); for any other name, the ``people.users`` entries in that group."""
+    if not group.startswith(ROLE_GROUP_PREFIX):
+        return {name for name, p in config.people.users.items() if group in p.groups}
+    role = group[len(ROLE_GROUP_PREFIX):]
+    if role not in config.oncall.roles:
+        return set()
+    duty = on_duty(config.oncall, role, at, overrides)
+    if opened_at is None:
+        return {duty.primary}
+    return set(called(duty, opened_at=opened_at, acknowledged_at=acknowledged_at, now=at,
+                      backup_after=config.oncall.backup_after))
+
+
+def in_any(config: Config, user: str, groups: Iterable[str], at: datetime,
+           overrides: Iterable[Override] = (), *, opened_at: datetime | None = None,
+           acknowledged_at: datetime | None = None) -> bool:
+    """Whether ``user`` is in one of ``groups`` at ``at`` (roles resolved as in
+    :func:`members`)."""
+    overrides = list(overrides)
+    return any(user in members(config, g, at, overrides, opened_at=opened_at,
+                               acknowledged_at=acknowledged_at) for g in groups)

@@ -275,15 +275,15 @@ class ChatRepository(Repository):
 
     def add_message(self, incident_id: int, *, kind: str, body: str, txn_id: str,
                     now: datetime, source_event_id: int | None = None,
-                    job_id: int | None = None) -> None:
-        """Queue one message (a second one for the same event or transaction id is a no-op);
-        configured secrets are cut from its text, as from the timeline's."""
-        self.tx.execute(
+                    job_id: int | None = None) -> bool:
+        """Queue one message (a second one for the same event or transaction id is a no-op:
+        False); configured secrets are cut from its text, as from the timeline's."""
+        return self.tx.fetchone(
             "INSERT INTO chat_messages (incident_id, source_event_id, kind, job_id, body,"
             " txn_id, state, created_at) VALUES (:inc, :src, :kind, :job, :body, :txn,"
-            " 'pending', :now) ON CONFLICT DO NOTHING",
+            " 'pending', :now) ON CONFLICT DO NOTHING RETURNING id",
             {"inc": incident_id, "src": source_event_id, "kind": kind, "job": job_id,
-             "body": self.tx.redactor.text(body), "txn": txn_id, "now": now})
+             "body": self.tx.redactor.text(body), "txn": txn_id, "now": now}) is not None
 
     def pending_messages(self, incident_id: int, *, limit: int = 100) -> list[ChatMessage]:
         return records(ChatMessage, self.tx.fetchall(

@@ -19,8 +19,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -28,9 +28,12 @@ from receiver.comms.chat import text
 from receiver.comms.chat.base import ChatBackend, RoomSpec
 from receiver.config import Config
 from receiver.errors import DeliveryFailed
+from receiver.incidents.states import ACTIVE
+from receiver.people import roster
 from receiver.secrets import redactor_for
 from receiver.store import Store
 from receiver.store.chat import ChatRoom, PostableEvent
+from receiver.store.oncall import Override
 from receiver.store.unit import UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -50,14 +53,54 @@ def incident_url(config: Config, incident_id: int) -> str:
     return f"{base}/incidents/{incident_id}"
 
 
-def invitees(config: Config) -> list[str]:
-    """The Matrix ids of the people in the invited groups (``chat.invite_groups``, default:
-    the groups that any rule's approval names)."""
+def _wanted_groups(config: Config) -> set[str]:
     groups = config.chat.invite_groups
-    wanted = set(groups) if groups is not None else {
+    return set(groups) if groups is not None else {
         g for rule in config.rules for g in rule.approval.groups}
-    return sorted({p.matrix for p in config.people.users.values()
-                   if p.matrix and wanted & set(p.groups)})
+
+
+def invitees(config: Config, at: datetime | None = None,
+             overrides: Sequence[Override] = ()) -> list[str]:
+    """The Matrix ids of the people in the invited groups (``chat.invite_groups``, default:
+    the groups that any rule's approval names); an ``oncall:<role>`` group is whoever is on
+    duty ``at`` (default now)."""
+    at = at or datetime.now(UTC)
+    people: set[str] = set()
+    for group in _wanted_groups(config):
+        people |= roster.members(config, group, at, overrides)
+    return sorted({p.matrix for name, p in config.people.users.items()
+                   if p.matrix and name in people})
+
+
+def _invite_backups(uow: UnitOfWork, config: Config, now: datetime) -> int:
+    """Invite an invited role's backup to the room of an incident that its primary has not
+    acknowledged within ``oncall.backup_after`` (once per incident and role)."""
+    roles = sorted(g for g in _wanted_groups(config) if g.startswith(roster.ROLE_GROUP_PREFIX))
+    if not roles:
+        return 0
+    added = 0
+    overrides = uow.oncall.overrides(live_at=now)
+    for room in uow.chat.rooms():
+        if room.state != "ready":
+            continue
+        facts = uow.chat.facts(room.incident_id)
+        if facts is None or facts.acknowledged_at is not None or facts.state not in ACTIVE:
+            continue
+        for group in roles:
+            role = group.removeprefix(roster.ROLE_GROUP_PREFIX)
+            if role not in config.oncall.roles:
+                continue
+            duty = roster.on_duty(config.oncall, role, now, overrides)
+            called = roster.called(duty, opened_at=facts.opened_at, acknowledged_at=None,
+                                   now=now, backup_after=config.oncall.backup_after)
+            for name in called[1:]:  # the primary was invited with the room
+                person = config.people.users.get(name)
+                if person is None or not person.matrix:
+                    continue
+                added += uow.chat.add_message(
+                    room.incident_id, kind=INVITE, body=person.matrix,
+                    txn_id=f"remediator.oncall.{room.incident_id}.{name}", now=now)
+    return added
 
 
 def backoff(attempts: int, config: Config) -> timedelta:
@@ -94,6 +137,7 @@ def plan(store: Store, config: Config, backend: str, now: datetime) -> int:
                                         f"{secrets.token_hex(4)}",
                                  source_event_id=event.id, job_id=event.job_id, now=now)
             added += 1
+        added += _invite_backups(uow, config, now)
     return added
 
 
@@ -138,7 +182,9 @@ def _set_up(store: Store, config: Config, backend: ChatBackend, room: ChatRoom,
                 uow.chat.release(room.incident_id, worker=worker)
                 return None
             uow.chat.room_created(room.incident_id, room_id, worker=worker)
-    for user in invitees(config):
+    with store.unit(write=False) as uow:
+        overrides = uow.oncall.overrides(live_at=now)
+    for user in invitees(config, now, overrides):
         try:
             backend.invite(room_id, user)
         except DeliveryFailed as exc:  # one person who cannot be invited stops nobody else
