@@ -95,7 +95,9 @@ def measure(url: str, runs: int, repeat: int) -> dict[str, Any]:
 
         def decide() -> None:
             with store.unit(write=False) as uow:
-                assert len(uow.autonomy.runs(since=since, until=NOW, rule="earn")) == runs
+                got = len(uow.autonomy.runs(since=since, until=NOW, rule="earn"))
+            if got != runs:
+                raise SystemExit(f"read {got} runs, seeded {runs}")
 
         def scrape() -> None:
             with store.unit(write=False) as uow:
