@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from receiver.app import create_app
 from receiver.cli import main
@@ -168,6 +170,35 @@ def test_bad_range_is_a_400_naming_the_field(seeded: dict[str, Any], query: dict
     m = re.search(r'id="report-error">(.*?)</div>', html, re.S)
     assert m and f"{field}: " in m.group(1), m
     assert "<svg" not in html and "<b>" not in html
+
+
+QUERY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(since=QUERY_TEXT, first=QUERY_TEXT, last=QUERY_TEXT)
+@example(since="", first="0001-01-01", last="9999-12-31")
+@example(since="", first="9998-12-31", last="9998-12-31")
+@example(since="7d\x00", first="", last="")
+@example(since="", first="2026-03-02T00:00:00", last="2026-03-02")
+def test_generated_ranges_are_a_page_or_a_400_naming_a_field(
+        seeded: dict[str, Any], since: str, first: str, last: str) -> None:
+    """Whatever the form sends, /report is 200 with charts or 400 naming since, from or to
+    (never a 5xx), and the text sent never comes back as markup."""
+    c = browser(seeded["kit"])
+    login(c)
+    r = c.get("/report", query_string={"since": since, "from": first, "to": last})
+    html = r.get_data(as_text=True)
+    assert r.status_code in (200, 400), html[:500]
+    if r.status_code == 400:
+        m = re.search(r'id="report-error">(.*?)</div>', html, re.S)
+        assert m and re.search(r"\b(since|from|to|since/from/to): ", m.group(1))
+    else:
+        assert "chart-per-day" in html
+    for sent in (since, first, last):
+        if "<" in sent:
+            assert sent not in html
 
 
 def test_report_is_get_only(seeded: dict[str, Any]) -> None:

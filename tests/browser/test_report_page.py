@@ -89,8 +89,9 @@ def test_report_charts_show_the_store_figures(server: Server, seeded: dict[str, 
     assert float(week["value"]) == pytest.approx(p1, abs=0.01)
     assert page.locator("img").count() == 0  # the name's <img> is text, not an element
     assert page.input_value("#report-range select[name=since]") == "7d"
-    scroll = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll <= page.viewport_size["width"] if page.viewport_size else True
+    viewport = page.viewport_size
+    assert viewport is not None
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     path = shot(page, tmp_path, f"report-{width}.png")
     print(f"screenshot: {path}")
 
