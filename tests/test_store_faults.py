@@ -37,10 +37,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs need
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs, unmounted (lazily, should a test leave a file open) afterwards."""
+    """A 3 MiB tmpfs (room for the migrated schema, a WAL and its checkpoint), unmounted
+    (lazily, should a test leave a file open) afterwards."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mnt)],
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", str(mnt)],
                    check=True)
     try:
         yield mnt
