@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from receiver.config.section import Section
+from receiver.config.similar import SimilarConfig
 from receiver.config.windows import BusinessHours
 from receiver.durations import Duration
 from receiver.intake.severity import Severity
@@ -28,6 +29,7 @@ class IncidentKeyConfig(Section):
 class IncidentsConfig(Section):
     key: IncidentKeyConfig = Field(default_factory=IncidentKeyConfig)
     flap_window: Duration = timedelta(minutes=15)
+    similar: SimilarConfig = Field(default_factory=SimilarConfig)
 
 
 class EscalationLevel(Section):

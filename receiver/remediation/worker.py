@@ -104,7 +104,7 @@ class Worker:
         (each step is a conditional update; a checkpoint is a file of its own)."""
         from receiver import diagnostics
         from receiver.audit import checkpoints as audit_checkpoints
-        from receiver.incidents import metrics, timers
+        from receiver.incidents import metrics, similar, timers
 
         # First: a failing timer or a hanging probe must not hold up the checkpoint.
         done = audit_checkpoints.checkpoint_if_due(self.store, self.config,
@@ -118,6 +118,7 @@ class Worker:
         done += silences.expire_orphans(self.store, self.config, adapters=self.adapters,
                                         clock=self.clock)
         done += autonomy.refresh(self.store, self.config.rules, self.clock())
+        done += similar.index_due(self.store, self.config)  # similar past incidents
         return done
 
     def deliver(self) -> int:

@@ -36,6 +36,7 @@ from receiver.store.outbox import OutboxRepository
 from receiver.store.people import SessionRepository
 from receiver.store.reports import ReportRepository
 from receiver.store.silences import SilenceRepository
+from receiver.store.similar import SimilarRepository
 from receiver.store.status import StatusRepository
 from receiver.store.undos import UndoRepository
 
@@ -131,3 +132,7 @@ class UnitOfWork:
     @cached_property
     def autonomy(self) -> AutonomyRepository:
         return AutonomyRepository(self.tx)
+
+    @cached_property
+    def similar(self) -> SimilarRepository:
+        return SimilarRepository(self.tx)
