@@ -66,7 +66,10 @@ def metrics() -> Response:
                                                  AuditVerifier(svc.store))
     collector = Collectors(IncidentCollector(load, svc.intake.clock),
                            HealthCollector(svc.store, svc.intake.clock, verifier),
-                           EffectivenessCollector(svc.store, svc.config, svc.intake.clock))
+                           current_app.extensions.setdefault(
+                               "remediator.effectiveness", EffectivenessCollector(
+                                   svc.store, svc.config, svc.intake.clock,
+                                   every=svc.config.server.metrics_refresh)))
     try:
         data, content_type = svc.metrics.exposition(collector)
     except StoreError:
