@@ -17,6 +17,14 @@ stops at the request's deadline, and the connection is then closed, not kept ali
 closed connection with unread input is half-closed and drained for ``LINGER_SECONDS``
 first, so that the client reads the answer instead of a reset.
 
+Keep-alive is bounded: the response to a connection's ``keepalive_requests``-th request,
+or to its first request once it is ``keepalive_lifetime`` old, says ``Connection: close``.
+All workers accept from one listening socket, so a client that keeps its connections open
+(Alertmanager, a load balancer) would otherwise stay on the worker that first accepted
+them; reconnecting lets the kernel hand the connection to whichever worker waits in
+``accept`` first, which is seldom the busiest one. The close only ever comes with a
+response, never on an idle connection, so a client cannot race it with a new request.
+
 How far a buffer holds a request (framing, chunk frames) is :mod:`receiver.runtime.http_framing`.
 """
 
@@ -99,6 +107,8 @@ class _Conn(TConn):
         self.framing: Framing | None = None
         self.head_end = -1
         self.chunk_pos = 0
+        self.requests = 0  # requests answered on this connection
+        self.opened = time.monotonic()
 
     def init(self) -> None:
         self.initialized = True
@@ -121,6 +131,8 @@ class BufferingThreadWorker(ThreadWorker):
     header_timeout = 10.0
     body_timeout = 30.0
     max_body_bytes = 1024 * 1024
+    keepalive_requests = 100
+    keepalive_lifetime = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -302,8 +314,12 @@ class BufferingThreadWorker(ThreadWorker):
         return result
 
     def handle_request(self, req: Any, conn: _Conn) -> bool:
+        conn.requests += 1
         if not conn.complete:
             req.force_close()  # input may still follow: answer with Connection: close
+        elif (conn.requests >= self.keepalive_requests
+              or time.monotonic() - conn.opened >= self.keepalive_lifetime):
+            req.force_close()  # bounded keep-alive: the client reconnects (module doc)
         return bool(super().handle_request(req, conn))
 
     def finish_request(self, fs: Any) -> None:
@@ -358,5 +374,7 @@ def worker_class(config: Config) -> type[BufferingThreadWorker]:
         header_timeout = config.server.header_timeout.total_seconds()
         body_timeout = config.server.body_timeout.total_seconds()
         max_body_bytes = config.server.max_body_bytes
+        keepalive_requests = config.server.keepalive_requests
+        keepalive_lifetime = config.server.keepalive_lifetime.total_seconds()
 
     return RemediatorWorker
