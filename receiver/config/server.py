@@ -32,7 +32,17 @@ class ServerConfig(Section):
         "thread only once it is complete",
     )
 
-    @field_validator("header_timeout", "body_timeout")
+    keepalive_requests: int = Field(
+        default=100, ge=1, le=100_000,
+        description="a kept-alive connection is closed (Connection: close) with the response "
+        "to this many requests, so that clients' connections spread over the workers again",
+    )
+    keepalive_lifetime: Duration = Field(
+        default=timedelta(seconds=10),
+        description="... or with the first response once the connection is this old",
+    )
+
+    @field_validator("header_timeout", "body_timeout", "keepalive_lifetime")
     @classmethod
     def _client_timeout(cls, value: timedelta) -> timedelta:
         if not timedelta(seconds=1) <= value <= timedelta(minutes=10):
