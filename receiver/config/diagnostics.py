@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from receiver.config.deploys import DeploysProbe
 from receiver.config.section import Section
 from receiver.durations import Duration
 from receiver.intake.matchers import MatchSpec
@@ -85,7 +86,7 @@ class PrometheusProbe(Section):
     )
 
 
-PROBE_KINDS = ("http", "docker", "postgres", "redis", "prometheus")
+PROBE_KINDS = ("http", "docker", "postgres", "redis", "prometheus", "deploys")
 
 
 class DiagnosticCheck(MatchSpec):
@@ -101,6 +102,7 @@ class DiagnosticCheck(MatchSpec):
     postgres: PostgresProbe | None = None
     redis: RedisProbe | None = None
     prometheus: PrometheusProbe | None = None
+    deploys: DeploysProbe | None = None
 
     @model_validator(mode="after")
     def _one_probe(self) -> DiagnosticCheck:

@@ -14,6 +14,9 @@ from pydantic import BaseModel, TypeAdapter
 
 from receiver.adapters import AdapterFactory
 from receiver.config import DockerProbe, HttpProbe, PostgresProbe, PrometheusProbe, RedisProbe
+from receiver.config.deploys import DeploysProbe
+from receiver.diagnostics.deploys import probe_deploys
+from receiver.diagnostics.deploys import target_of as deploys_target
 from receiver.diagnostics.findings import Finding, Outcome
 from receiver.errors import PlaybookError
 from receiver.remediation.targets import ContainerName, DatabaseName, TargetName, TargetsConfig
@@ -54,6 +57,8 @@ def target_of(probe: BaseModel, default: str) -> str:
         return f"postgres {probe.target}" + (f"/{probe.database}" if probe.database else "")
     if isinstance(probe, RedisProbe):
         return f"redis {probe.target} db {probe.db}"
+    if isinstance(probe, DeploysProbe):
+        return deploys_target(probe)
     return default
 
 
@@ -228,5 +233,6 @@ PROBES: dict[str, Callable[[BaseModel, float, ProbeEnv], Finding]] = {
     "postgres": _postgres,
     "redis": _redis,
     "prometheus": _prometheus,
+    "deploys": probe_deploys,
 }
 """Each probe by its check kind: ``probe(rendered_probe_model, timeout_s, env)``."""

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from receiver.comms.markup import md_code, md_text
 from receiver.config import Config
 from receiver.durations import format_duration
+from receiver.incidents import context
+from receiver.people.roster import on_duty_at
 from receiver.secrets import Redactor, redactor_for
 from receiver.store import Store
 from receiver.store.incident_views import IncidentDetail
@@ -74,6 +76,7 @@ def render(store: Store, config: Config, incident_id: int) -> str | None:
         if found is None:
             return None
         sent = uow.incidents.sent_notices(incident_id)
+        overrides = uow.oncall.overrides() if config.oncall.roles else []
     secrets = redactor_for(config)
     inc, sent = _scrub(secrets, found), _scrub(secrets, sent)
     m = milestones(inc)
@@ -93,6 +96,10 @@ def render(store: Store, config: Config, incident_id: int) -> str | None:
       f"(receiver {md_code(inc.receiver) or '—'})")
     w(f"- **Acknowledge-by deadline (SLA):** {_t(inc.ack_due_at)}"
       + (" — **breached**" if inc.sla_breached_at else ""))
+    for duty in on_duty_at(config, inc.opened_at, overrides):
+        how = " (override)" if duty.source == "override" else ""
+        w(f"- **On duty ({_cell(duty.role)}):** {_cell(duty.primary)}{how}"
+          + (f", backup {_cell(duty.backup)}" if duty.backup else ""))
     w("")
     w("## Impact")
     w("")
@@ -167,6 +174,7 @@ def render(store: Store, config: Config, incident_id: int) -> str | None:
         for n in notes:
             w(f"- {_t(n.at)} {_cell(n.actor)}: {_cell(n.message)}")
         w("")
+    out += context.postmortem_lines(store, config, inc, secrets)
     for section, hint in (
         ("Root cause", "What failed, and why. Link evidence from the timeline above."),
         ("What went well", ""),

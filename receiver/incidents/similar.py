@@ -45,6 +45,7 @@ from typing import Any
 
 from receiver.config import Config
 from receiver.config.similar import SimilarConfig
+from receiver.durations import format_duration
 from receiver.store import Store
 from receiver.store.similar import ENDED, IndexCursor, PastIncident
 
@@ -155,6 +156,12 @@ class SimilarIncident:
     fixed_by_person: str | None
     """When no job fixed it: the person who resolved it, if a person did."""
     time_to_resolve_s: int | None
+
+    @property
+    def time_to_resolve(self) -> str:
+        if self.time_to_resolve_s is None:
+            return "—"
+        return format_duration(timedelta(seconds=self.time_to_resolve_s))
 
     @property
     def postmortem_path(self) -> str:
@@ -274,6 +281,8 @@ def _rank(mine: frozenset[str], theirs: Mapping[int, set[str]],
           now: datetime) -> list[tuple[PastIncident, float, float]]:
     scored = []
     for pid, p in past.items():
+        if p.opened_at > now:
+            continue  # opened after the moment asked about (a post-mortem of an old one)
         sim = similarity(mine, theirs.get(pid, set()))
         if sim < cfg.min_score or sim <= 0:
             continue

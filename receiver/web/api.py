@@ -69,7 +69,13 @@ def get_incident(incident_id: int) -> Response:
         found = uow.incidents.detail(incident_id)
     if found is None:
         raise ApiError(404, "not_found", f"no incident {incident_id}")
-    return jsonify(found.as_json())
+    from receiver.incidents import similar
+
+    svc = services()
+    body = found.as_json()
+    body["similar"] = [s.as_json() for s in similar.find(svc.store, svc.config, incident_id,
+                                                          now=svc.intake.clock())]
+    return jsonify(body)
 
 
 def _operator_name() -> str:

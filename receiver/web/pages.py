@@ -13,10 +13,13 @@ from urllib.parse import urlparse
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
-from receiver.incidents import lifecycle, postmortem
+from receiver.config import Config
+from receiver.incidents import context, lifecycle, postmortem
 from receiver.incidents.states import STATES
 from receiver.intake.severity import Severity
 from receiver.people import approvals as approval_logic
+from receiver.people import roster
+from receiver.people.roster import on_duty_at
 from receiver.people.tokens import (
     ApprovalClaim,
     TokenError,
@@ -31,6 +34,7 @@ from receiver.store.approvals import Approval, Vote
 from receiver.store.controls import Control
 from receiver.store.incident_views import IncidentDetail
 from receiver.store.jobs import Job
+from receiver.store.oncall import Override
 from receiver.web.errors import ApiError
 from receiver.web.operators import (
     check_csrf,
@@ -161,6 +165,7 @@ def _incident_page(incident_id: int, notice: str | None = None, level: str = "in
         inc = uow.incidents.detail(incident_id)
         audit = uow.audit.query(AuditFilter(incident_id=incident_id, limit=200))
         drill = uow.gamedays.for_incident(incident_id)
+        overrides = uow.oncall.overrides() if svc.config.oncall.roles else []
     if inc is None:
         return render("message.html", status=404, title="Not found",
                       message=f"There is no incident {incident_id}.", level="error")
@@ -168,13 +173,27 @@ def _incident_page(incident_id: int, notice: str | None = None, level: str = "in
     my_links: dict[int, str] = {}
     if op is not None:
         for a in inc.approvals:
-            if a.state == "pending" and op.name in eligible_approvers(svc.config, a.groups):
+            if a.state == "pending" and _may_approve(svc.config, op.name, a.groups, inc,
+                                                     overrides):
                 token = make_token(secret_key(svc.config), a.id, op.name, a.expires_at)
                 my_links[a.id] = url_for("pages.approval", token=token)
     return render("incident.html", status=status, inc=inc, audit=audit, my_links=my_links,
                   users=sorted(svc.config.people.users),
                   severities=[s.value for s in Severity], notice=notice, notice_level=level,
-                  gameday=drill.id if drill else None)
+                  gameday=drill.id if drill else None,
+                  on_duty=on_duty_at(svc.config, inc.opened_at, overrides),
+                  incident_context=context.for_page(svc.store, svc.config, inc, now=_now()))
+
+
+def _may_approve(config: Config, user: str, groups: list[str], inc: IncidentDetail,
+                 overrides: list[Override]) -> bool:
+    """Whether ``user`` gets a link to decide an approval limited to ``groups`` now (an
+    ``oncall:<role>`` group: its holder, and its backup once the incident went
+    unacknowledged for ``oncall.backup_after``)."""
+    now = datetime.now(UTC)
+    return (user in eligible_approvers(config, groups, now, overrides)
+            or roster.in_any(config, user, groups, now, overrides, opened_at=inc.opened_at,
+                             acknowledged_at=inc.acknowledged_at))
 
 
 @bp.post("/incidents/<id:incident_id>/action")
