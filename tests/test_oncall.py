@@ -362,3 +362,21 @@ def test_the_backup_is_invited_to_the_room_once_the_primary_missed_the_ack(
     assert rooms.plan(store, cfg, "matrix", clock.advance(minutes=2)) >= 1
     assert rooms.plan(store, cfg, "matrix", clock.advance(minutes=1)) == 0  # nothing new
     assert invites() == ["@bob:example.org"]
+
+
+def test_links_the_post_mortem_and_the_page_name_who_was_on_duty(store: Store) -> None:
+    """Approval links go to the role's holder (and follow an override); the post-mortem
+    names who held each role when the incident opened."""
+    from receiver.incidents import postmortem
+    from receiver.people.tokens import eligible_approvers
+
+    clock = Clock(datetime.now(UTC))
+    kit, job_id = _parked(store, clock)
+    assert eligible_approvers(kit.config, ["oncall:db-oncall"], clock.now) == ["carol"]
+    swap = override("db-oncall", "dave", clock.now, clock.now + timedelta(hours=1))
+    assert eligible_approvers(kit.config, ["oncall:db-oncall"], clock.now, [swap]) == ["dave"]
+    assert eligible_approvers(kit.config, ["web", "oncall:db-oncall"], clock.now) == [
+        "bob", "carol", "dave"]
+    incident_id = kit.job(job_id)["incident_id"]
+    text = postmortem.render(store, kit.config, incident_id)
+    assert text is not None and "**On duty (db-oncall):** carol, backup bob" in text

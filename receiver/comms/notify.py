@@ -25,7 +25,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -290,7 +290,8 @@ def _approval_links(uow: UnitOfWork, config: Config,
         return {}, "none"
     if approval.state != "pending":
         return {}, approval.state
-    return dict(tokens.approval_links(config, approval)), "pending"
+    overrides = uow.oncall.overrides(live_at=datetime.now(UTC)) if config.oncall.roles else []
+    return dict(tokens.approval_links(config, approval, overrides)), "pending"
 
 
 def _message(store: Store, config: Config, outbox_id: int,

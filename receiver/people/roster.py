@@ -162,3 +162,10 @@ def in_any(config: Config, user: str, groups: Iterable[str], at: datetime,
     overrides = list(overrides)
     return any(user in members(config, g, at, overrides, opened_at=opened_at,
                                acknowledged_at=acknowledged_at) for g in groups)
+
+
+def on_duty_at(config: Config, at: datetime, overrides: Iterable[Override] = ()) -> list[Duty]:
+    """Every configured role's holder at ``at`` (for the incident page and the post-mortem:
+    who was on duty when an incident opened)."""
+    overrides = list(overrides)
+    return [on_duty(config.oncall, name, at, overrides) for name in config.oncall.roles]

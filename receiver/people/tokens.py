@@ -24,6 +24,7 @@ from receiver.errors import TokenError
 
 if TYPE_CHECKING:
     from receiver.store.approvals import Approval
+    from receiver.store.oncall import Override
 
 APPROVAL_SALT = "remediator.approval-link.v1"
 
@@ -77,18 +78,30 @@ def read_token(key: str, token: str, *, now: datetime) -> ApprovalClaim:
     return claim
 
 
-def eligible_approvers(config: Config, groups: Iterable[str]) -> list[str]:
+def eligible_approvers(config: Config, groups: Iterable[str], at: datetime | None = None,
+                       overrides: Iterable[Override] = ()) -> list[str]:
     """The configured users who may decide an approval limited to ``groups`` (everyone
-    when it names none)."""
+    when it names none); an ``oncall:<role>`` group is whoever holds the role ``at``
+    (default now), with ``overrides``."""
+    from receiver.people import roster
+
     wanted = set(groups)
-    return sorted(u for u, p in config.people.users.items() if not wanted or wanted & set(p.groups))
+    if not wanted:
+        return sorted(config.people.users)
+    at = at or datetime.now(UTC)
+    overrides = list(overrides)
+    people: set[str] = set()
+    for group in wanted:
+        people |= roster.members(config, group, at, overrides)
+    return sorted(u for u in config.people.users if u in people)
 
 
-def approval_links(config: Config, approval: Approval) -> dict[str, str]:
-    """One link per eligible approver (user -> URL)."""
+def approval_links(config: Config, approval: Approval,
+                   overrides: Iterable[Override] = ()) -> dict[str, str]:
+    """One link per eligible approver now (user -> URL)."""
     key = secret_key(config)
     base = config.server.public_url.rstrip("/")
     return {
         user: f"{base}/approvals/{make_token(key, approval.id, user, approval.expires_at)}"
-        for user in eligible_approvers(config, approval.groups)
+        for user in eligible_approvers(config, approval.groups, overrides=overrides)
     }
