@@ -3,7 +3,8 @@
 ``alerts`` and ``incident_events``).
 
 A *run* is a job that started and finished (an undo job is not a run of its own: it marks
-the job it takes back as undone). For each run the store answers when its webhook came
+the job it takes back as undone; a game day's jobs are no runs: a drill earns nothing and
+is left out of the figures). For each run the store answers when its webhook came
 (the alert's first delivery, or the incident's opening for an incident's job), whether and
 when a verification of it failed, whether it was undone, and when the same alert fired
 again afterwards (the next episode of the alert's fingerprint; for an incident's job, the
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from receiver.store.db import Row
+from receiver.store.gamedays import gameday_incident
 from receiver.store.repository import Repository, maybe, records
 
 Level = Literal["approval", "autonomous"]
@@ -196,7 +198,8 @@ class AutonomyRepository(Repository):
     def runs(self, *, since: datetime, until: datetime,
              rule: str | None = None) -> list[RunFacts]:
         """Runs that finished in ``[since, until)`` (of one rule, or all), oldest first."""
-        f = _FILTER + (" AND j.rule = :rule" if rule is not None else "")
+        f = (_FILTER + (" AND j.rule = :rule" if rule is not None else "")
+             + f" AND NOT {gameday_incident(self.tx, 'j.incident_id')}")
         args = {"since": since, "until": until, "rule": rule}
         rows = self.tx.fetchall(_RUNS.format(f=f), args)
         if not rows:
