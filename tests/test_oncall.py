@@ -380,3 +380,40 @@ def test_links_the_post_mortem_and_the_page_name_who_was_on_duty(store: Store) -
     incident_id = kit.job(job_id)["incident_id"]
     text = postmortem.render(store, kit.config, incident_id)
     assert text is not None and "**On duty (db-oncall):** carol, backup bob" in text
+
+
+def test_an_escalation_level_calls_the_holders_of_its_roles(store: Store) -> None:
+    """A breach at level 1 names who holds the level's role; the next level, 30 minutes
+    later, names its own role's holder as of then (an override in between included)."""
+    from receiver.incidents import timers
+    from tests.engine_kit import Kit
+    from tests.factories import make_alert, make_notification
+
+    chain = {"P1": [{"name": "first", "roles": ["db-oncall"]},
+                    {"name": "second", "roles": ["lead"], "after": "30m"}]}
+    roster_cfg = {"roles": {"db-oncall": {"primary": "carol", "backup": "bob"},
+                            "lead": {"primary": "alice"}}}
+    users = {n: {} for n in ("alice", "bob", "carol", "dave")}
+    clock = Clock(datetime.now(UTC))
+    kit = Kit(store, clock, [], people={"users": users}, oncall=roster_cfg,
+              sla={"escalation": chain, "reminders": {}})
+    incident = kit.fire(make_notification([make_alert()])).incident_id
+    clock.advance(minutes=61)
+    timers.run_due(store, kit.config, now=clock.now)
+    with store.unit() as uow:
+        uow.oncall.add_override(role="lead", user="dave", starts_at=clock.now,
+                                ends_at=clock.now + timedelta(hours=2), reason="cover",
+                                actor="user:alice", now=clock.now)
+    clock.advance(minutes=31)
+    timers.run_due(store, kit.config, now=clock.now)
+    inc = store.get_incident(incident)
+    assert inc is not None
+    events = {e["kind"]: e for e in inc["timeline"] if e["kind"] in ("sla_breached",
+                                                                     "escalated")}
+    assert events["sla_breached"]["detail"]["oncall"] == {"db-oncall": "carol"}
+    assert "calling db-oncall carol" in events["sla_breached"]["message"]
+    assert events["escalated"]["detail"]["oncall"] == {"lead": "dave"}
+    with pytest.raises(ConfigError) as bad:
+        parse_config({"people": {"users": users}, "oncall": roster_cfg,
+                      "sla": {"escalation": {"P1": [{"name": "x", "roles": ["nobody"]}]}}})
+    assert "sla.escalation.P1[0].roles[0]" in str(bad.value)

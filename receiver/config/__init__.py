@@ -184,6 +184,10 @@ def parse_config(
     _check_rule_playbooks(config, source, registry)
     named = [(f"rules[{i}].approval.groups", list(r.approval.groups))
              for i, r in enumerate(config.rules)]
+    for severity, levels in config.sla.escalation.items():
+        for i, level in enumerate(levels):
+            named.append((f"sla.escalation.{severity.value}[{i}].roles",
+                          [f"oncall:{r}" for r in level.roles]))
     if config.chat.invite_groups is not None:
         named.append(("chat.invite_groups", list(config.chat.invite_groups)))
     roster = (roster_problems(config.oncall, set(config.people.users))
@@ -193,6 +197,9 @@ def parse_config(
     hosts = http_host_problems(config.rules, config.diagnostics, config.targets.http)
     if hosts:
         raise ConfigError(source, hosts)
+    audiences = config.notifications.audience_problems()
+    if audiences:
+        raise ConfigError(source, audiences)
     return config
 
 

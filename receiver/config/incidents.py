@@ -35,6 +35,9 @@ class IncidentsConfig(Section):
 class EscalationLevel(Section):
     name: str = Field(min_length=1, max_length=100)
     channels: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+    """``oncall.roles`` whose holders this level calls (named in the event, invited to the
+    incident's chat room)."""
     after: Duration = timedelta(minutes=15)
 
 

@@ -10,11 +10,26 @@ from typing import Any
 
 from receiver.config import Config
 from receiver.intake.severity import Severity
+from receiver.people import roster
 from receiver.store import Store, UnitOfWork
 
 
 def _levels(config: Config, severity: str) -> list[Any]:
     return list(config.sla.escalation.get(Severity(severity), []))
+
+
+def _paged(uow: UnitOfWork, config: Config, level: Any, now: datetime) -> dict[str, str]:
+    """Who holds each of the level's on-call roles now: role -> person."""
+    if level is None or not level.roles:
+        return {}
+    overrides = uow.oncall.overrides(live_at=now)
+    return {role: roster.on_duty(config.oncall, role, now, overrides).primary
+            for role in level.roles if role in config.oncall.roles}
+
+
+def _naming(paged: dict[str, str]) -> str:
+    return ("; calling " + ", ".join(f"{role} {who}" for role, who in paged.items())
+            if paged else "")
 
 
 def run_due(store: Store, config: Config, *, now: datetime) -> int:
@@ -34,12 +49,14 @@ def _breaches(uow: UnitOfWork, config: Config, now: datetime) -> int:
         level = levels[0] if levels else None
         if len(levels) > 1:
             uow.incidents.schedule_escalation(r.id, now + levels[1].after)
+        paged = _paged(uow, config, level, now)
         uow.events.record(
             incident_id=r.id, at=now, kind="sla_breached", actor="system",
             message=f"{r.severity} not acknowledged by {r.ack_due_at:%Y-%m-%d %H:%M} UTC;"
-            + (f" escalating to {level.name}" if level else " no escalation chain configured"),
+            + (f" escalating to {level.name}" if level else " no escalation chain configured")
+            + _naming(paged),
             detail={"level": 1, "escalate_to": level.name if level else None,
-                    "channels": level.channels if level else []},
+                    "channels": level.channels if level else [], "oncall": paged},
         )
     return len(breached)
 
@@ -56,11 +73,12 @@ def _next_levels(uow: UnitOfWork, config: Config, now: datetime) -> int:
             continue
         level = levels[nxt - 1]
         fired += 1
+        paged = _paged(uow, config, level, now)
         uow.events.record(incident_id=r.id, at=now, kind="escalated", actor="system",
                           message=f"still not acknowledged: escalating to {level.name} "
-                          f"(level {nxt})",
+                          f"(level {nxt})" + _naming(paged),
                           detail={"level": nxt, "escalate_to": level.name,
-                                  "channels": level.channels})
+                                  "channels": level.channels, "oncall": paged})
     return fired
 
 

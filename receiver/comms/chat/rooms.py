@@ -149,6 +149,14 @@ def _follow_ups(uow: UnitOfWork, config: Config, event: PostableEvent, now: date
         if person is not None and person.matrix:
             uow.chat.add_message(event.incident_id, kind=INVITE, body=person.matrix,
                                  txn_id=f"remediator.invite.{event.id}", now=now)
+    if event.kind in ("sla_breached", "escalated"):  # the on-call people the level calls
+        paged = event.detail.get("oncall") or {}
+        for name in sorted(set(paged.values()) if isinstance(paged, dict) else ()):
+            person = config.people.users.get(str(name))
+            if person is not None and person.matrix:
+                uow.chat.add_message(event.incident_id, kind=INVITE, body=person.matrix,
+                                     txn_id=f"remediator.oncall.{event.incident_id}.{name}",
+                                     now=now)
     if (event.kind == "state_changed" and config.chat.archive_on_close
             and event.detail.get("to") in ("closed", "false_alarm")):
         facts = uow.chat.facts(event.incident_id)
