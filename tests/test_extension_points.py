@@ -54,14 +54,18 @@ AUDITED_BEFORE = {
     "circuit_opened", "escalated", "job_waiting", "acknowledged", "assigned", "note",
     "sla_breached", "reminder", "diagnostics_requested", "postmortem_saved",
 }
-# Kinds added since, with what they do: Alertmanager silences (audited, not notified).
-AUDITED_SINCE = {"silence_created", "silence_expired", "silence_failed"}
+# Kinds added since, with what they do: Alertmanager silences and earned autonomy
+# (audited, not notified).
+AUDITED_SINCE = {"silence_created", "silence_expired", "silence_failed",
+                 "autonomy_promoted", "autonomy_demoted", "autonomy_set_back"}
 NOTIFY_TYPES_BEFORE = {
     "opened": "warning", "reopened": "warning", "severity_changed": "warning",
     "job_awaiting_approval": "warning", "reminder": "warning", "job_started": "info",
     "resolved": "success", "job_succeeded": "success", "job_failed": "failure",
     "verification_failed": "failure", "escalated": "failure", "sla_breached": "failure",
 }
+# Since audiences: every state change is in the outbox (a channel hears it only on request).
+NOTIFY_TYPES_BEFORE["state_changed"] = "info"
 NO_SLEEP = lambda _s: None  # noqa: E731 - checks that do not wait
 KNOWN = {k.value for k in EventKind}
 

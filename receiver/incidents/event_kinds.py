@@ -7,7 +7,8 @@ event causes, in the same transaction:
 - ``audited``: an entry in the hash-chained audit log (state changes and decisions);
 - ``notify``: a row in the notifications outbox, sent to the channels that listen for the
   kind, with this apprise notify type (``info``, ``success``, ``warning``, ``failure``);
-  None: nobody is told;
+  None: nobody is told (``state_changed`` is in the outbox but reaches only channels that
+  ask for it, see :data:`BY_DEFAULT_SILENT`);
 - ``diagnose``: a pending diagnostics request for the incident;
 - ``label``: how people read the kind (notification titles).
 
@@ -116,7 +117,7 @@ _ROWS: tuple[tuple[EventKind, bool, NotifyType | None, bool, str], ...] = (
     (K.REOPENED,               True,    "warning", True,     "reopened"),
     (K.RESOLVED,               True,    "success", False,    "resolved"),
     (K.SEVERITY_CHANGED,       True,    "warning", False,    "severity changed"),
-    (K.STATE_CHANGED,          True,    None,      False,    "state changed"),
+    (K.STATE_CHANGED,          True,    "info",    False,    "state changed"),
     (K.ALERTS_FIRING,          False,   None,      False,    "alerts firing"),
     (K.ALERTS_RESOLVED,        False,   None,      False,    "alerts resolved"),
     (K.ACKNOWLEDGED,           True,    None,      False,    "acknowledged"),
@@ -148,8 +149,8 @@ _ROWS: tuple[tuple[EventKind, bool, NotifyType | None, bool, str], ...] = (
     (K.VERIFICATION_PASSED,    True,    None,      False,    "verification passed"),
     (K.VERIFICATION_FAILED,    True,    "failure", False,    "verification failed"),
     (K.CIRCUIT_OPENED,         True,    None,      False,    "circuit opened"),
-    (K.AUTONOMY_PROMOTED,      True,    "info",    False,    "autonomy earned"),
-    (K.AUTONOMY_DEMOTED,       True,    "warning", False,    "autonomy withdrawn"),
+    (K.AUTONOMY_PROMOTED,      True,    None,      False,    "autonomy promoted"),
+    (K.AUTONOMY_DEMOTED,       True,    None,      False,    "autonomy demoted"),
     (K.AUTONOMY_SET_BACK,      True,    None,      False,    "autonomy set back"),
     (K.UNDO_REQUESTED,         True,    "info",    False,    "undo requested"),
     (K.UNDO_REFUSED,           True,    None,      False,    "undo refused"),
@@ -194,9 +195,45 @@ def label_of(kind: str) -> str:
 
 
 def notified_kinds() -> list[str]:
-    """The kinds a notification channel may listen for, sorted (the channels' default)."""
+    """The kinds a notification channel may listen for, sorted."""
     return sorted(k.value for k in NOTIFIED)
 
 
-__all__ = ["AUDITED", "DIAGNOSED", "NOTIFIED", "TABLE", "EventKind", "KindSpec", "NotifyType",
-           "label_of", "notified_kinds", "notify_type"]
+BY_DEFAULT_SILENT: frozenset[EventKind] = frozenset({EventKind.STATE_CHANGED})
+"""Notified kinds a channel hears only when it names them (or its audience does): every
+state change lands in the outbox, so that an audience can listen for ``mitigated``."""
+
+
+def default_channel_kinds() -> list[str]:
+    """The kinds a channel listens for when it names none, sorted."""
+    return sorted(k.value for k in NOTIFIED - BY_DEFAULT_SILENT)
+
+
+DERIVED_STATES: Mapping[str, str] = MappingProxyType(
+    {"mitigated": "mitigated", "resolved": "resolved"})
+"""A ``state_changed`` event to one of these states also reads as the event named here, for
+channels with an audience (``mitigated`` is no kind of its own; a person resolving an
+incident is a ``state_changed``, while the last alert resolving it is ``resolved``)."""
+
+
+def audience_event_names() -> list[str]:
+    """What an audience (or a channel) may list in ``events``, sorted."""
+    return sorted(set(notified_kinds()) | set(DERIVED_STATES.values()))
+
+
+def event_names(kind: str, detail: Mapping[str, object] | None,
+                *, derived: bool) -> frozenset[str]:
+    """The event names an outbox row of ``kind`` answers to: its kind, and with ``derived``
+    the name its state change reads as (see :data:`DERIVED_STATES`)."""
+    names = {kind}
+    if derived and kind == EventKind.STATE_CHANGED.value:
+        alias = DERIVED_STATES.get(str((detail or {}).get("to")))
+        if alias is not None:
+            names.add(alias)
+    return frozenset(names)
+
+
+__all__ = ["AUDITED", "BY_DEFAULT_SILENT", "DERIVED_STATES", "DIAGNOSED", "NOTIFIED", "TABLE",
+           "EventKind", "KindSpec", "NotifyType", "audience_event_names",
+           "default_channel_kinds", "event_names", "label_of", "notified_kinds",
+           "notify_type"]
