@@ -47,6 +47,7 @@ from receiver.store import approvals as approval_store
 from receiver.store import jobs as job_store
 from tests.conftest import PG_DSN, ROOT, drop_pg_database, new_pg_database, pg_url
 from tests.factories import make_alert, make_notification
+from tests.git_repo import make_git_repo
 from tests.integration.conftest import wait_until
 from tests.support import free_port
 
@@ -64,6 +65,8 @@ PASSWORD = "browser test password 42"
 RUN_ID = uuid.uuid4().hex[:8]
 START_TIMEOUT = 40.0
 JOB_TIMEOUT = 30.0
+DEPLOY_COMMITS = ("release 1.0", "release 1.1 <img src=x onerror=alert(1)>")
+"""The commits of the repository the ``recent-deploys`` check reads, oldest first."""
 
 # What the receiver's config refers to (env:NAME); set in this process and the server's.
 ENV = {
@@ -197,6 +200,10 @@ def write_config(tmp: Path, port: int, sink: NotificationSink) -> Path:
                     {"mode": "required", "approvers": 2, "groups": ["dba"]}),
     ]
     cfg["targets"] = {"redis": {"cache": {"url": "env:RMBROWSER_REDIS_URL", "dbs": [REDIS_DB]}}}
+    make_git_repo(tmp / "app-repo", list(DEPLOY_COMMITS))
+    cfg["diagnostics"] = {"checks": [{  # git only: the Swarm side is in tests/playbooks
+        "name": "recent-deploys", "match": {"alertname": "DeployContext"},
+        "deploys": {"git": {"path": str(tmp / "app-repo"), "commits": 3}}}]}
     os.environ["RMBROWSER_NOTIFY_URL"] = f"json://127.0.0.1:{sink.port}/hook"
     cfg["notifications"] = {
         "channels": {"oncall-chat": {"url": "env:RMBROWSER_NOTIFY_URL",
