@@ -5,7 +5,8 @@ transaction; a worker calls :func:`deliver_due`, which
 
 1. gives deliveries whose sender died (lease ran out) back to ``pending``;
 2. expands new outbox rows into one ``outbox_deliveries`` row per channel whose ``events``
-   and ``severities`` match (the incident's severity);
+   and ``severities`` match (the incident's severity), the channel's own or its audience's
+   (``notifications.audiences``, see :mod:`receiver.config.notifications`);
 3. claims due deliveries one at a time with a lease (a conditional UPDATE; ``SKIP LOCKED``
    on PostgreSQL), so that two workers never send the same delivery at once;
 4. sends each through apprise with a timeout, then marks it ``delivered``, or schedules a
@@ -20,19 +21,23 @@ text is scrubbed of every part of the URL, then passed through ``logs.redact_val
 
 from __future__ import annotations
 
-import logging
-import re
-import threading
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import structlog
 
-from receiver.comms import markup
+from receiver.comms import markup, stakeholder
+from receiver.comms.apprise_send import (
+    AppriseSender,
+    BodyFormat,
+    Message,
+    scrub,
+    secret_parts,
+)
 from receiver.config import Config, NotificationChannel, NotificationRetry, NotificationsConfig
+from receiver.config.notifications import Audience
 from receiver.errors import DeliveryFailed, StoreError
 from receiver.incidents import event_kinds
 from receiver.incidents.event_kinds import NotifyType, label_of, notify_type
@@ -45,23 +50,12 @@ from receiver.store.outbox import MessageContext
 log = structlog.get_logger(__name__)
 
 EXPAND_BATCH = 500
-ERROR_LIMIT = 1000
 
 # Each notified kind's apprise type, read from the one table of event kinds.
 NOTIFY_TYPES: dict[str, NotifyType] = {
     kind.value: spec.notify for kind, spec in event_kinds.TABLE.items() if spec.notify
 }
 
-
-BodyFormat = Literal["text", "markdown", "slack", "html"]
-
-
-@dataclass(frozen=True)
-class Message:
-    title: str
-    body: str
-    body_format: BodyFormat = "text"
-    notify_type: NotifyType = "info"
 
 
 Sender = Callable[[str, NotificationChannel, Message], None]
@@ -70,9 +64,13 @@ raises :class:`DeliveryFailed` (or any exception) when it did not."""
 
 
 # -- pure parts ---------------------------------------------------------------------------
-def matching_channels(settings: NotificationsConfig, kind: str, severity: str) -> list[str]:
-    """Names of the channels that want an event of ``kind`` on an incident of ``severity``."""
-    return [name for name, ch in sorted(settings.channels.items()) if ch.matches(kind, severity)]
+def matching_channels(settings: NotificationsConfig, kind: str, severity: str,
+                      detail: dict[str, Any] | None = None) -> list[str]:
+    """Names of the channels that want an event of ``kind`` (with ``detail``: a state change
+    to mitigated is ``mitigated`` to a channel with an audience) on an incident of
+    ``severity``."""
+    return [name for name in sorted(settings.channels)
+            if settings.route(name).matches(kind, severity, detail)]
 
 
 def backoff(attempt: int, retry: NotificationRetry) -> timedelta:
@@ -107,7 +105,6 @@ class _Format:
     link: Callable[[str, Any], str]
     label: Callable[[str], str]
     newline: str = "\n"
-    apprise_format: str = "text"
 
 
 def _plain_link(url: str, _label: Any) -> str:
@@ -118,11 +115,10 @@ FORMATS: dict[str, _Format] = {
     "text": _Format(text=lambda v: "" if v is None else str(v), link=_plain_link,
                     label=str),
     "markdown": _Format(text=markup.md_text, link=markup.md_link, label="**{}**".format,
-                        newline="  \n", apprise_format="markdown"),
-    "slack": _Format(text=markup.slack_text, link=markup.slack_link, label="*{}*".format,
-                     apprise_format="markdown"),
+                        newline="  \n"),
+    "slack": _Format(text=markup.slack_text, link=markup.slack_link, label="*{}*".format),
     "html": _Format(text=markup.html_text, link=markup.html_link, label="<b>{}</b>".format,
-                    newline="<br>\n", apprise_format="html"),
+                    newline="<br>\n"),
 }
 """Body formats a channel may ask for (``notifications.channels.<name>.format``)."""
 
@@ -133,7 +129,7 @@ def _when(value: datetime | None) -> str:
 
 def render(config: Config, ctx: MessageContext, *, body_format: BodyFormat = "text",
            approval_links: dict[str, str] | None = None,
-           approval_state: str | None = None) -> Message:
+           approval_state: str | None = None, audience: Audience | None = None) -> Message:
     """The message for one outbox row (``ctx`` from ``uow.outbox.message_context``).
 
     Every value from the incident goes through the format's one escaping function, after
@@ -144,8 +140,19 @@ def render(config: Config, ctx: MessageContext, *, body_format: BodyFormat = "te
     ctx = MessageContext(**redactor_for(config)(asdict(ctx)))
     text, label = fmt.text, fmt.label
     kind = str(ctx.kind)
-    plain_title = f"[{ctx.severity}] {label_of(kind)}: {ctx.title}"
     link = incident_url(config, int(ctx.incident_id))
+    kind_type = notify_type(kind)
+    if kind == "state_changed":
+        kind_type = "success" if stakeholder.event_of(ctx) in stakeholder.OVER | {
+            "mitigated"} else "info"
+    if audience is not None and audience.message == "stakeholder":
+        title, body, subject = stakeholder.render(ctx, audience, fmt, link,
+                                                  plain=body_format == "text")
+        return Message(title=str(redact_value(title)), body=str(redact_value(body)),
+                       body_format=body_format, notify_type=kind_type,
+                       subject=str(redact_value(subject)))
+    # One line: a subject (or a chat title) never carries a line break from an alert.
+    plain_title = stakeholder.one_line(f"[{ctx.severity}] {label_of(kind)}: {ctx.title}")
     ack = (f"acknowledged {_when(ctx.acknowledged_at)}" if ctx.acknowledged_at
            else f"acknowledge by {_when(ctx.ack_due_at)}")
     facts = [("Severity", str(ctx.severity)), ("State", str(ctx.incident_state)),
@@ -175,95 +182,8 @@ def render(config: Config, ctx: MessageContext, *, body_format: BodyFormat = "te
     # their own: it is escaped like the body.
     title = text(plain_title)
     return Message(title=str(redact_value(title)), body=str(redact_value(body)),
-                   body_format=body_format, notify_type=notify_type(kind))
-
-
-def secret_parts(url: str) -> list[str]:
-    """Every piece of an apprise URL that could be a credential, longest first."""
-    parts: set[str] = {url}
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        host = ""
-    rest = url.partition("://")[2] or url
-    for piece in re.split(r"[/:@?&=#,;]+", rest):
-        if len(piece) >= 4 and piece.lower() != host.lower():
-            parts.update({piece, unquote(piece)})
-    return sorted(parts, key=len, reverse=True)
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` without any of ``secrets``, with URL credentials and bearer tokens redacted."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return str(redact_value(text))[:ERROR_LIMIT]
-
-
-# -- apprise ------------------------------------------------------------------------------
-class _ThreadLog(logging.Handler):
-    """Collects the apprise log records of one thread (apprise reports why only by logging)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.thread = threading.get_ident()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
-            self.lines.append(record.getMessage())
-
-
-@dataclass
-class AppriseSender:
-    """Sends through apprise: one ``apprise.Apprise()`` per channel, kept for this sender's
-    life (so apprise's own per-service throttling applies), with socket timeouts."""
-
-    timeout: float
-    _clients: dict[str, Any] = field(default_factory=dict)
-
-    def _client(self, name: str, channel: NotificationChannel) -> Any:
-        import apprise  # deferred: loading apprise's plugins is slow and only a worker needs it
-
-        client = self._clients.get(name)
-        if client is None:
-            plugin = apprise.Apprise.instantiate(channel.url.reveal())
-            if plugin is None:
-                raise DeliveryFailed(f"channel {name}: apprise does not accept its URL "
-                                     f"({channel.url.ref})")
-            plugin.socket_connect_timeout = self.timeout
-            plugin.socket_read_timeout = self.timeout
-            client = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
-            client.add(plugin)
-            self._clients[name] = client
-        return client
-
-    def __call__(self, name: str, channel: NotificationChannel, message: Message) -> None:
-        secrets = secret_parts(channel.url.reveal())
-        client = self._client(name, channel)
-        capture = _ThreadLog()
-        apprise_log = logging.getLogger("apprise")
-        apprise_log.addHandler(capture)
-        title, body = message.title, message.body
-        body_format = FORMATS[message.body_format].apprise_format
-        if message.body_format == "text":
-            # apprise's chat plugins read markup even in plain text (Slack's makes a link of
-            # "<url|text>" and a mention of "<!channel>"): hand it HTML, which apprise
-            # converts for each service, so that plain text stays plain text everywhere.
-            # (Only "<br>": with a newline after it, apprise's HTML-to-text conversion for
-            # text services starts every line with a space.)
-            title, body = markup.html_text(title), markup.html_text(body).replace("\n", "<br>")
-            body_format = "html"
-        try:
-            ok = client.notify(title=title, body=body, body_format=body_format,
-                               notify_type=message.notify_type)
-        except Exception as exc:  # noqa: BLE001 - a plugin bug is one failed delivery, not a crash
-            raise DeliveryFailed(scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
-        finally:
-            apprise_log.removeHandler(capture)
-        if not ok:
-            why = "; ".join(dict.fromkeys(capture.lines)) or "apprise reported a failure"
-            raise DeliveryFailed(scrub(why, secrets))
+                   body_format=body_format, notify_type=kind_type,
+                   subject=str(redact_value(plain_title)))
 
 
 # -- the outbox ---------------------------------------------------------------------------
@@ -271,7 +191,7 @@ def expand(uow: UnitOfWork, settings: NotificationsConfig, now: datetime) -> int
     """Fan out up to one batch of new outbox rows; return how many rows were expanded."""
     messages = uow.outbox.unexpanded(limit=EXPAND_BATCH)
     for msg in messages:
-        names = set(matching_channels(settings, msg.kind, msg.severity))
+        names = set(matching_channels(settings, msg.kind, msg.severity, msg.detail))
         # An escalation level names its own channels: they are told whatever their filters.
         names |= {c for c in (msg.detail or {}).get("channels", []) if c in settings.channels}
         for name in sorted(names):
@@ -294,7 +214,7 @@ def _approval_links(uow: UnitOfWork, config: Config,
     return dict(tokens.approval_links(config, approval, overrides)), "pending"
 
 
-def _message(store: Store, config: Config, outbox_id: int,
+def _message(store: Store, config: Config, outbox_id: int, name: str,
              channel: NotificationChannel) -> Message:
     with store.unit(write=False) as uow:
         ctx = uow.outbox.message_context(outbox_id)
@@ -305,7 +225,7 @@ def _message(store: Store, config: Config, outbox_id: int,
         if ctx.kind == "job_awaiting_approval":
             links, state = _approval_links(uow, config, ctx.job_id)
     return render(config, ctx, body_format=channel.format, approval_links=links,
-                  approval_state=state)
+                  approval_state=state, audience=config.notifications.audience_of(name))
 
 
 def _lease(settings: NotificationsConfig) -> timedelta:
@@ -354,7 +274,7 @@ def deliver_due(
         else:
             secrets = secret_parts(channel.url.reveal())
             try:
-                sender(name, channel, _message(store, config, outbox_id, channel))
+                sender(name, channel, _message(store, config, outbox_id, name, channel))
             except DeliveryFailed as exc:
                 error = scrub(str(exc), secrets)
             except StoreError:

@@ -48,6 +48,8 @@ class MessageContext:
     incident_state: str
     ack_due_at: datetime | None
     acknowledged_at: datetime | None
+    group_labels: dict[str, str] | None = None
+
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,8 @@ def message_context(tx: Tx, outbox_id: int) -> Row | None:
     """The outbox row with what a message needs from its incident."""
     return tx.fetchone(
         "SELECT o.id, o.kind, o.incident_id, o.job_id, o.message, o.detail, o.created_at,"
-        " i.title, i.severity, i.state AS incident_state, i.ack_due_at, i.acknowledged_at"
+        " i.title, i.severity, i.state AS incident_state, i.ack_due_at, i.acknowledged_at,"
+        " i.group_labels"
         " FROM outbox o JOIN incidents i ON i.id = o.incident_id WHERE o.id = :id",
         {"id": outbox_id},
     )
