@@ -38,6 +38,43 @@ def test_http_check_renders_labels_and_reports_connection_errors() -> None:
     assert r.detail["error"]
 
 
+def test_http_check_retries_soon_after_a_first_failure_then_backs_off_to_its_interval() -> None:
+    """The first attempt often runs just before the restarted service listens: the next
+    ones come 0.1 s, 0.2 s, ... later, doubling up to the check's interval (2 s), instead of
+    a whole interval after the playbook. The waits are read from the sleep callable."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    ready = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200 if ready.is_set() else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 7:
+            ready.set()
+
+    try:
+        r = http_check(HttpCheck(url=f"http://127.0.0.1:{server.server_address[1]}/",
+                                 within="60s", interval="2s"), {}, sleep, hosts=LOOPBACK)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.ok and r.attempts == 8
+    assert waits == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+
+
 def test_promql_expectations_against_a_real_prometheus(prometheus: str) -> None:  # noqa: F811
     """empty, non_empty, below and above are judged on a real query result."""
     def check(query: str, expect: str, threshold: float | None = None) -> Any:

@@ -35,6 +35,13 @@ class CheckResult:
                 "attempts": self.attempts, "detail": self.detail}
 
 
+FIRST_RETRY_S = 0.1
+"""The wait before a check's second attempt; each next wait doubles, up to its ``interval``.
+The first attempt runs the moment the playbook returns, often just before the service is
+back (a restarted container runs before its server listens): a full interval there would
+make every remediation's verification, and its MTTR, an interval late."""
+
+
 def _poll(
     within: float,
     interval: float,
@@ -43,12 +50,14 @@ def _poll(
 ) -> tuple[bool, str, dict[str, Any], int]:
     deadline = time.monotonic() + within
     n = 0
+    wait = min(FIRST_RETRY_S, interval)
     while True:
         n += 1
         ok, summary, detail = attempt()
-        if ok or "refused" in detail or time.monotonic() + interval > deadline:
+        if ok or "refused" in detail or time.monotonic() + wait > deadline:
             return ok, summary, detail, n
-        sleep(interval)
+        sleep(wait)
+        wait = min(wait * 2, interval)
 
 
 def _refused(check: str, reason: str, detail: dict[str, Any]) -> CheckResult:

@@ -494,9 +494,8 @@ class Cycle:
         return mttr_figures(self.stages)
 
 
-def start_real_loop(stack: Stack) -> Loop:
-    """Start the web container, remediator (serve + embedded worker), Alertmanager, the
-    blackbox exporter and Prometheus, and wait until Prometheus sees the probe succeed."""
+def start_web(stack: Stack) -> tuple[Any, str]:
+    """The web container (busybox httpd on a loopback port, host network); it and its URL."""
     port = free_port()
     probe_url = f"http://127.0.0.1:{port}/"
     name = stack.name("web")
@@ -505,27 +504,21 @@ def start_real_loop(stack: Stack) -> Loop:
                "sleep 3600 & wait"]
     container = stack.container(name, command, network_mode="host")
     wait_for(lambda: probe_ok(probe_url), START_TIMEOUT, f"httpd in {name}")
+    return container, probe_url
 
-    rules = [{
-        "name": RULE_NAME,
-        "match": {"alertname": ALERT_NAME},
-        "playbook": "restart_container",
-        "params": {"name": "{{ labels.container }}", "stop_timeout_s": 5},
-        "approval": {"mode": "auto"},
-        "guards": {"cooldown": "0s"},
-        "verify": {"http": {"url": probe_url, "within": "30s"}},
-    }]
-    config = stack.receiver_config(stack.database(), rules=rules,
-                                   targets={"containers": {"names": [name]},
-                                            "http": {"hosts": [f"127.0.0.1:{port}"]}})
-    receiver = stack.serve(config, worker=True)
-    am = stack.alertmanager(receiver.webhook_url)
+
+def start_monitoring(stack: Stack, container: Any, probe_url: str,
+                     webhook_url: str) -> tuple[str, str]:
+    """Alertmanager (example config) delivering to ``webhook_url``, the blackbox exporter and
+    Prometheus alerting on the probe of ``probe_url``; waits until Prometheus sees it succeed.
+    Returns (Prometheus URL, Alertmanager URL)."""
+    am = stack.alertmanager(webhook_url)
     bb = stack.blackbox()
     alert_rules = [{
         "alert": ALERT_NAME,
         "expr": f'probe_success{{job="{PROBE_JOB}"}} == 0',
         "for": "0s",
-        "labels": {"severity": "critical", "container": name},
+        "labels": {"severity": "critical", "container": container.name},
         "annotations": {"summary": f"{probe_url} does not answer"},
     }]
     prom = stack.prometheus(probe_url=probe_url, blackbox=bb, alertmanager=am, rules=alert_rules)
@@ -536,6 +529,29 @@ def start_real_loop(stack: Stack) -> Loop:
         return bool(data) and data[0]["value"][1] == "1"
 
     wait_for(probe_up, START_TIMEOUT, "Prometheus to see the probe succeed", interval=0.3)
+    return prom, am
+
+
+def start_real_loop(stack: Stack, store_url: str | None = None) -> Loop:
+    """Start the web container, remediator (serve + embedded worker, on ``store_url`` or a
+    fresh PostgreSQL database), Alertmanager, the blackbox exporter and Prometheus, and wait
+    until Prometheus sees the probe succeed."""
+    container, probe_url = start_web(stack)
+    rules = [{
+        "name": RULE_NAME,
+        "match": {"alertname": ALERT_NAME},
+        "playbook": "restart_container",
+        "params": {"name": "{{ labels.container }}", "stop_timeout_s": 5},
+        "approval": {"mode": "auto"},
+        "guards": {"cooldown": "0s"},
+        "verify": {"http": {"url": probe_url, "within": "30s"}},
+    }]
+    host = probe_url.removeprefix("http://").rstrip("/")
+    config = stack.receiver_config(store_url or stack.database(), rules=rules,
+                                   targets={"containers": {"names": [container.name]},
+                                            "http": {"hosts": [host]}})
+    receiver = stack.serve(config, worker=True)
+    prom, am = start_monitoring(stack, container, probe_url, receiver.webhook_url)
     return Loop(container, probe_url, receiver, prom, am)
 
 
