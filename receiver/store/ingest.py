@@ -77,7 +77,7 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
     # active incident as they are inserted, in one statement.
     tx.advisory_lock(batch.incident.key)
     found = tx.lock_row("incidents", "open_key = :key", {"key": batch.incident.key},
-                        strength="no key update")
+                        columns="id, severity, opened_at, ack_due_at", strength="no key update")
     active: int | None = found["id"] if found else None
     rows = alert_store.upsert(tx, batch.alerts, now, txid, active)
     by_identity = {(a.fingerprint, a.starts_at): a for a in batch.alerts}
@@ -110,7 +110,8 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
         incident_id = active
         severities = [by_identity[_identity(r)].severity for r in joined]
         severity = min([batch.incident.severity, *severities], key=lambda sv: sv.rank)
-        _raise_severity(tx, active, severity, batch.incident.severity_reason, batch, now)
+        _raise_severity(tx, active, severity, batch.incident.severity_reason, batch, now,
+                        current=found)
         records = [by_identity[_identity(r)] for r in joined]
         _event(tx, active, now, "alerts_firing", "alertmanager",
                _alert_list_message("firing", records),
@@ -274,10 +275,13 @@ def _open_or_join(
 
 
 def _raise_severity(
-    tx: Tx, incident_id: int, severity: Severity, reason: str, batch: IngestBatch, now: datetime
+    tx: Tx, incident_id: int, severity: Severity, reason: str, batch: IngestBatch, now: datetime,
+    *, current: Row | None = None,
 ) -> None:
-    """Raise (never lower) an incident's severity; tighten its acknowledge-by deadline."""
-    row = tx.fetchone(
+    """Raise (never lower) an incident's severity; tighten its acknowledge-by deadline.
+    ``current``: the incident's severity, opened_at and ack_due_at as this transaction
+    read them under its row lock (no need to read them again)."""
+    row = current if current is not None else tx.fetchone(
         "SELECT severity, opened_at, acknowledged_at, ack_due_at FROM incidents WHERE id = :id",
         {"id": incident_id},
     )

@@ -4,8 +4,10 @@ psycopg's ``%(name)s``, row locks, advisory locks and LISTEN/NOTIFY."""
 from __future__ import annotations
 
 import re
+import time
+import weakref
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any
 
@@ -127,6 +129,28 @@ class _PgListener(Listener):
         self._conn.close()
 
 
+RECENTLY_USED_S = 1.0
+"""A pooled connection returned less than this ago is handed out without a check."""
+_returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+    weakref.WeakKeyDictionary())
+
+
+def _mark_returned(conn: psycopg.Connection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+def _check_unless_just_used(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check (an empty query: one round trip) for a connection that has been
+    idle for a while; one that answered a moment ago is taken as it is: under load that
+    saves a round trip per transaction, and a connection the server dropped meanwhile
+    fails that one transaction (StoreUnavailable, a 503 that Alertmanager retries) and
+    is then discarded by the pool."""
+    at = _returned_at.get(conn)
+    if at is not None and time.monotonic() - at < RECENTLY_USED_S:
+        return
+    psycopg_pool.ConnectionPool.check_connection(conn)
+
+
 _UNAVAILABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.InterfaceError)
 
 
@@ -145,7 +169,8 @@ class PostgresDatabase(Database):
             max_size=max_size,
             timeout=timeout,
             kwargs={"connect_timeout": max(1, int(timeout)), "autocommit": False},
-            check=psycopg_pool.ConnectionPool.check_connection,
+            check=_check_unless_just_used,
+            reset=_mark_returned,
             open=False,
             name="remediator",
         )
@@ -153,9 +178,21 @@ class PostgresDatabase(Database):
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+        with self._transaction(pipeline=False) as tx:
+            yield tx
+
+    @contextmanager
+    def batched_transaction(self) -> Iterator[Tx]:
+        """In pipeline mode: BEGIN goes with the first statement, a statement whose answer
+        is not read goes with the next one that is read, and the last ones with COMMIT."""
+        with self._transaction(pipeline=True) as tx:
+            yield tx
+
+    @contextmanager
+    def _transaction(self, *, pipeline: bool) -> Iterator[Tx]:
         try:
             with self.pool.connection(timeout=self.timeout) as conn:
-                with conn.transaction():
+                with conn.pipeline() if pipeline else nullcontext(), conn.transaction():
                     tx = _PgTx(conn)
                     tx.audit_key = self.audit_key
                     tx.redactor = self.redactor
