@@ -6,6 +6,7 @@ The playbook is the engine kit's fake; the clock is moved by hand.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playbooks.base import PlaybookContext
+from playbooks.base import PlaybookContext, RunResult
 from receiver.config import parse_config
 from receiver.errors import ConfigError
 from receiver.people.approvals import decide_job
@@ -241,25 +242,52 @@ def test_high_risk_calls_are_waived_once_earned(store: Store, clock: Clock) -> N
     assert last_job(kit)["state"] == "awaiting_approval"
 
 
-def test_an_undo_demotes(store: Store, clock: Clock) -> None:
-    """An undo of an autonomous rule's job is a setback: the rule needs approval again."""
-    kit = Kit(store, clock, [earned_rule()])
+@dataclass
+class UndoableFake(FakePlaybook):
+    undoable = True  # type: ignore[misc]
+
+    def undo(self, params: FakeParams, ctx: PlaybookContext, result: RunResult) -> RunResult:
+        return RunResult(True, f"put {params.target} back", {})
+
+
+def autonomous_kit(store: Store, clock: Clock, **over: Any) -> tuple[Kit, dict[str, Any]]:
+    """An earned rule promoted by five runs; its sixth job, run alone."""
+    kit = Kit(store, clock, [{**earned_rule(), **over}], playbook=UndoableFake())
     for i in range(5):
         approved_run(kit, f"web{i}")
     fire(kit, "web5")
     kit.drain()
-    done = last_job(kit)
     assert level(kit) == "autonomous"
-    from receiver.store.jobs import Job
-    from receiver.store.repository import record
+    return kit, last_job(kit)
 
-    with store.unit() as uow:
-        undo = uow.undos.enqueue(record(Job, done), now=clock())
-    assert undo is not None
+
+def test_an_undo_a_person_asks_for_demotes(store: Store, clock: Clock) -> None:
+    """A person undoing an autonomous rule's job is a setback: the rule needs approval
+    again, audited and on the job's incident (seen by the workers' chore at once)."""
+    from receiver.remediation import undo
+
+    kit, done = autonomous_kit(store, clock)
+    undo.request(store, done["id"], user="carol", reason="made it worse", now=clock(),
+                 via="cli", registry=kit.registry)
     assert autonomy.refresh(store, kit.config.rules, clock()) == 1
     assert level(kit) == "approval"
     demoted = events(store, "autonomy_demoted")
     assert demoted[0]["detail"]["cause"] == "undone" and demoted[0]["job_id"] == done["id"]
+    assert autonomy.refresh(store, kit.config.rules, clock()) == 0  # recorded once
+
+
+def test_a_scheduled_undo_does_not_demote(store: Store, clock: Clock) -> None:
+    """``undo: {when: resolved}`` ending a temporary measure is no setback."""
+    from receiver.remediation import undo
+
+    kit, done = autonomous_kit(store, clock, undo={"when": "resolved", "after": "10m"})
+    resolved = make_alert(labels={"container": "web5", "instance": "web5"}, status="resolved",
+                          starts_at=clock(), ends_at=clock())  # the episode web5's job fixed
+    kit.fire(make_notification([resolved], group_key="g-web5"))
+    clock.advance(minutes=11)
+    assert undo.run_due(store, kit.config, now=clock()) == 1
+    assert autonomy.refresh(store, kit.config.rules, clock()) == 0
+    assert level(kit) == "autonomous"
 
 
 @pytest.mark.parametrize("approval, path", [

@@ -16,11 +16,13 @@ from receiver.cli import main
 from receiver.commands.rules import as_text, rules_table
 from receiver.config import Config
 from receiver.people.approvals import decide_job
+from receiver.remediation import undo
 from receiver.remediation.effectiveness import EffectivenessCollector
 from receiver.store import Store
 from tests.conftest import Clock
 from tests.engine_kit import Kit, rule
 from tests.factories import make_alert, make_notification
+from tests.test_autonomy import UndoableFake
 
 
 def fire(kit: Kit, container: str, alertname: str = "AppDown") -> None:
@@ -32,7 +34,7 @@ def fire(kit: Kit, container: str, alertname: str = "AppDown") -> None:
 
 def seed(kit: Kit) -> dict[str, int]:
     """poke: three verified runs (30 s, 90 s, 60 s from webhook to verified), the second's
-    alert back 20 minutes later, the first undone; poke-fail: one failed run."""
+    alert back 20 minutes later, the first undone by a person; poke-fail: one failed run."""
     ids: dict[str, int] = {}
     for name, wait in (("web1", 30), ("web2", 90)):
         fire(kit, name)
@@ -45,10 +47,8 @@ def seed(kit: Kit) -> dict[str, int]:
     kit.drain()
     fire(kit, "db1", alertname="DbDown")
     kit.drain()
-    with kit.store.unit() as uow:
-        original = uow.jobs.get(ids["web1"])
-        assert original is not None
-        assert uow.undos.enqueue(original, now=kit.clock()) is not None
+    undo.request(kit.store, ids["web1"], user="carol", reason="not needed", now=kit.clock(),
+                 via="cli", registry=kit.registry)
     return ids
 
 
@@ -72,7 +72,7 @@ def test_report_gives_effectiveness_by_rule_and_playbook(store: Store, store_url
                                                          clock: Clock, runner: CliRunner,
                                                          tmp_path: Path) -> None:
     """``remediator report --json`` and its text carry each rule's and playbook's figures."""
-    kit = Kit(store, clock, RULES)
+    kit = Kit(store, clock, RULES, playbook=UndoableFake())
     seed(kit)
     cfg = tmp_path / "r.yml"
     cfg.write_text(f"data_dir: {tmp_path}\nstore: {{url: '{store_url}'}}\n")
@@ -91,7 +91,7 @@ def test_report_gives_effectiveness_by_rule_and_playbook(store: Store, store_url
 
 def test_metrics_serve_the_figures(store: Store, clock: Clock, web_config: Config) -> None:
     """/metrics has one gauge per figure by rule and by playbook, from the store."""
-    kit = Kit(store, clock, RULES)
+    kit = Kit(store, clock, RULES, playbook=UndoableFake())
     seed(kit)
     client = create_app(web_config, store=store, clock=clock).test_client()
     text = client.get("/metrics").get_data(as_text=True)
@@ -109,7 +109,7 @@ def test_rules_lists_mode_level_and_record(store: Store, clock: Clock) -> None:
     rule's level follows its promotion."""
     earned = rule("earn", matchers=['alertname="Slow"'], guards={"cooldown": "0s"},
                   approval={"mode": "earned", "promote_after": 1})
-    kit = Kit(store, clock, [*RULES, earned])
+    kit = Kit(store, clock, [*RULES, earned], playbook=UndoableFake())
     seed(kit)
     rows = {r["rule"]: r for r in rules_table(store, kit.config, clock())}
     assert rows["poke"]["mode"] == "risk"

@@ -9,7 +9,9 @@ says it may act alone, and needs it again the moment its record says otherwise.
   rule is checked by the guards, on that job's incident, with the runs as evidence.
 - **Demotion.** A *setback* demotes an autonomous rule at once (and, while it still needs
   approval, restarts its count): a failed verification of one of its jobs (recorded by the
-  failure's own transaction), an undo of one of its jobs, or its alert firing again within
+  failure's own transaction), an undo of one of its jobs that a person asked for (a
+  rule's scheduled ``undo: {when: resolved}`` ends a temporary measure: no setback), or
+  its alert firing again within
   ``recurrence`` after a run verified (both found by the guards before they decide, and by
   the workers' chores). Each setback is recorded once (``rule_setbacks``), audited, and put
   on the timeline of the incident it showed on.

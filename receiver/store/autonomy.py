@@ -3,7 +3,9 @@
 ``alerts`` and ``incident_events``).
 
 A *run* is a job that started and finished (an undo job is not a run of its own: it marks
-the job it takes back as undone; a game day's jobs are no runs: a drill earns nothing and
+the job it takes back as undone when a person asked for it; an undo that a rule schedules
+is the planned end of a temporary measure, or follows a failed verification that already
+counts, and marks nothing; a game day's jobs are no runs: a drill earns nothing and
 is left out of the figures). For each run the store answers when its webhook came
 (the alert's first delivery, or the incident's opening for an incident's job), whether and
 when a verification of it failed, whether it was undone, and when the same alert fired
@@ -94,8 +96,10 @@ _FAILED = ("SELECT e.job_id, MIN(e.at) AS at FROM incident_events e"
            " WHERE e.kind = 'verification_failed' AND e.incident_id IN"
            " (SELECT j.incident_id FROM jobs j WHERE {f}) GROUP BY e.job_id")
 _UNDONE = ("SELECT u.undoes_job_id AS job_id, MIN(u.created_at) AS at FROM jobs u"
-           " WHERE u.state NOT IN ('refused', 'denied', 'expired') AND u.undoes_job_id IN"
-           " (SELECT j.id FROM jobs j WHERE {f}) GROUP BY u.undoes_job_id")
+           " WHERE u.undoes_job_id IN (SELECT j.id FROM jobs j WHERE {f})"
+           " AND EXISTS (SELECT 1 FROM incident_events e WHERE e.incident_id = u.incident_id"
+           " AND e.job_id = u.id AND e.kind = 'undo_requested' AND e.actor <> 'system')"
+           " GROUP BY u.undoes_job_id")
 _BY_FINGERPRINT = ("SELECT a.fingerprint AS k, a.first_seen_at, a.incident_id FROM alerts a"
                    " WHERE a.first_seen_at > :since AND a.fingerprint IN"
                    " (SELECT a0.fingerprint FROM jobs j JOIN alerts a0 ON a0.id = j.alert_id"
