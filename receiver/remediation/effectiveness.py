@@ -3,11 +3,12 @@ recurred (the alert fired again within the rule's ``approval.recurrence``, 1h un
 and the median time from the webhook to the verified fix.
 
 A run is a job that started and finished within the period (an undo is not a run: one a
-person asked for counts as the original's ``undone``). ``failed``: the run did not succeed, or one of its
-verifications failed (a retry may have succeeded after it). ``remediator report`` prints
-these figures; ``/metrics`` serves them (:class:`EffectivenessCollector`, read from the
-store at scrape time over :data:`METRICS_WINDOW`, at most every ``server.metrics_refresh``
-per process).
+person asked for counts as the original's ``undone``). ``failed``: the run did not succeed,
+or one of its verifications failed (a retry may have succeeded after it).
+
+``remediator report`` prints these figures; ``/metrics`` serves them
+(:class:`EffectivenessCollector`, read from the store at scrape time over
+:data:`METRICS_WINDOW`, at most every ``server.metrics_refresh`` per process).
 """
 
 from __future__ import annotations
