@@ -212,3 +212,31 @@ def test_disabled_finds_and_indexes_nothing(store: Store, clock: Clock) -> None:
     _resolve(kit, past)
     assert similar.index_due(kit.store, kit.config) == 0
     assert similar.find(kit.store, kit.config, _open(kit, "g2"), now=clock()) == []
+
+
+def test_chat_status_update_lists_similar_past_incidents(store: Store, clock: Clock,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The periodic status update posted in a P1's room names the similar past incidents,
+    with what fixed them, as chat text."""
+    from receiver.comms.chat import rooms
+    from receiver.incidents import timers
+
+    monkeypatch.setenv("RMTEST_SIMILAR_MATRIX_TOKEN", "syt_similar_0123456789")
+    kit = Kit(store, clock, [], people={"users": {"alice": {}}}, chat={"matrix": {
+        "homeserver": "https://matrix.example.org", "user_id": "@remediator:example.org",
+        "access_token": "env:RMTEST_SIMILAR_MATRIX_TOKEN"}})
+    past = _open(kit, "g1", alertname="DiskFull", service="db\n@room")
+    clock.advance(minutes=20)
+    _resolve(kit, past)
+    similar.index_due(kit.store, kit.config)
+    clock.advance(hours=2)
+    current = _open(kit, "g2", alertname="DiskFull", service="db\n@room")
+    rooms.plan(kit.store, kit.config, "matrix", clock())
+    assert timers.run_due(kit.store, kit.config, now=clock() + timedelta(minutes=31)) >= 1
+    rooms.plan(kit.store, kit.config, "matrix", clock() + timedelta(minutes=31))
+    with kit.store.unit(write=False) as uow:
+        updates = [m.body for m in uow.chat.messages(current) if m.kind == "reminder"]
+    assert len(updates) == 1
+    assert "Similar past incidents:" in updates[0]
+    assert f"- #{past} " in updates[0] and "by hand: alice" in updates[0]
+    assert "20m to resolve" in updates[0]

@@ -17,6 +17,7 @@ from receiver.incidents import similar
 from receiver.secrets import Redactor
 from receiver.store import Store
 from receiver.store.incident_views import IncidentDetail
+from receiver.store.unit import UnitOfWork
 
 
 def started_at(inc: IncidentDetail) -> datetime | None:
@@ -81,3 +82,18 @@ def postmortem_lines(store: Store, config: Config, inc: IncidentDetail,
             f"{md_text(secrets(s.resolved_by or '—'))} in {md_text(s.time_to_resolve)}.")
     out.append("")
     return out
+
+
+def chat_similar(uow: UnitOfWork, config: Config, incident_id: int, now: datetime) -> str:
+    """Lines for a chat status update: the similar past incidents, each through
+    :func:`receiver.comms.chat.text.chat_text`; empty when there are none."""
+    from receiver.comms.chat.text import chat_text
+
+    found = similar.find_in(uow, config, incident_id, now=now)
+    if not found:
+        return ""
+    lines = ["Similar past incidents:"]
+    for s in found[:3]:
+        lines.append(f"- #{s.id} {chat_text(s.title, 100)} ({s.state}, "
+                     f"{s.time_to_resolve} to resolve): {chat_text(s.fixed_by, 160)}")
+    return "\n" + "\n".join(lines)

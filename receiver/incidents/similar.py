@@ -48,6 +48,7 @@ from receiver.config.similar import SimilarConfig
 from receiver.durations import format_duration
 from receiver.store import Store
 from receiver.store.similar import ENDED, IndexCursor, PastIncident
+from receiver.store.unit import UnitOfWork
 
 WEIGHTS = {"a": 0.5, "s": 0.3, "l": 0.2}
 """The weight of each kind of term: alert names, services, other labels."""
@@ -228,29 +229,37 @@ def find(store: Store, config: Config, incident_id: int, *,
          now: datetime) -> list[SimilarIncident]:
     """The past incidents most like ``incident_id`` (see the module docstring), best first;
     one read transaction."""
+    if not config.incidents.similar.enabled:
+        return []
+    with store.unit(write=False) as uow:
+        return find_in(uow, config, incident_id, now=now)
+
+
+def find_in(uow: UnitOfWork, config: Config, incident_id: int, *,
+            now: datetime) -> list[SimilarIncident]:
+    """:func:`find` inside a unit of work the caller holds."""
     cfg = config.incidents.similar
     if not cfg.enabled:
         return []
-    with store.unit(write=False) as uow:
-        mine = terms_for(((a.alertname, a.labels or {})
-                          for a in uow.similar.alerts_of([incident_id])), cfg)
-        if not mine:
-            return []
-        weight = _hit_weights(mine)
-        shared_weight: dict[int, float] = defaultdict(float)
-        for hit in uow.similar.hits(mine, per_term=cfg.per_term):
-            if hit.incident_id != incident_id:
-                shared_weight[hit.incident_id] += weight[hit.term]
-        candidates = sorted(shared_weight, key=lambda i: (-shared_weight[i], -i))
-        candidates = candidates[:MAX_CANDIDATES]
-        theirs: dict[int, set[str]] = defaultdict(set)
-        for hit in uow.similar.terms_of(candidates):
-            theirs[hit.incident_id].add(hit.term)
-        past = {p.id: p for p in uow.similar.past(candidates)}
-        ranked = _rank(mine, theirs, past, cfg, now)[:cfg.limit]
-        ids = [p.id for p, _, _ in ranked]
-        endings = {e.incident_id: e for e in uow.similar.endings(ids)}  # the last one wins
-        fixes = {j.incident_id: j for j in uow.similar.fixes(ids)}
+    mine = terms_for(((a.alertname, a.labels or {})
+                      for a in uow.similar.alerts_of([incident_id])), cfg)
+    if not mine:
+        return []
+    weight = _hit_weights(mine)
+    shared_weight: dict[int, float] = defaultdict(float)
+    for hit in uow.similar.hits(mine, per_term=cfg.per_term):
+        if hit.incident_id != incident_id:
+            shared_weight[hit.incident_id] += weight[hit.term]
+    candidates = sorted(shared_weight, key=lambda i: (-shared_weight[i], -i))
+    candidates = candidates[:MAX_CANDIDATES]
+    theirs: dict[int, set[str]] = defaultdict(set)
+    for hit in uow.similar.terms_of(candidates):
+        theirs[hit.incident_id].add(hit.term)
+    past = {p.id: p for p in uow.similar.past(candidates)}
+    ranked = _rank(mine, theirs, past, cfg, now)[:cfg.limit]
+    ids = [p.id for p, _, _ in ranked]
+    endings = {e.incident_id: e for e in uow.similar.endings(ids)}  # the last one wins
+    fixes = {j.incident_id: j for j in uow.similar.fixes(ids)}
     out = []
     for p, sim, total in ranked:
         ending, fix = endings.get(p.id), fixes.get(p.id)

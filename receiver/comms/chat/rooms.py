@@ -28,6 +28,7 @@ from receiver.comms.chat import text
 from receiver.comms.chat.base import ChatBackend, RoomSpec
 from receiver.config import Config
 from receiver.errors import DeliveryFailed
+from receiver.incidents import context
 from receiver.incidents.states import ACTIVE
 from receiver.people import roster
 from receiver.secrets import redactor_for
@@ -131,6 +132,7 @@ def plan(store: Store, config: Config, backend: str, now: datetime) -> int:
                     body = "[status update] " + text.status(
                         facts, uow.chat.jobs_of(event.incident_id),
                         incident_url(config, event.incident_id))
+                    body += context.chat_similar(uow, config, event.incident_id, now)
             _follow_ups(uow, config, event, now)
             uow.chat.add_message(event.incident_id, kind=event.kind, body=body,
                                  txn_id=f"remediator.{event.incident_id}.{event.id}."
