@@ -57,7 +57,8 @@ AUDITED_BEFORE = {
 # Kinds added since, with what they do: Alertmanager silences and earned autonomy
 # (audited, not notified).
 AUDITED_SINCE = {"silence_created", "silence_expired", "silence_failed",
-                 "autonomy_promoted", "autonomy_demoted", "autonomy_set_back"}
+                 "autonomy_promoted", "autonomy_demoted", "autonomy_set_back",
+                 "undo_requested", "undo_refused"}
 NOTIFY_TYPES_BEFORE = {
     "opened": "warning", "reopened": "warning", "severity_changed": "warning",
     "job_awaiting_approval": "warning", "reminder": "warning", "job_started": "info",
@@ -66,6 +67,8 @@ NOTIFY_TYPES_BEFORE = {
 }
 # Since audiences: every state change is in the outbox (a channel hears it only on request).
 NOTIFY_TYPES_BEFORE["state_changed"] = "info"
+# Since undo: a person's request to take an action back is announced.
+NOTIFY_TYPES_BEFORE["undo_requested"] = "info"
 NO_SLEEP = lambda _s: None  # noqa: E731 - checks that do not wait
 KNOWN = {k.value for k in EventKind}
 
