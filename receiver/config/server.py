@@ -33,12 +33,12 @@ class ServerConfig(Section):
     )
 
     keepalive_requests: int = Field(
-        default=100, ge=1, le=100_000,
+        default=20, ge=1, le=100_000,
         description="a kept-alive connection is closed (Connection: close) with the response "
         "to this many requests, so that clients' connections spread over the workers again",
     )
     keepalive_lifetime: Duration = Field(
-        default=timedelta(seconds=10),
+        default=timedelta(seconds=5),
         description="... or with the first response once the connection is this old",
     )
 

@@ -131,8 +131,8 @@ class BufferingThreadWorker(ThreadWorker):
     header_timeout = 10.0
     body_timeout = 30.0
     max_body_bytes = 1024 * 1024
-    keepalive_requests = 100
-    keepalive_lifetime = 10.0
+    keepalive_requests = 20
+    keepalive_lifetime = 5.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
