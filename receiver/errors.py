@@ -166,6 +166,8 @@ class DeliveryFailed(RemediatorError):
 
     code = "delivery_failed"
     status = 502
+    retry_after: float | None = None
+    """Seconds the server asked us to wait before the next try (HTTP Retry-After), if any."""
 
 
 # -- refused requests of people and clients ----------------------------------------------

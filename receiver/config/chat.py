@@ -1,5 +1,5 @@
-"""The ``chat`` section: a room per incident on a chat server (Matrix), which severities get
-one, how rooms are named, who is invited, and the retry policy of the chat outbox.
+"""The ``chat`` section: a room per incident on a chat server (Matrix, or a Slack channel),
+which severities get one, how rooms are named, who is invited, and the chat outbox's retry.
 
 The homeserver URL is the only host the chat client ever connects to: no ``.well-known``
 discovery, no redirect followed. It must be ``https://``, or ``http://`` on a loopback
@@ -84,6 +84,38 @@ class MatrixConfig(Section):
         return value.rstrip("/")
 
 
+class SlackConfig(Section):
+    """A Slack workspace through its Web API: the bot token remediator posts with and the
+    signing secret that the interactivity endpoint (``POST /slack/interactivity``) checks
+    every request of Slack against."""
+
+    bot_token: SecretRef = Field(description="the bot's token (xoxb-...), as env: or file:")
+    signing_secret: SecretRef = Field(description="the app's signing secret, as env: or file:")
+    api_url: str = Field(default="https://slack.com/api/", max_length=512,
+                         description="the Web API base URL (https://, or http:// on loopback)")
+    bot_user_id: str = Field(default="", pattern=r"^([UWB][A-Z0-9]{2,30})?$",
+                             description="the bot's own user id (its clicks never count)")
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        try:
+            url = urlsplit(value)
+            host = url.hostname or ""
+            url.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if url.scheme not in ("https", "http") or not host:
+            raise ValueError("must be an https:// URL (http:// only on a loopback address)")
+        if url.scheme == "http" and not _loopback(host):
+            raise ValueError("http:// is allowed on a loopback address only: the bot token "
+                             "would cross the network in clear text")
+        if url.username or url.password or url.query or url.fragment:
+            raise ValueError("must not carry credentials, a query or a fragment")
+        return value.rstrip("/") + "/"
+
+
 class ChatRetry(Section):
     backoff_initial: Duration = timedelta(seconds=1)
     backoff_max: Duration = timedelta(minutes=1)
@@ -100,6 +132,7 @@ class ChatConfig(Section):
     its timeline posted there, approvals decided there by mapped people."""
 
     matrix: MatrixConfig | None = None
+    slack: SlackConfig | None = None
     severities: list[Severity] = Field(default_factory=lambda: [Severity.P0, Severity.P1],
                                        min_length=1)
     room_name: str = Field(default="incident-{date}-{slug}", min_length=1, max_length=80)
@@ -110,6 +143,9 @@ class ChatConfig(Section):
     archive_on_close: bool = Field(
         default=False, description="when the incident is closed (or a false alarm), mark the "
         "room closed: its topic starts with [closed]")
+    update_interval: Duration | None = Field(
+        default=None, description="a status update in the room every this long while a P0 "
+        "or P1 incident is unresolved; default: sla.reminders (P0 15m, P1 30m)")
     poll_interval: Duration = timedelta(seconds=1)
     sync_timeout: Duration = timedelta(seconds=10)
     retry: ChatRetry = Field(default_factory=ChatRetry)
@@ -144,6 +180,33 @@ class ChatConfig(Section):
             raise ValueError("must be between 0 and 5m")
         return value
 
+    @field_validator("update_interval")
+    @classmethod
+    def _interval(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
+        return value
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> ChatConfig:
+        if self.matrix is not None and self.slack is not None:
+            raise ValueError("configure one chat backend: matrix or slack")
+        return self
+
     @property
     def enabled(self) -> bool:
-        return self.matrix is not None
+        return self.matrix is not None or self.slack is not None
+
+    def update_intervals(self, reminders: dict[Severity, timedelta]
+                         ) -> dict[Severity, timedelta]:
+        """How often each severity gets a status update (``sla.reminders``, with P0 and P1
+        at ``update_interval`` when it is set)."""
+        found = dict(reminders)
+        if self.update_interval is not None:
+            found[Severity.P0] = found[Severity.P1] = self.update_interval
+        return found
+
+    @property
+    def timeout(self) -> timedelta:
+        found = self.matrix or self.slack
+        return found.timeout if found is not None else timedelta(seconds=10)

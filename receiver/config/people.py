@@ -26,6 +26,12 @@ class Person(Section):
     matrix: str | None = Field(
         default=None, pattern=r"^@[a-z0-9._=/+-]{1,200}:[A-Za-z0-9.-]{1,200}(:[0-9]{1,5})?$")
     """The Matrix user id that acts as this person in incident rooms (``@alice:example.org``)."""
+    slack: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]{2,30}$")
+    """The Slack user id that acts as this person in incident channels (``U012ABC``)."""
+
+    def chat_id(self, backend: str) -> str | None:
+        """This person's identity on a chat backend (``matrix`` or ``slack``)."""
+        return self.slack if backend == "slack" else self.matrix
 
 
 class TrustedProxy(Section):
@@ -101,6 +107,13 @@ class PeopleConfig(Section):
                                  f"{matrix[person.matrix]} and {name}")
             if person.matrix is not None:
                 matrix[person.matrix] = name
+        slack: dict[str, str] = {}
+        for name, person in self.users.items():
+            if person.slack is not None and person.slack in slack:
+                raise ValueError(f"slack id {person.slack!r} is given to both "
+                                 f"{slack[person.slack]} and {name}")
+            if person.slack is not None:
+                slack[person.slack] = name
         return self
 
     def groups_of(self, user: str) -> set[str]:
@@ -116,6 +129,14 @@ class PeopleConfig(Section):
         same = self.users.get(os_user)
         if same is not None and same.os_user is None:
             return os_user
+        return None
+
+    def person_of_chat(self, backend: str, user_id: str) -> str | None:
+        """The person a chat identity acts as on ``backend`` (``matrix`` or ``slack``)."""
+        for name, person in self.users.items():
+            found = person.chat_id(backend)
+            if found is not None and found == user_id:
+                return name
         return None
 
     def person_of_matrix(self, user_id: str) -> str | None:

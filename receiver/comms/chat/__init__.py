@@ -1,13 +1,14 @@
 """Chat rooms of incidents: one interface (:mod:`.base`), the Matrix backend (:mod:`.matrix`),
-what is written in a room (:mod:`.text`), the outgoing side (:mod:`.rooms`: a room per
-incident, its timeline in order) and the incoming side (:mod:`.inbound`: approvals decided
-in the room, bound to a person).
+the Slack backend (:mod:`.slack`), what is written in a room (:mod:`.text`), the outgoing
+side (:mod:`.rooms`: a room per incident, its timeline in order) and the incoming side
+(:mod:`.inbound`: approvals decided in the room, bound to a person).
 
 :class:`ChatService` runs both sides in a worker (two threads, started by
-``Worker.run_forever`` when ``chat.matrix`` is configured). All state lives in the store
-(``receiver/store/chat.py``), so any number of workers can run it at once. A new backend is
-one module implementing :class:`~receiver.comms.chat.base.ChatBackend` and one branch in
-:func:`backend_for`.
+``Worker.run_forever`` when ``chat.matrix`` or ``chat.slack`` is configured; Slack has no
+reading side: its buttons come to ``POST /slack/interactivity``). All state lives in the
+store (``receiver/store/chat.py``), so any number of workers can run it at once. A new
+backend is one module implementing :class:`~receiver.comms.chat.base.ChatBackend` and one
+branch in :func:`backend_for`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def backend_for(config: Config) -> ChatBackend | None:
         from receiver.comms.chat.matrix import MatrixBackend
 
         return MatrixBackend(config.chat.matrix)
+    if config.chat.slack is not None:
+        from receiver.comms.chat.slack import SlackBackend
+
+        return SlackBackend(config.chat.slack)
     return None
 
 
@@ -44,7 +49,7 @@ class ChatService:
                  worker_id: str, backend: ChatBackend | None = None) -> None:
         found = backend if backend is not None else backend_for(config)
         if found is None:
-            raise ValueError("chat is not configured (chat.matrix)")
+            raise ValueError("chat is not configured (chat.matrix or chat.slack)")
         self.backend: ChatBackend = found
         self.config = config
         self.store = store
@@ -64,9 +69,11 @@ class ChatService:
                                  worker_id=self.worker_id, timeout=wait)
 
     def run_forever(self, stop: threading.Event) -> None:
-        reader = threading.Thread(target=self._sync_loop, args=(stop,), daemon=True,
-                                  name="chat-sync")
-        reader.start()
+        reader: threading.Thread | None = None
+        if getattr(self.backend, "reads_rooms", True):  # Slack posts to /slack/interactivity
+            reader = threading.Thread(target=self._sync_loop, args=(stop,), daemon=True,
+                                      name="chat-sync")
+            reader.start()
         poll = self.config.chat.poll_interval.total_seconds()
         while not stop.is_set():
             busy = False
@@ -78,7 +85,8 @@ class ChatService:
                 log.exception("chat_loop_error", loop="deliver")
             if not busy:
                 stop.wait(poll)
-        reader.join(timeout=5)
+        if reader is not None:
+            reader.join(timeout=5)
 
     def _sync_loop(self, stop: threading.Event) -> None:
         poll = self.config.chat.poll_interval.total_seconds()

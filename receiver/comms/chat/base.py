@@ -8,7 +8,8 @@ limited us), never leaving a half-known state that a retry could not repair:
   retry after a lost answer finds the room it made; an alias held by a room that is not ours
   answers None (the caller picks another name);
 - :meth:`ChatBackend.send_text` takes a transaction id, so the same message sent twice is one
-  message in the room;
+  message in the room (Matrix keeps transaction ids; Slack looks for it in the channel's
+  newest messages when ``maybe_sent``);
 - :meth:`ChatBackend.pin` and :meth:`ChatBackend.invite` are idempotent.
 """
 
@@ -59,13 +60,21 @@ class ChatBackend(Protocol):
 
     def invite(self, room_id: str, user_id: str) -> None: ...
 
-    def send_text(self, room_id: str, txn_id: str, body: str) -> str:
-        """Post plain text; the event id. The same ``txn_id`` again posts nothing new."""
+    def send_text(self, room_id: str, txn_id: str, body: str, *, maybe_sent: bool = False,
+                  approval_job: int | None = None) -> str:
+        """Post plain text; the event id. The same ``txn_id`` again posts nothing new
+        (``maybe_sent``: an earlier try may have posted it; a backend without transaction
+        ids looks first). ``approval_job``: the message asks for that job's decision (a
+        backend with buttons adds them)."""
         ...
 
     def pin(self, room_id: str, event_ids: list[str]) -> None: ...
 
     def set_topic(self, room_id: str, topic: str) -> None: ...
+
+    def archive(self, room_id: str) -> None:
+        """Archive the room where the backend can; a no-op elsewhere."""
+        ...
 
     def sync(self, since: str | None, timeout: float) -> SyncBatch:
         """The events of our rooms after ``since`` (waiting up to ``timeout`` s for one)."""

@@ -6,7 +6,8 @@ keeps the sync position, saved after the batch is handled). What counts:
 - a reaction ✅ (approve) or ❌ (deny) to remediator's approval request message, or
   ``!approve <job>`` / ``!deny <job> <reason>`` written in the job's incident room;
 - ``!ack [text]``, ``!assign <user>`` / ``!commander <user>``, ``!note <text>``,
-  ``!resolve [reason]``: the incident page's actions; ``!status``: a status message.
+  ``!resolve [reason]``: the incident page's actions; ``!status``: a status message;
+  ``!public [status] [title |] <text>``: a public status-page update (as the page's form).
 
 The sender's chat identity must be the ``matrix`` id of a ``people.users`` entry, and then
 acts as that person through the code the pages use: a decision through
@@ -31,6 +32,7 @@ from typing import Any
 
 import structlog
 
+from receiver.comms import status as status_page
 from receiver.comms.chat import rooms, text
 from receiver.comms.chat.base import ChatBackend, Inbound
 from receiver.config import Config
@@ -109,6 +111,8 @@ def _act(store: Store, config: Config, attempt: _Attempt, event: Inbound, person
                    text.status(facts, jobs, rooms.incident_url(config, attempt.incident_id)),
                    now)
         return "done"
+    if command.name == "public":
+        return _public(store, config, attempt, event, person, origin, now)
     action = ACTIONS[command.name]
     try:
         lifecycle.act(store, config, attempt.incident_id, action, user=person, now=now,
@@ -119,6 +123,32 @@ def _act(store: Store, config: Config, attempt: _Attempt, event: Inbound, person
                f"!{command.name} by {person} refused: {text.chat_text(str(exc), 300)}", now)
         return f"refused:{exc.code}"
     return "done"
+
+
+def _public(store: Store, config: Config, attempt: _Attempt, event: Inbound, person: str,
+            origin: dict[str, Any], now: datetime) -> str:
+    """``!public``: a public status-page update by ``person``, through the code of the status
+    page's form (the first update of an incident may wait for a second operator)."""
+    post = text.parse_public(attempt.command.arg)
+    if not config.status_page.enabled:
+        _reply(store, attempt.incident_id, event,
+               f"!public by {person} refused: the status page is not enabled", now)
+        return "refused:not_enabled"
+    try:
+        result = status_page.post_update(store, config, attempt.incident_id,
+                                         status=post.status, body=post.body,
+                                         title=post.title, user=person, now=now,
+                                         origin=origin)
+    except ActionError as exc:
+        hint = " (write !public <title> | <text>)" if "title" in str(exc) else ""
+        _reply(store, attempt.incident_id, event,
+               f"!public by {person} refused: {text.chat_text(str(exc), 300)}{hint}", now)
+        return f"refused:{exc.code}"
+    _reply(store, attempt.incident_id, event,
+           f"Public update by {person} "
+           + ("published" if result.published else "waits for a second operator's approval"),
+           now)
+    return "published" if result.published else "pending"
 
 
 def handle(store: Store, config: Config, backend: ChatBackend, event: Inbound,
@@ -136,7 +166,7 @@ def handle(store: Store, config: Config, backend: ChatBackend, event: Inbound,
     decision = command.name in ("approve", "deny")
     origin = {"via": backend.name, "chat_user": event.sender, "event_id": event.event_id,
               "room_id": event.room_id}
-    person = config.people.person_of_matrix(event.sender)
+    person = config.people.person_of_chat(backend.name, event.sender)
     bound = log.bind(incident_id=attempt.incident_id, job_id=command.job_id,
                      command=command.name, chat_user=event.sender, event_id=event.event_id)
     if person is None:

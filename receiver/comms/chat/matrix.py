@@ -133,7 +133,10 @@ class MatrixBackend:
         self._call("POST", f"/rooms/{_p(room_id)}/invite", "/rooms/{room}/invite",
                    {"user_id": user_id})
 
-    def send_text(self, room_id: str, txn_id: str, body: str) -> str:
+    def send_text(self, room_id: str, txn_id: str, body: str, *, maybe_sent: bool = False,
+                  approval_job: int | None = None) -> str:
+        # The homeserver keeps transaction ids: a repeat is the same event, and an approval
+        # request is decided by reactions, so neither flag changes the request.
         answer = self._call(
             "PUT", f"/rooms/{_p(room_id)}/send/m.room.message/{_p(txn_id)}",
             "/rooms/{room}/send/m.room.message/{txn}",
@@ -150,6 +153,9 @@ class MatrixBackend:
     def set_topic(self, room_id: str, topic: str) -> None:
         self._call("PUT", f"/rooms/{_p(room_id)}/state/m.room.topic/",
                    "/rooms/{room}/state/m.room.topic", {"topic": topic})
+
+    def archive(self, room_id: str) -> None:
+        return None  # a Matrix room stays; its [closed] topic marks it
 
     def sync(self, since: str | None, timeout: float) -> SyncBatch:
         query = {"filter": json.dumps(SYNC_FILTER, separators=(",", ":")),

@@ -41,9 +41,10 @@ log = structlog.get_logger(__name__)
 
 BATCH = 20
 """Messages posted per lease of a room (the next lease goes on at once)."""
-INVITE, TOPIC = "invite", "topic"
+INVITE, TOPIC, ARCHIVE = "invite", "topic", "archive"
 """Kinds of chat_messages rows that change the room instead of posting (the body is the
-user id to invite, or the new topic)."""
+user id to invite, or the new topic; an archive has none: backends that cannot archive a
+room, Matrix, leave the [closed] topic as the mark)."""
 FOLLOW_ENDED = timedelta(days=1)
 """How long after an incident's last change its room still gets its timeline (notes and
 the post-mortem after the resolution)."""
@@ -61,19 +62,19 @@ def _wanted_groups(config: Config) -> set[str]:
 
 
 def invitees(config: Config, at: datetime | None = None,
-             overrides: Sequence[Override] = ()) -> list[str]:
-    """The Matrix ids of the people in the invited groups (``chat.invite_groups``, default:
-    the groups that any rule's approval names); an ``oncall:<role>`` group is whoever is on
-    duty ``at`` (default now)."""
+             overrides: Sequence[Override] = (), backend: str = "matrix") -> list[str]:
+    """The chat ids (Matrix or Slack, per ``backend``) of the people in the invited groups
+    (``chat.invite_groups``, default: the groups that any rule's approval names); an
+    ``oncall:<role>`` group is whoever is on duty ``at`` (default now)."""
     at = at or datetime.now(UTC)
     people: set[str] = set()
     for group in _wanted_groups(config):
         people |= roster.members(config, group, at, overrides)
-    return sorted({p.matrix for name, p in config.people.users.items()
-                   if p.matrix and name in people})
+    found = {p.chat_id(backend) for name, p in config.people.users.items() if name in people}
+    return sorted(i for i in found if i)
 
 
-def _invite_backups(uow: UnitOfWork, config: Config, now: datetime) -> int:
+def _invite_backups(uow: UnitOfWork, config: Config, now: datetime, backend: str) -> int:
     """Invite an invited role's backup to the room of an incident that its primary has not
     acknowledged within ``oncall.backup_after`` (once per incident and role)."""
     roles = sorted(g for g in _wanted_groups(config) if g.startswith(roster.ROLE_GROUP_PREFIX))
@@ -96,10 +97,11 @@ def _invite_backups(uow: UnitOfWork, config: Config, now: datetime) -> int:
                                    now=now, backup_after=config.oncall.backup_after)
             for name in called[1:]:  # the primary was invited with the room
                 person = config.people.users.get(name)
-                if person is None or not person.matrix:
+                chat_id = person.chat_id(backend) if person is not None else None
+                if not chat_id:
                     continue
                 added += uow.chat.add_message(
-                    room.incident_id, kind=INVITE, body=person.matrix,
+                    room.incident_id, kind=INVITE, body=chat_id,
                     txn_id=f"remediator.oncall.{room.incident_id}.{name}", now=now)
     return added
 
@@ -125,7 +127,7 @@ def plan(store: Store, config: Config, backend: str, now: datetime) -> int:
             added += 1
         for event in uow.chat.events_to_post([k.value for k in chat.events],
                                              ended_after=now - FOLLOW_ENDED):
-            body = text.event_body(event)
+            body = text.event_body(event, backend)
             if event.kind == "reminder":  # the periodic status update of sla.reminders
                 facts = uow.chat.facts(event.incident_id)
                 if facts is not None:
@@ -133,30 +135,36 @@ def plan(store: Store, config: Config, backend: str, now: datetime) -> int:
                         facts, uow.chat.jobs_of(event.incident_id),
                         incident_url(config, event.incident_id))
                     body += context.chat_similar(uow, config, event.incident_id, now)
-            _follow_ups(uow, config, event, now)
+            _follow_ups(uow, config, event, now, backend)
             uow.chat.add_message(event.incident_id, kind=event.kind, body=body,
                                  txn_id=f"remediator.{event.incident_id}.{event.id}."
                                         f"{secrets.token_hex(4)}",
                                  source_event_id=event.id, job_id=event.job_id, now=now)
             added += 1
-        added += _invite_backups(uow, config, now)
+        added += _invite_backups(uow, config, now, backend)
     return added
 
 
-def _follow_ups(uow: UnitOfWork, config: Config, event: PostableEvent, now: datetime) -> None:
+def _follow_ups(uow: UnitOfWork, config: Config, event: PostableEvent, now: datetime,
+                backend: str) -> None:
     """What an event changes in the room besides its message: the new commander is invited;
-    with ``chat.archive_on_close``, a closed incident's topic starts with [closed]."""
+    with ``chat.archive_on_close``, a closed incident's topic starts with [closed] and the
+    room is archived where the backend can (Slack)."""
+    def chat_id(name: str) -> str | None:
+        person = config.people.users.get(name)
+        return person.chat_id(backend) if person is not None else None
+
     if event.kind == "assigned":
-        person = config.people.users.get(str(event.detail.get("assignee") or ""))
-        if person is not None and person.matrix:
-            uow.chat.add_message(event.incident_id, kind=INVITE, body=person.matrix,
+        commander = chat_id(str(event.detail.get("assignee") or ""))
+        if commander:
+            uow.chat.add_message(event.incident_id, kind=INVITE, body=commander,
                                  txn_id=f"remediator.invite.{event.id}", now=now)
     if event.kind in ("sla_breached", "escalated"):  # the on-call people the level calls
         paged = event.detail.get("oncall") or {}
         for name in sorted(set(paged.values()) if isinstance(paged, dict) else ()):
-            person = config.people.users.get(str(name))
-            if person is not None and person.matrix:
-                uow.chat.add_message(event.incident_id, kind=INVITE, body=person.matrix,
+            paged_id = chat_id(str(name))
+            if paged_id:
+                uow.chat.add_message(event.incident_id, kind=INVITE, body=paged_id,
                                      txn_id=f"remediator.oncall.{event.incident_id}.{name}",
                                      now=now)
     if (event.kind == "state_changed" and config.chat.archive_on_close
@@ -167,6 +175,8 @@ def _follow_ups(uow: UnitOfWork, config: Config, event: PostableEvent, now: date
                                  body="[closed] " + text.topic(
                                      facts, incident_url(config, event.incident_id)),
                                  txn_id=f"remediator.topic.{event.id}", now=now)
+            uow.chat.add_message(event.incident_id, kind=ARCHIVE, body="",
+                                 txn_id=f"remediator.archive.{event.id}", now=now)
 
 
 def _set_up(store: Store, config: Config, backend: ChatBackend, room: ChatRoom,
@@ -194,14 +204,14 @@ def _set_up(store: Store, config: Config, backend: ChatBackend, room: ChatRoom,
             uow.chat.room_created(room.incident_id, room_id, worker=worker)
     with store.unit(write=False) as uow:
         overrides = uow.oncall.overrides(live_at=now)
-    for user in invitees(config, now, overrides):
+    for user in invitees(config, now, overrides, backend.name):
         try:
             backend.invite(room_id, user)
         except DeliveryFailed as exc:  # one person who cannot be invited stops nobody else
             log.warning("chat_invite_failed", incident_id=room.incident_id, user=user,
                         error=str(exc))
     pinned = backend.send_text(room_id, f"remediator.{room.room_key}.summary",
-                               clean(text.summary(facts, link)))
+                               clean(text.summary(facts, link)), maybe_sent=room.attempts > 0)
     backend.pin(room_id, [pinned])
     with store.unit() as uow:
         uow.chat.room_ready(room.incident_id, worker=worker, now=now)
@@ -220,7 +230,7 @@ def _work(store: Store, config: Config, backend: ChatBackend, room: ChatRoom, wo
     sent = 0
     with store.unit(write=False) as uow:
         pending = uow.chat.pending_messages(room.incident_id, limit=BATCH)
-    for message in pending:
+    for n, message in enumerate(pending):
         event_id: str | None = None
         if message.kind == INVITE:
             try:
@@ -230,8 +240,13 @@ def _work(store: Store, config: Config, backend: ChatBackend, room: ChatRoom, wo
                             user=message.body, error=str(exc))
         elif message.kind == TOPIC:
             backend.set_topic(current.room_id, message.body)
-        else:
-            event_id = backend.send_text(current.room_id, message.txn_id, message.body)
+        elif message.kind == ARCHIVE:
+            backend.archive(current.room_id)
+        else:  # the first of a lease may have been sent by a try that ended before its record
+            event_id = backend.send_text(
+                current.room_id, message.txn_id, message.body, maybe_sent=n == 0,
+                approval_job=message.job_id if message.kind == "job_awaiting_approval"
+                else None)
         with store.unit() as uow:
             if uow.chat.message_sent(message.id, event_id, now=clock()):
                 sent += 1
@@ -246,8 +261,7 @@ def deliver_due(store: Store, config: Config, backend: ChatBackend, *,
     worked on, messages posted: 0 when there was nothing to do). Safe to run from any
     number of threads and processes at once."""
     done = plan(store, config, backend.name, clock())
-    timeout = config.chat.matrix.timeout if config.chat.matrix else timedelta(seconds=10)
-    lease = max(timedelta(seconds=60), timeout * (BATCH + 5))
+    lease = max(timedelta(seconds=60), config.chat.timeout * (BATCH + 5))
     posted = 0
     for _ in range(limit):
         now = clock()
@@ -260,7 +274,10 @@ def deliver_due(store: Store, config: Config, backend: ChatBackend, *,
         try:
             posted += _work(store, config, backend, room, worker_id, clock)
         except DeliveryFailed as exc:
-            retry_at = clock() + backoff(room.attempts + 1, config)
+            wait = backoff(room.attempts + 1, config)
+            if exc.retry_after is not None:  # the server said when (Slack's Retry-After)
+                wait = max(wait, timedelta(seconds=exc.retry_after))
+            retry_at = clock() + wait
             with store.unit() as uow:
                 uow.chat.release(room.incident_id, worker=worker_id, error=str(exc)[:1000],
                                  retry_at=retry_at)

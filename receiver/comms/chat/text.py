@@ -127,8 +127,9 @@ def summary(facts: IncidentFacts, link: str) -> str:
     return "\n".join(lines)
 
 
-def event_body(event: PostableEvent) -> str:
-    """One timeline event as a message; an approval request says how to decide in chat."""
+def event_body(event: PostableEvent, backend: str = "matrix") -> str:
+    """One timeline event as a message; an approval request says how to decide in chat
+    (on ``backend``: Matrix reactions, Slack buttons; both take the ! commands)."""
     lines = [f"[{label_of(event.kind)}] {chat_text(event.message, 500)}"]
     if event.kind == "job_awaiting_approval" and event.job_id is not None:
         raw = event.detail.get("plan")
@@ -146,15 +147,20 @@ def event_body(event: PostableEvent) -> str:
         steps = plan.get("steps") or []
         if isinstance(steps, list):
             lines += [f"- {chat_text(step, 200)}" for step in steps[:10]]
-        lines.append(f"React \u2705 to approve or \u274c to deny, or write "
-                     f"!approve {event.job_id} / !deny {event.job_id} <reason>. Only people "
-                     "of an approving group, with their Matrix id mapped, count.")
+        if backend == "slack":
+            lines.append("Approve or Deny with the buttons. Only people of an approving "
+                         "group, with their Slack id mapped, count.")
+        else:
+            lines.append(f"React \u2705 to approve or \u274c to deny, or write "
+                         f"!approve {event.job_id} / !deny {event.job_id} <reason>. Only "
+                         "people of an approving group, with their Matrix id mapped, count.")
     return "\n".join(lines)
 
 
 _COMMAND = re.compile(r"^!([a-z]{2,12})(?:\s+(.*))?$", re.DOTALL)
 _JOB = re.compile(r"^#?(\d{1,18})(?:\s+(.+))?$", re.DOTALL)
-COMMANDS = ("approve", "deny", "ack", "assign", "commander", "note", "resolve", "status")
+COMMANDS = ("approve", "deny", "ack", "assign", "commander", "note", "resolve", "status",
+            "public")
 """What people may write in a room: a decision on a job, or an action on the incident (the
 actions of the incident page, through the same code)."""
 
@@ -168,7 +174,8 @@ class Command:
 
 def parse_command(body: str) -> Command | None:
     """``!approve <job>``, ``!deny <job> <reason>``, ``!ack [text]``, ``!assign <user>``,
-    ``!commander <user>``, ``!note <text>``, ``!resolve [reason]``, ``!status``: the command,
+    ``!commander <user>``, ``!note <text>``, ``!resolve [reason]``, ``!status``,
+    ``!public [status] [title |] <text>``: the command,
     or None for anything else (a message that does not start with one)."""
     match = _COMMAND.match(body.strip())
     if match is None or match.group(1) not in COMMANDS:
@@ -179,11 +186,34 @@ def parse_command(body: str) -> Command | None:
         if job is None:
             return None
         return Command(name, int(job.group(1)), chat_text(job.group(2) or "", 500))
-    if name in ("assign", "commander", "note") and not rest:
+    if name in ("assign", "commander", "note", "public") and not rest:
         return None
     if name in ("assign", "commander"):
         rest = rest.split(" ", 1)[0]
     return Command(name, None, rest)
+
+
+PUBLIC_STATUSES = ("investigating", "identified", "monitoring", "resolved")
+
+
+@dataclass(frozen=True)
+class PublicPost:
+    status: str
+    title: str
+    body: str
+
+
+def parse_public(arg: str) -> PublicPost:
+    """The argument of ``!public``: an optional status word first (default investigating),
+    then the text; ``title | text`` gives the public title (needed by the first update)."""
+    first_word, _, rest = arg.partition(" ")
+    status = "investigating"
+    if first_word.lower() in PUBLIC_STATUSES and rest.strip():
+        status, arg = first_word.lower(), rest
+    title, bar, body = arg.partition(" | ")
+    if not bar:
+        title, body = "", arg
+    return PublicPost(status, title.strip()[:200], body.strip())
 
 
 def status(facts: IncidentFacts, jobs: list[tuple[int, str, str]], link: str) -> str:
