@@ -84,7 +84,7 @@ def _next_levels(uow: UnitOfWork, config: Config, now: datetime) -> int:
 
 def _reminders(uow: UnitOfWork, config: Config, now: datetime) -> int:
     fired = 0
-    for severity, every in config.sla.reminders.items():
+    for severity, every in config.chat.update_intervals(config.sla.reminders).items():
         for r in uow.incidents.reminders_due(severity.value, now=now, cutoff=now - every):
             last = uow.incidents.recent_events(r.id, limit=3)
             jobs = uow.incidents.pending_jobs(r.id)
