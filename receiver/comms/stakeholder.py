@@ -59,6 +59,17 @@ def event_of(ctx: MessageContext) -> str:
     return str(ctx.kind)
 
 
+def state_at(ctx: MessageContext) -> str:
+    """The incident's state as the event left it (not as it is when the message is sent:
+    the mitigated message of an incident resolved since still says mitigated)."""
+    event = event_of(ctx)
+    if ctx.kind == "state_changed" or event == "resolved":
+        return event
+    if event in ("opened", "reopened"):
+        return "open"
+    return str(ctx.incident_state)
+
+
 def _when(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -70,7 +81,7 @@ def render(ctx: MessageContext, audience: Audience, fmt: Format, link: str,
     event = event_of(ctx)
     headline, sentence = WHAT.get(event, (f"Incident {event.replace('_', ' ')}",
                                           "The incident has been updated."))
-    state = str(ctx.incident_state)
+    state = state_at(ctx)
     text, label = fmt.text, fmt.label
     subject = one_line(f"[{ctx.severity}] {headline}: {ctx.title}")
     title = text(subject)
