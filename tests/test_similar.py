@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from receiver.config.similar import SimilarConfig
@@ -46,6 +46,7 @@ _alerts = st.lists(
 
 
 @given(_alerts, _alerts)
+@example([("DiskFull", {"team": "", "env": ""})], [("DiskFull", {"env": "", "team": ""})])
 def test_similarity_is_symmetric_and_bounded(a: list, b: list) -> None:  # type: ignore[type-arg]
     """Whatever two incidents' alerts, similarity(A, B) == similarity(B, A), in [0, 1]."""
     ta, tb = terms_for(a, CFG), terms_for(b, CFG)
@@ -148,8 +149,9 @@ def test_lookup_ranks_by_score_and_says_how_each_ended(kit: Kit, clock: Clock) -
     now = _open(kit, "g5", service="api", env="prod")
 
     assert similar.find(kit.store, kit.config, now, now=clock()) == []
-    assert similar.index_due(kit.store, kit.config) >= 4
-    assert similar.index_due(kit.store, kit.config) == 0  # the cursor moved past them
+    assert similar.index_due(kit.store, kit.config, now=clock()) >= 4
+    assert similar.index_due(kit.store, kit.config, now=clock()) >= 1  # read once more
+    assert similar.index_due(kit.store, kit.config, now=clock()) == 0
 
     found = similar.find(kit.store, kit.config, now, now=clock())
     assert [f.id for f in found] == [fixed, by_hand]
@@ -166,16 +168,27 @@ def test_lookup_ranks_by_score_and_says_how_each_ended(kit: Kit, clock: Clock) -
     assert body["postmortem"] == f"/api/v1/incidents/{fixed}/postmortem.md"
 
 
+def test_an_event_is_read_again_once_settled(kit: Kit, clock: Clock) -> None:
+    """A state event is read when new and once more when SETTLE old (so one whose
+    transaction committed after a later event's is not missed), then never again."""
+    _resolve(kit, _open(kit, "g1", alertname="DiskFull"))
+    assert similar.index_due(kit.store, kit.config, now=clock()) >= 1
+    assert similar.index_due(kit.store, kit.config, now=clock()) == 0
+    later = clock() + similar.SETTLE
+    assert similar.index_due(kit.store, kit.config, now=later) >= 1
+    assert similar.index_due(kit.store, kit.config, now=later) == 0
+
+
 def test_a_reopened_incident_leaves_the_index(kit: Kit, clock: Clock) -> None:
     """An ended incident that is active again is no longer listed as a past one."""
     past = _open(kit, "g1", alertname="DiskFull", service="api")
     _resolve(kit, past)
-    similar.index_due(kit.store, kit.config)
+    similar.index_due(kit.store, kit.config, now=clock())
     clock.advance(minutes=5)
     current = _open(kit, "g2", alertname="DiskFull", service="api")
     assert [f.id for f in similar.find(kit.store, kit.config, current, now=clock())] == [past]
     _reopen(kit, past)
-    similar.index_due(kit.store, kit.config)
+    similar.index_due(kit.store, kit.config, now=clock())
     assert similar.find(kit.store, kit.config, current, now=clock()) == []
 
 
@@ -197,7 +210,7 @@ def test_hostile_label_values_are_only_bound_parameters(kit: Kit, clock: Clock,
     indexed and matched like any other (the index still works afterwards)."""
     past = _open(kit, "g1", alertname="DiskFull", service=value)
     _resolve(kit, past)
-    similar.index_due(kit.store, kit.config)
+    similar.index_due(kit.store, kit.config, now=clock())
     clock.advance(minutes=5)
     current = _open(kit, "g2", alertname="DiskFull", service=value)
     found = similar.find(kit.store, kit.config, current, now=clock())
@@ -210,7 +223,7 @@ def test_disabled_finds_and_indexes_nothing(store: Store, clock: Clock) -> None:
     kit = Kit(store, clock, [], incidents={"similar": {"enabled": False}})
     past = _open(kit, "g1")
     _resolve(kit, past)
-    assert similar.index_due(kit.store, kit.config) == 0
+    assert similar.index_due(kit.store, kit.config, now=clock()) == 0
     assert similar.find(kit.store, kit.config, _open(kit, "g2"), now=clock()) == []
 
 
@@ -228,7 +241,7 @@ def test_chat_status_update_lists_similar_past_incidents(store: Store, clock: Cl
     past = _open(kit, "g1", alertname="DiskFull", service="db\n@room")
     clock.advance(minutes=20)
     _resolve(kit, past)
-    similar.index_due(kit.store, kit.config)
+    similar.index_due(kit.store, kit.config, now=clock())
     clock.advance(hours=2)
     current = _open(kit, "g2", alertname="DiskFull", service="db\n@room")
     rooms.plan(kit.store, kit.config, "matrix", clock())

@@ -26,12 +26,13 @@ neither incident has do not count, so two incidents without service labels can s
 equal. Past incidents whose similarity is under ``min_score`` are not shown; the rest are
 ranked by score (highest first), then by the newer opening, then by the higher id.
 
-**Bounded cost.** A worker chore (:func:`index_due`) writes the terms of each incident that
-has ended into the store's index (never the webhook). A lookup (:func:`find`) reads, for
-each term of the incident at hand, at most ``per_term`` of the newest incidents carrying
-it, keeps the :data:`MAX_CANDIDATES` with the most shared weight, reads their terms and
-scores them here: at most ``MAX_TERMS * per_term`` index rows, however many incidents the
-store holds.
+**Bounded cost.** A worker chore (:func:`index_due`) follows the timeline's state events
+(``resolved``, ``reopened``, ``state_changed``) and writes the terms of each incident that
+has ended into the store's index; the webhook writes nothing for it. A lookup
+(:func:`find`) reads, for each term of the incident at hand, at most ``per_term`` of the
+newest incidents carrying it, keeps the :data:`MAX_CANDIDATES` with the most shared
+weight, reads their terms and scores them here: at most ``MAX_TERMS * per_term`` index
+rows, however many incidents the store holds.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ WEIGHTS = {"a": 0.5, "s": 0.3, "l": 0.2}
 """The weight of each kind of term: alert names, services, other labels."""
 MAX_TERM = 200
 MAX_TERMS = 64
-MAX_CANDIDATES = 200
+MAX_CANDIDATES = 60
 INDEX_BATCH = 500
+SETTLE = timedelta(minutes=2)
+"""An event is read again once this old: longer than any transaction that could still
+commit an event with a lower id."""
 
 
 # -- signatures and the score (pure) ------------------------------------------------------
@@ -101,7 +105,10 @@ def _split(terms: Iterable[str]) -> dict[str, set[str]]:
 
 def similarity(a: Iterable[str], b: Iterable[str]) -> float:
     """The weighted Jaccard similarity of two signatures (see the module docstring)."""
-    sa, sb = _split(a), _split(b)
+    return _similarity(_split(a), _split(b))
+
+
+def _similarity(sa: Mapping[str, set[str]], sb: Mapping[str, set[str]]) -> float:
     total = weight = 0.0
     for kind, w in WEIGHTS.items():
         union = sa[kind] | sb[kind]
@@ -109,7 +116,7 @@ def similarity(a: Iterable[str], b: Iterable[str]) -> float:
             continue
         weight += w
         total += w * len(sa[kind] & sb[kind]) / len(union)
-    return total / weight if weight else 0.0
+    return min(total / weight, 1.0) if weight else 0.0  # 0.7 / 0.7 can be 1.0000000000000002
 
 
 def decay(age: timedelta, half_life: timedelta) -> float:
@@ -201,28 +208,43 @@ def _person(actor: str | None) -> str | None:
 # -- the chore and the lookup -------------------------------------------------------------
 
 
-def index_due(store: Store, config: Config, *, limit: int = INDEX_BATCH) -> int:
-    """Index the incidents changed since the last run (one transaction, at most ``limit``):
-    an ended incident's terms are rewritten, any other's removed. Returns how many were read;
-    safe on any number of workers (the walk is serialised by an advisory lock)."""
+def index_due(store: Store, config: Config, *, now: datetime,
+              limit: int = INDEX_BATCH) -> int:
+    """Index the incidents whose state changed since the last run (one transaction): an
+    ended incident's terms are rewritten, any other's removed. The incidents come from the
+    timeline's state events after the cursor, at most ``limit``; each event is read again
+    once it is :data:`SETTLE` old, so one whose transaction committed after a later one's is
+    not missed. Returns how many events were read; safe on any number of workers (the walk
+    is serialised by an advisory lock)."""
     cfg = config.incidents.similar
     if not cfg.enabled:
         return 0
     with store.unit() as uow:
         uow.tx.advisory_lock("similar-incidents-index")
-        changed = uow.similar.changed_since(uow.similar.cursor(), limit=limit)
-        if not changed:
+        cursor = uow.similar.cursor()
+        fresh = uow.similar.events_after(cursor.seen_event_id, limit=limit)
+        settling = uow.similar.events_after(cursor.settled_event_id,
+                                            upto_id=cursor.seen_event_id, limit=limit)
+        settled_to = cursor.settled_event_id
+        for event in settling:
+            if event.at > now - SETTLE:
+                break
+            settled_to = event.id
+        again = [e for e in settling if e.id <= settled_to]
+        ids = sorted({e.incident_id for e in fresh + again})
+        if not ids:
             return 0
-        ended = [c.id for c in changed if c.state in ENDED]
+        states = {s.id: s.state for s in uow.similar.states(ids)}
+        ended = [i for i in ids if states.get(i) in ENDED]
         alerts: dict[int, list[tuple[str, Mapping[str, str]]]] = defaultdict(list)
         for a in uow.similar.alerts_of(ended):
             alerts[a.incident_id].append((a.alertname, a.labels or {}))
-        for c in changed:
-            terms = terms_for(alerts[c.id], cfg) if c.state in ENDED else frozenset()
-            uow.similar.replace_terms(c.id, terms)
-        last = changed[-1]
-        uow.similar.advance(IndexCursor(last.updated_at, last.id))
-    return len(changed)
+        for incident_id in ids:
+            terms = terms_for(alerts[incident_id], cfg) if incident_id in ended else ()
+            uow.similar.replace_terms(incident_id, terms)
+        seen = fresh[-1].id if fresh else cursor.seen_event_id
+        uow.similar.advance(IndexCursor(settled_to, seen))
+    return len(fresh) + len(again)
 
 
 def find(store: Store, config: Config, incident_id: int, *,
@@ -289,10 +311,11 @@ def _rank(mine: frozenset[str], theirs: Mapping[int, set[str]],
           past: Mapping[int, PastIncident], cfg: SimilarConfig,
           now: datetime) -> list[tuple[PastIncident, float, float]]:
     scored = []
+    split = _split(mine)
     for pid, p in past.items():
         if p.opened_at > now:
             continue  # opened after the moment asked about (a post-mortem of an old one)
-        sim = similarity(mine, theirs.get(pid, set()))
+        sim = _similarity(split, _split(theirs.get(pid, ())))
         if sim < cfg.min_score or sim <= 0:
             continue
         scored.append((p, sim, sim * decay(now - p.opened_at, cfg.half_life)))

@@ -118,7 +118,7 @@ class Worker:
         done += silences.expire_orphans(self.store, self.config, adapters=self.adapters,
                                         clock=self.clock)
         done += autonomy.refresh(self.store, self.config.rules, self.clock())
-        done += similar.index_due(self.store, self.config)  # similar past incidents
+        done += similar.index_due(self.store, self.config, now=self.clock())
         return done
 
     def deliver(self) -> int:

@@ -2,8 +2,9 @@
 
 ``incident_terms`` maps a term (``a:<alertname>``, ``s:<key>=<value>``, ``l:<key>=<value>``;
 made by :mod:`receiver.incidents.similar`) to the incidents that carry it. A worker chore
-walks incidents in ``(updated_at, id)`` order from a cursor (``incident_terms_cursor``) and
-rewrites the terms of each one that has ended; the webhook never writes here. A lookup reads
+reads the timeline's state events from a cursor (``incident_terms_cursor``, a range of
+``incident_events``' primary key) and rewrites the terms of each incident they name; the
+webhook never writes here and pays for no extra index. A lookup reads
 each term's newest incident ids with a LIMIT (the primary key's order), so its cost depends
 on the number of terms and the limit, not on the number of incidents. Every value is a bound
 parameter. :class:`SimilarRepository` is ``uow.similar``.
@@ -13,28 +14,34 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from receiver.store.repository import Repository, maybe, records
 
 ENDED = ("resolved", "closed", "false_alarm")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CHANGE_KINDS = "'resolved', 'reopened', 'state_changed'"
 
 
 @dataclass(frozen=True)
 class IndexCursor:
-    updated_at: datetime
-    incident_id: int
+    settled_event_id: int
+    seen_event_id: int
 
 
 @dataclass(frozen=True)
-class ChangedIncident:
-    """An incident the chore reads: its id, whether it has ended, its place in the walk."""
+class ChangeEvent:
+    """A timeline event that may change whether an incident has ended."""
 
     id: int
+    incident_id: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class IncidentState:
+    id: int
     state: str
-    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -97,24 +104,34 @@ class SimilarRepository(Repository):
 
     def cursor(self) -> IndexCursor:
         found = maybe(IndexCursor, self.tx.fetchone(
-            "SELECT updated_at, incident_id FROM incident_terms_cursor WHERE id = 1"))
-        return found or IndexCursor(_EPOCH, 0)
+            "SELECT settled_event_id, seen_event_id FROM incident_terms_cursor WHERE id = 1"))
+        return found or IndexCursor(0, 0)
 
-    def changed_since(self, cursor: IndexCursor, *, limit: int) -> list[ChangedIncident]:
-        """Incidents after ``cursor`` in ``(updated_at, id)`` order, at most ``limit``."""
-        return records(ChangedIncident, self.tx.fetchall(
-            """SELECT id, state, updated_at FROM incidents
-                WHERE updated_at > :t OR (updated_at = :t AND id > :id)
-                ORDER BY updated_at, id LIMIT :limit""",
-            {"t": cursor.updated_at, "id": cursor.incident_id, "limit": limit}))
+    def events_after(self, after_id: int, *, upto_id: int | None = None,
+                     limit: int) -> list[ChangeEvent]:
+        """The ``resolved``, ``reopened`` and ``state_changed`` events after ``after_id``
+        (up to ``upto_id``), oldest first: a range of the primary key."""
+        upto = "" if upto_id is None else " AND id <= :upto"
+        return records(ChangeEvent, self.tx.fetchall(
+            f"""SELECT id, incident_id, at FROM incident_events
+                 WHERE id > :after{upto} AND kind IN ({_CHANGE_KINDS})
+                 ORDER BY id LIMIT :limit""",  # noqa: S608 - fixed fragments only
+            {"after": after_id, "upto": upto_id, "limit": limit}))
+
+    def states(self, incident_ids: Sequence[int]) -> list[IncidentState]:
+        if not incident_ids:
+            return []
+        marks, params = _marks("i", incident_ids)
+        return records(IncidentState, self.tx.fetchall(
+            f"SELECT id, state FROM incidents WHERE id IN ({marks})", params))  # noqa: S608 - placeholders only
 
     def advance(self, cursor: IndexCursor) -> None:
         self.tx.execute(
-            """INSERT INTO incident_terms_cursor (id, updated_at, incident_id)
-               VALUES (1, :t, :id)
-               ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at,
-                                              incident_id = excluded.incident_id""",
-            {"t": cursor.updated_at, "id": cursor.incident_id})
+            """INSERT INTO incident_terms_cursor (id, settled_event_id, seen_event_id)
+               VALUES (1, :settled, :seen)
+               ON CONFLICT (id) DO UPDATE SET settled_event_id = excluded.settled_event_id,
+                                              seen_event_id = excluded.seen_event_id""",
+            {"settled": cursor.settled_event_id, "seen": cursor.seen_event_id})
 
     def alerts_of(self, incident_ids: Sequence[int]) -> list[AlertSignature]:
         if not incident_ids:
@@ -138,13 +155,16 @@ class SimilarRepository(Repository):
 
     def hits(self, terms: Iterable[str], *, per_term: int) -> list[TermHit]:
         """For each term, its newest ``per_term`` incidents."""
-        out: list[TermHit] = []
-        for term in sorted(set(terms)):
-            out += records(TermHit, self.tx.fetchall(
-                """SELECT term, incident_id FROM incident_terms WHERE term = :term
-                    ORDER BY incident_id DESC LIMIT :limit""",
-                {"term": term, "limit": per_term}))
-        return out
+        wanted = sorted(set(terms))
+        if not wanted:
+            return []
+        # One statement, one index range per term (each with its own LIMIT).
+        branches = " UNION ALL ".join(
+            f"""SELECT term, incident_id FROM (SELECT term, incident_id FROM incident_terms
+                 WHERE term = :t{i} ORDER BY incident_id DESC LIMIT :limit) AS h{i}"""  # noqa: S608 - numbered placeholders only
+            for i in range(len(wanted)))
+        params: dict[str, Any] = {f"t{i}": t for i, t in enumerate(wanted)}
+        return records(TermHit, self.tx.fetchall(branches, {**params, "limit": per_term}))
 
     def terms_of(self, incident_ids: Sequence[int]) -> list[TermHit]:
         if not incident_ids:

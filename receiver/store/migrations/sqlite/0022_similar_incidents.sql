@@ -9,12 +9,13 @@ CREATE TABLE incident_terms (
     PRIMARY KEY (term, incident_id)
 );
 CREATE INDEX incident_terms_incident_idx ON incident_terms (incident_id);
--- How far the chore has indexed: the (updated_at, id) of the last incident it read.
+-- How far the chore has read the timeline (incident_events.id, the primary key): every event
+-- up to seen_event_id was indexed once; up to settled_event_id once more after it settled,
+-- so an event whose transaction committed late (a lower id seen after a higher one) is not
+-- missed.
 CREATE TABLE incident_terms_cursor (
-    id            INTEGER NOT NULL PRIMARY KEY,
-    updated_at    TEXT NOT NULL,
-    incident_id   BIGINT NOT NULL,
+    id                INTEGER NOT NULL PRIMARY KEY,
+    settled_event_id  BIGINT NOT NULL,
+    seen_event_id     BIGINT NOT NULL,
     CHECK (id = 1)
 );
--- The chore walks incidents in (updated_at, id) order from its cursor.
-CREATE INDEX incidents_updated_idx ON incidents (updated_at, id);
