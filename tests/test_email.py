@@ -242,7 +242,7 @@ def test_only_the_labels_an_audience_lists_are_shown(monkeypatch: pytest.MonkeyP
     assert HOST not in msg.body
 
 
-HOSTILE = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
+HOSTILE = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=80)
 
 
 @settings(max_examples=150, deadline=None,
