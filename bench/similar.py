@@ -160,7 +160,7 @@ def run_backend(backend: str, n: int, lookups: int, tmp: Path) -> dict[str, Any]
         began = time.perf_counter()
         indexed = batches = 0
         while True:
-            done = similar.index_due(store, config, now=NOW)
+            done = similar.index_due(store, config, now=NOW + timedelta(days=2))  # all settle
             if not done:
                 break
             indexed, batches = indexed + done, batches + 1
@@ -198,7 +198,7 @@ def ingest_overhead(store: Store, config: Any, count: int = 300) -> dict[str, An
     of ``count`` one-alert notifications (each a new incident), each incident then resolved
     by a resolved notification, then the chore indexing them (fresh, and once more settled)."""
 
-    clock_t = [NOW + timedelta(days=1)]
+    clock_t = [NOW + timedelta(days=3)]
 
     def clock() -> datetime:
         clock_t[0] += timedelta(milliseconds=5)

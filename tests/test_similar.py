@@ -253,3 +253,19 @@ def test_chat_status_update_lists_similar_past_incidents(store: Store, clock: Cl
     assert "Similar past incidents:" in updates[0]
     assert f"- #{past} " in updates[0] and "by hand: alice" in updates[0]
     assert "20m to resolve" in updates[0]
+
+
+@pytest.mark.slow
+def test_the_best_match_survives_many_newer_partial_matches(kit: Kit, clock: Clock) -> None:
+    """With more newer incidents sharing only the alert name than the lookup scores
+    (MAX_CANDIDATES), an older one sharing name, service and labels still ranks first."""
+    best = _open(kit, "best", alertname="QueueStuck", service="billing", env="prod")
+    _resolve(kit, best)
+    for i in range(similar.MAX_CANDIDATES + 5):
+        clock.advance(minutes=1)
+        _resolve(kit, _open(kit, f"noise{i}", alertname="QueueStuck", service=f"other{i}"))
+    similar.index_due(kit.store, kit.config, now=clock())
+    clock.advance(minutes=5)
+    current = _open(kit, "now", alertname="QueueStuck", service="billing", env="prod")
+    found = similar.find(kit.store, kit.config, current, now=clock())
+    assert found[0].id == best and len(found) == kit.config.incidents.similar.limit

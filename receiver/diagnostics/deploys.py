@@ -132,6 +132,27 @@ class RecentDeploy:
     """How long before the alert's start it happened."""
 
 
+def _list(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _entries(detail: Mapping[str, Any]) -> Iterable[tuple[str, str, str, str | None, Any,
+                                                          timedelta]]:
+    """``(kind, name, image, previous image, time, window)`` of each deploy and commit in one
+    piece of ``deploys`` evidence; entries of an unexpected shape (evidence cut at its size
+    cap, say) are skipped."""
+    raw = detail.get("deploy_window_s")
+    window = timedelta(seconds=raw if isinstance(raw, int) and 0 <= raw < 10**7 else 0)
+    for d in _list(detail.get("deploys")):
+        previous = d.get("previous_image")
+        yield (str(d.get("kind", "?")), str(d.get("name", "?")), str(d.get("image", "")),
+               str(previous) if previous else None, d.get("updated_at"), window)
+    git = detail.get("git")
+    for c in _list(git.get("commits") if isinstance(git, Mapping) else None):
+        yield ("commit", str(c.get("sha", "")), str(c.get("subject", "")), None, c.get("at"),
+               window)
+
+
 def recent(evidence_details: Iterable[Mapping[str, Any]],
            started: datetime | None) -> list[RecentDeploy]:
     """The deploys and commits of ``deploys`` evidence within its ``deploy_window_s`` before
@@ -141,20 +162,14 @@ def recent(evidence_details: Iterable[Mapping[str, Any]],
         return []
     out: dict[tuple[str, str, str], RecentDeploy] = {}
     for detail in evidence_details:
-        window = timedelta(seconds=int(detail.get("deploy_window_s") or 0))
-        items = [(d.get("kind", "?"), d.get("name", "?"), d.get("image", ""),
-                  d.get("previous_image"), d.get("updated_at"))
-                 for d in detail.get("deploys") or [] if isinstance(d, Mapping)]
-        git = detail.get("git") or {}
-        items += [("commit", str(c.get("sha", "")), str(c.get("subject", "")), None,
-                   c.get("at")) for c in git.get("commits") or [] if isinstance(c, Mapping)]
-        for kind, name, image, previous, at in items:
+        if not isinstance(detail, Mapping):
+            continue
+        for kind, name, image, previous, at, window in _entries(detail):
             when = parse_time(at)
             if when is None:
                 continue
             before = started - when
             if -SLACK <= before <= window:
-                key = (str(kind), str(name), str(at))
-                out[key] = RecentDeploy(str(kind), str(name), str(image),
-                                        str(previous) if previous else None, when, before)
+                out[(kind, name, str(at))] = RecentDeploy(kind, name, image, previous, when,
+                                                          before)
     return sorted(out.values(), key=lambda d: d.at, reverse=True)
