@@ -105,6 +105,17 @@ def test_reminders_repeat_for_p1_and_stop_on_resolution(store: Store, clock: Clo
     assert len(kinds(kit, inc, "reminder")) == 2
 
 
+def test_chat_update_interval_sets_the_p1_status_updates(store: Store, clock: Clock) -> None:
+    """With chat.update_interval 20m, a P1 (30m in sla.reminders) gets an update every 20m."""
+    kit = Kit(store, clock, [], people=people(), sla={"reminders": {"P1": "30m"}},
+              chat={"update_interval": "20m"})
+    inc = kit.fire(make_notification([make_alert()])).incident_id
+    for _ in range(6):
+        clock.advance(minutes=10)
+        run_concurrently(kit)
+    assert len(kinds(kit, inc, "reminder")) == 3
+
+
 def test_no_reminders_for_p2(store: Store, clock: Clock) -> None:
     """Reminders are for the configured severities only (P0/P1 by default)."""
     kit = Kit(store, clock, [], people=people())
