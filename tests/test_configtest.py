@@ -118,3 +118,49 @@ def test_a_hostile_label_never_makes_an_allowed_job(tmp_path: Path, label: str) 
     }])
     result = run(str(path))
     assert result.exit_code == 0, result.output
+
+
+def test_a_label_selector_allowlist_never_reaches_the_docker_daemon(tmp_path: Path) -> None:
+    """A container allowed only by a label selector can be decided only by asking Docker
+    for its labels; ``remediator test`` says so instead of asking (the case's daemon is a
+    real local listener that records every connection)."""
+    import socket
+    import threading
+
+    seen: list[str] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def accept() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        seen.append("connected")
+        conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    config = tmp_path / "remediator.yml"
+    config.write_text(yaml.safe_dump({
+        "store": {"url": f"sqlite:///{tmp_path}/live/remediator.db"},
+        "data_dir": str(tmp_path / "live"),
+        "rules": [{"name": "restart-web", "matchers": ['alertname="ContainerDown"'],
+                   "playbook": "restart_container",
+                   "params": {"name": "{{ labels.container }}"}}],
+        "targets": {"docker": {"base_url": f"tcp://127.0.0.1:{port}", "timeout_s": 2},
+                    "containers": {"labels": [{"tier": "web"}]}},
+    }))
+    path = tmp_path / "case.test.yml"
+    path.write_text(yaml.safe_dump({"config": "remediator.yml", "now": "2026-03-02T10:00:00Z",
+                                    "cases": [{"name": "by label", "alerts": [{"labels": {
+                                        "alertname": "ContainerDown", "container": "web-1"}}],
+                                        "expect": {}}]}))
+    try:
+        result = run(str(path))
+    finally:
+        listener.close()
+        thread.join(5)
+    assert seen == [], "remediator test connected to the configured Docker daemon"
+    assert result.exit_code == 0, result.output

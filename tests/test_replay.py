@@ -95,3 +95,40 @@ def test_replay_with_the_same_config_changes_nothing(store: Store, store_url: st
     assert result.exit_code == 0, result.output
     assert "1 notifications since" in result.output and "0 would change" in result.output
     assert "notification " not in result.output.split("\n")[0]
+
+
+def test_judging_a_label_selector_allowlist_never_reaches_the_docker_daemon() -> None:
+    """A container allowed only by a label selector could be decided only by asking Docker;
+    replay judges it without asking (the daemon is a real local listener that records every
+    connection)."""
+    import socket
+    import threading
+
+    from receiver.configtest.replay import judge
+
+    seen: list[str] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def accept() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        seen.append("connected")
+        conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    config = parse_config({"rules": RULES, "targets": {
+        "docker": {"base_url": f"tcp://127.0.0.1:{listener.getsockname()[1]}", "timeout_s": 2},
+        "containers": {"labels": [{"tier": "web"}]}}})
+    body = json.dumps(make_notification([make_alert(alertname="ContainerDown",
+                                                    labels={"container": "web-1"})]))
+    try:
+        verdict = judge(config, Notification.model_validate_json(body))
+    finally:
+        listener.close()
+        thread.join(5)
+    assert seen == [], "replay connected to the configured Docker daemon"
+    assert [j.rule for j in verdict.jobs] == ["restart-web"]

@@ -2,10 +2,11 @@
 
 Each notification of the inbox is parsed again and judged by the intake's own code
 (:meth:`~receiver.intake.engine.Intake.classify`, ``incident_key``, ``match_rules``) and the
-worker's read-only checks (:func:`receiver.remediation.preview.assess_call`) under the
-current config and under the new one. Guards that depend on history (cooldown, rate
-budgets, breakers) are not replayed: they depend on what the new config would itself
-have done before, which replaying one notification at a time cannot know.
+worker's read-only checks (:func:`receiver.remediation.preview.assess_call`, with no
+adapter: nothing live is connected to) under the current config and under the new one.
+Guards that depend on history (cooldown, rate budgets, breakers) are not replayed: they
+depend on what the new config would itself have done before, which replaying one
+notification at a time cannot know.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from receiver.config import Config
+from receiver.configtest.offline import OfflineAdapters
 from receiver.intake.alertmanager import Notification
 from receiver.intake.engine import Intake
 from receiver.remediation.preview import assess_call
@@ -55,7 +57,8 @@ def judge(config: Config, n: Notification) -> Judgement:
             jobs.append(PlannedJob(m.rule, m.playbook, f"error: {m.error}", False, False))
             continue
         verdict = assess_call(config, m.playbook, m.params,
-                              dict(rule.params) if rule else {}, approval=m.approval)
+                              dict(rule.params) if rule else {}, approval=m.approval,
+                              adapters=OfflineAdapters())
         jobs.append(PlannedJob(m.rule, m.playbook, json.dumps(m.params, sort_keys=True),
                                verdict.allowed, verdict.approval_needed))
     return Judgement(severity.value, intake.incident_key(n), tuple(jobs))

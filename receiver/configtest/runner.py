@@ -4,7 +4,9 @@ Each case is evaluated on a throwaway SQLite store in a temporary directory, so 
 the config points at is touched: the notification goes through the webhook's parsing
 (:class:`~receiver.intake.alertmanager.Notification`) and the intake
 (:class:`~receiver.intake.engine.Intake`, at the file's ``now``) into that store; the jobs
-it enqueued are read back; each is assessed by the worker's read-only checks
+it enqueued are read back; each is assessed by the worker's read-only checks, with no
+adapter (:class:`~receiver.configtest.offline.OfflineAdapters`: an allowlist check that
+needs the live system says so instead of connecting)
 (:func:`receiver.remediation.preview.assess_call`,
 :func:`~receiver.people.approvals.required_approvers`) and its guards are evaluated
 against the case's ``state`` (pauses and past runs written to the throwaway store first)
@@ -90,6 +92,7 @@ def notification_body(case: Case, now: datetime) -> dict[str, Any]:
 def evaluate(config: Config, case: Case, now: datetime) -> Outcome:
     """The outcome of one case (raises ValidationError for a body Alertmanager would not
     send)."""
+    from receiver.configtest.offline import OfflineAdapters
     from receiver.people.approvals import required_approvers
     from receiver.remediation.preview import assess_call, guard_verdict, seed_state
     from receiver.store import open_store
@@ -113,7 +116,7 @@ def evaluate(config: Config, case: Case, now: datetime) -> Outcome:
                 verdict = assess_call(config, job.playbook, dict(job.params),
                                       dict(rule.params) if rule else {},
                                       approval=rule.approval.mode_for(severity)
-                                      if rule else "risk")
+                                      if rule else "risk", adapters=OfflineAdapters())
                 approvers, groups = required_approvers(config, job.rule, job.playbook)
                 guard = guard_verdict(store, config, job, verdict, now)
                 stops = guard is not None and guard.outcome in ("block", "dry_run")

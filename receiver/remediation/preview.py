@@ -20,6 +20,7 @@ from receiver.config import Config
 from receiver.errors import StoreError
 
 if TYPE_CHECKING:
+    from receiver.adapters import AdapterFactory
     from receiver.configtest.cases import State
     from receiver.remediation.guards import Decision
     from receiver.store import Store
@@ -56,9 +57,11 @@ class CallVerdict:
 
 
 def assess_call(config: Config, playbook_name: str, params_raw: dict[str, Any],
-                rule_params: dict[str, Any], *, approval: str = "risk") -> CallVerdict:
+                rule_params: dict[str, Any], *, approval: str = "risk",
+                adapters: AdapterFactory | None = None) -> CallVerdict:
     """The verdict on one call of ``playbook_name`` with rendered ``params_raw``; the rule's
-    literal ``rule_params`` tell which params alert data filled. No side effects."""
+    literal ``rule_params`` tell which params alert data filled. No side effects; the
+    allowlist check may read the live system through ``adapters`` (default: the real ones)."""
     from playbooks import load_registry
     from playbooks.base import PlaybookContext, Risk
     from receiver.errors import AdapterError, PlaybookError, TargetNotAllowed
@@ -75,6 +78,8 @@ def assess_call(config: Config, playbook_name: str, params_raw: dict[str, Any],
         return CallVerdict(False, refusal=f"invalid params: {where}: {first['msg']}")
     ctx = PlaybookContext(targets=config.targets,
                           from_alert=params_from_alert(rule_params, params_raw))
+    if adapters is not None:
+        ctx = dataclasses.replace(ctx, adapters=adapters)
     try:
         playbook.check_allowed(params, ctx)
     except TargetNotAllowed as exc:
