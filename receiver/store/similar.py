@@ -145,11 +145,13 @@ class SimilarRepository(Repository):
         """The incident's terms become ``terms`` (none: it leaves the index)."""
         self.tx.execute("DELETE FROM incident_terms WHERE incident_id = :id",
                         {"id": incident_id})
-        for term in sorted(set(terms)):
-            self.tx.execute(
-                """INSERT INTO incident_terms (term, incident_id) VALUES (:term, :id)
-                   ON CONFLICT DO NOTHING""",
-                {"term": term, "id": incident_id})
+        wanted = sorted(set(terms))
+        if not wanted:
+            return
+        rows = ", ".join(f"(:t{i}, :id)" for i in range(len(wanted)))
+        self.tx.execute(
+            f"INSERT INTO incident_terms (term, incident_id) VALUES {rows} ON CONFLICT DO NOTHING",  # noqa: S608, E501 - numbered placeholders only
+            {"id": incident_id, **{f"t{i}": t for i, t in enumerate(wanted)}})
 
     # -- the lookup -----------------------------------------------------------------------
 
