@@ -2,10 +2,12 @@
 # Install everything the test suite needs on a fresh Debian machine (as root), start the
 # real services, and run the whole suite. This is README command 2; .ci/run calls it.
 #
-# The suite runs as two pytest processes at once: the end-to-end tests marked `slow` (real
-# processes, real Alertmanager, Chromium: mostly waiting) beside all the others (mostly CPU).
+# The suite runs as three pytest processes at once: the end-to-end tests marked `slow` (real
+# processes, real Alertmanager, Synapse, Chromium, image builds: mostly waiting), in two
+# shards (tests/e2e, and the slow tests elsewhere), beside all the others (mostly CPU).
 # Each writes its own report; the last line adds them up. REMEDIATOR_TEST_SERIAL=1 runs one
-# pytest instead, and so does any -m given on the command line.
+# pytest instead, and so does any -m given on the command line; with paths given, the slow
+# tests among them run as one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,27 +35,42 @@ if [ "${REMEDIATOR_TEST_SERIAL:-}" = "1" ]; then
 fi
 
 logs=$(mktemp -d)
-python3 -m pytest -m slow -p no:cacheprovider "$@" >"$logs/slow.log" 2>&1 &
-slow_pid=$!
+if [ $# -eq 0 ]; then
+  shards=("tests/e2e" "tests --ignore=tests/e2e")
+else
+  shards=("")
+fi
+slow_pids=()
+for i in "${!shards[@]}"; do
+  # shellcheck disable=SC2086 # a shard is a path and its options
+  python3 -m pytest -m slow -p no:cacheprovider ${shards[$i]} "$@" >"$logs/slow$i.log" 2>&1 &
+  slow_pids+=($!)
+done
 set +e
 python3 -m pytest -m "not slow" "$@" 2>&1 | tee "$logs/fast.log"
-fast_rc=${PIPESTATUS[0]}
-wait "$slow_pid"
-slow_rc=$?
+rcs=("${PIPESTATUS[0]}")
+for pid in "${slow_pids[@]}"; do
+  wait "$pid"
+  rcs+=($?)
+done
 set -e
-echo
-echo "== end-to-end tests (marked slow), run beside the others =="
-cat "$logs/slow.log"
+for i in "${!shards[@]}"; do
+  echo
+  echo "== end-to-end tests (marked slow) ${shards[$i]:-given}, run beside the others =="
+  cat "$logs/slow$i.log"
+done
 
-# pytest's exit 5 means "no test selected" (a path with no test of that group): not a failure.
-[ "$fast_rc" = 5 ] && fast_rc=0
-[ "$slow_rc" = 5 ] && slow_rc=0
-count() {  # count WORD: the sum of "N WORD" over both reports' closing lines
-  tail -n 3 "$logs/fast.log" "$logs/slow.log" | grep -oE "[0-9]+ $1" | awk '{s += $1} END {print s + 0}'
+count() {  # count WORD: the sum of "N WORD" over every report's closing lines
+  for f in "$logs"/*.log; do tail -n 3 "$f"; done | grep -oE "[0-9]+ $1" | awk '{s += $1} END {print s + 0}'
 }
 echo
 echo "$(count passed) passed, $(( $(count failed) + $(count error) )) failed, $(count skipped) skipped"
-if [ "$fast_rc" != 0 ] || [ "$slow_rc" != 0 ]; then
-  echo "failed: pytest exit codes $fast_rc (others) and $slow_rc (slow)" >&2
+failed=0
+for rc in "${rcs[@]}"; do
+  # pytest's exit 5 means "no test selected" (a path with no test of that group): not a failure.
+  if [ "$rc" != 0 ] && [ "$rc" != 5 ]; then failed=1; fi
+done
+if [ "$failed" != 0 ]; then
+  echo "failed: pytest exit codes ${rcs[*]} (others, then each slow shard)" >&2
   exit 1
 fi
