@@ -14,6 +14,8 @@ Every check is read-only and goes through an adapter:
     postgres    SELECT 1 latency, connections vs max_connections, longest queries, size
     redis       PING latency, INFO memory and clients
     prometheus  instant PromQL snapshots (request rate, error rate, latency)
+    deploys     the named Swarm services' and containers' last update, image and previous
+                image; the last commits of a configured git repository (``deploys``)
 
 A check ends ``ok``, ``failed`` (it answered, and the answer is bad), ``error`` (it could not
 ask), ``timeout`` (cut off at its timeout) or ``refused`` (the targets allowlist, or a value
@@ -23,8 +25,9 @@ never fails the others or the incident. Evidence is redacted (URL credentials, s
 keys, bearer tokens, and every configured secret) and capped at ``max_evidence_bytes``.
 
 This package holds the request lifecycle (claim, run, store, timeline) and the public surface;
-``runner`` picks the checks that apply and runs them in parallel, ``probes`` holds the five
-probes, ``redaction`` what evidence may keep, and ``findings`` what a check found.
+``runner`` picks the checks that apply and runs them in parallel, ``probes`` holds the
+probes (``deploys`` the recent-deploys one), ``redaction`` what evidence may keep, and
+``findings`` what a check found.
 """
 
 from __future__ import annotations

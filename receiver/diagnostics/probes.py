@@ -1,5 +1,6 @@
-"""The five read-only probes (http, docker, postgres, redis, prometheus), each through its
-adapter, and the words that name what a probe looks at."""
+"""The read-only probes (http, docker, postgres, redis, prometheus; deploys in
+:mod:`receiver.diagnostics.deploys`), each through its adapter, and the words that name
+what a probe looks at."""
 
 from __future__ import annotations
 
