@@ -728,3 +728,21 @@ def test_contract_public_in_the_room_posts_a_status_update_as_the_person(env: En
     assert status["incidents"][0]["incident_updates"][0]["body"] == "We found the cause"
     assert status["incidents"][0]["status"] == "identified"
     assert [e["actor"] for e in audit(env, "chat.refused")] == [f"chat:{MALLORY}"]
+
+
+def test_contract_a_closed_incident_archives_its_channel(env: Env) -> None:
+    """Contract (local server): with chat.archive_on_close, an incident ended as a false
+    alarm gets the topic [closed] and its channel archived (``conversations.archive``),
+    once; a note after that is dropped, not retried for ever."""
+    room, _ = awaiting(env)
+    lifecycle.act(env.store, env.config, room.incident_id, "false_alarm", user="alice",
+                  now=utcnow(), text="noise")
+    env.deliver()
+    channel = env.api.channels[room.room_id]
+    assert channel.archived and channel.topic.startswith("[closed] ")
+    assert env.api.count("conversations.archive") == 1
+    note(env, room.incident_id, "after the end")
+    env.deliver()
+    assert all(m.state == "sent" for m in env.messages(room.incident_id))
+    assert env.api.count("conversations.archive") == 1
+    assert env.api.violations == []

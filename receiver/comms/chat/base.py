@@ -62,7 +62,8 @@ class ChatBackend(Protocol):
 
     def send_text(self, room_id: str, txn_id: str, body: str, *, maybe_sent: bool = False,
                   approval_job: int | None = None) -> str:
-        """Post plain text; the event id. The same ``txn_id`` again posts nothing new
+        """Post plain text; the event id ("" when the room is archived and takes no more
+        messages: the message is dropped). The same ``txn_id`` again posts nothing new
         (``maybe_sent``: an earlier try may have posted it; a backend without transaction
         ids looks first). ``approval_job``: the message asks for that job's decision (a
         backend with buttons adds them)."""

@@ -246,7 +246,7 @@ def _work(store: Store, config: Config, backend: ChatBackend, room: ChatRoom, wo
             event_id = backend.send_text(
                 current.room_id, message.txn_id, message.body, maybe_sent=n == 0,
                 approval_job=message.job_id if message.kind == "job_awaiting_approval"
-                else None)
+                else None) or None  # "": dropped by an archived room
         with store.unit() as uow:
             if uow.chat.message_sent(message.id, event_id, now=clock()):
                 sent += 1

@@ -166,7 +166,7 @@ class SlackBackend:
             args["blocks"] = approval_blocks(body, approval_job)
         answer = self._call("chat.postMessage", args, ok_errors=("is_archived",))
         if answer.get("error") == "is_archived":
-            return "archived"
+            return ""  # the room is closed: the message is dropped, not retried
         ts = answer.get("ts")
         if not isinstance(ts, str) or not ts:
             raise DeliveryFailed("slack chat.postMessage: the answer has no ts")
