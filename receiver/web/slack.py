@@ -46,6 +46,8 @@ log = structlog.get_logger(__name__)
 WINDOW = 5 * 60
 """Seconds a signed request stays valid (Slack's recommendation: five minutes)."""
 MAX_FORM = 256 * 1024
+EPHEMERAL_TIMEOUT = 1.0
+"""Seconds the outcome message may take: Slack wants the answer within 3 s."""
 
 _ID = r"^[A-Z0-9]{2,40}$"
 
@@ -215,7 +217,7 @@ def _tell(channel: str, user: str, text: str) -> None:
     if slack is None or not text:
         return
     try:
-        SlackBackend(slack).post_ephemeral(channel, user, text)
+        SlackBackend(slack, timeout=EPHEMERAL_TIMEOUT).post_ephemeral(channel, user, text)
     except DeliveryFailed as exc:
         log.warning("slack_ephemeral_failed", error=str(exc))
 

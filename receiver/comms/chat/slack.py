@@ -74,12 +74,12 @@ class SlackBackend:
     reads_rooms = False
     """Slack comes to remediator (the interactivity endpoint); there is no sync to run."""
 
-    def __init__(self, settings: SlackConfig) -> None:
+    def __init__(self, settings: SlackConfig, *, timeout: float | None = None) -> None:
         self.user_id = settings.bot_user_id
         self.base = settings.api_url
+        seconds = settings.timeout.total_seconds() if timeout is None else timeout
         self._client = WebClient(token=settings.bot_token.reveal(), base_url=settings.api_url,
-                                 timeout=max(1, int(settings.timeout.total_seconds())),
-                                 retry_handlers=[])
+                                 timeout=max(1, int(seconds)), retry_handlers=[])
 
     # -- one request ----------------------------------------------------------------------
     def _call(self, method: str, body: dict[str, Any] | None = None, *,
