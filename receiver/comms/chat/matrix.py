@@ -214,5 +214,8 @@ def _inbound(room_id: str, event: Any) -> Inbound | None:
             return None
         return Inbound(room_id, event_id, sender, "reaction", relates_to=target, key=key[:32])
     if event.get("type") == "m.room.message" and isinstance(content.get("body"), str):
+        rel = content.get("m.relates_to")
+        if isinstance(rel, dict) and rel.get("rel_type") == "m.replace":
+            return None  # an edit changes an earlier message: never a command of its own
         return Inbound(room_id, event_id, sender, "text", body=content["body"][:2000])
     return None
