@@ -323,6 +323,12 @@ class Env:
 
     def click(self, user: str, action_id: str, channel: str, ts: str, job_id: int,
               *, at: float | None = None, secret: str = SIGNING_SECRET) -> Any:
+        body = self.click_body(user, action_id, channel, ts, job_id)
+        return self.post_signed(body, at=at, secret=secret)
+
+    def click_body(self, user: str, action_id: str, channel: str, ts: str, job_id: int
+                   ) -> bytes:
+        """A block_actions form body as Slack sends it for one button."""
         payload = {"type": "block_actions", "user": {"id": user, "username": user.lower()},
                    "team": {"id": "T0TEAM"}, "channel": {"id": channel, "name": "incident"},
                    "container": {"type": "message", "message_ts": ts, "channel_id": channel},
@@ -330,8 +336,7 @@ class Env:
                                 "block_id": f"remediator_decide_{job_id}",
                                 "value": str(job_id), "action_ts": f"{time.time():.6f}"}],
                    "trigger_id": "1.2.3", "response_url": "https://hooks.slack.com/actions/x"}
-        body = urlencode({"payload": json.dumps(payload)}).encode()
-        return self.post_signed(body, at=at, secret=secret)
+        return urlencode({"payload": json.dumps(payload)}).encode()
 
     def post_signed(self, body: bytes, *, at: float | None = None,
                     secret: str = SIGNING_SECRET, headers: dict[str, str] | None = None) -> Any:
@@ -343,8 +348,8 @@ class Env:
                      "X-Slack-Signature": signature(secret, stamp, body)} | (headers or {}))
 
 
-def make_env(tmp_path: Path, api: SlackApi, **chat: Any) -> Env:
-    store = open_store(f"sqlite:///{tmp_path}/remediator.db", pool_min=1, pool_max=8)
+def make_env(tmp_path: Path, api: SlackApi, url: str | None = None, **chat: Any) -> Env:
+    store = open_store(url or f"sqlite:///{tmp_path}/remediator.db", pool_min=1, pool_max=8)
     store.migrate()
     playbook = FakeAction()
     cfg = parse_config({
@@ -375,6 +380,14 @@ def make_env(tmp_path: Path, api: SlackApi, **chat: Any) -> Env:
 @pytest.fixture
 def env(tmp_path: Path, slack_api: SlackApi) -> Iterator[Env]:
     made = make_env(tmp_path, slack_api)
+    yield made
+    made.store.close()
+
+
+@pytest.fixture
+def env_both(tmp_path: Path, slack_api: SlackApi, store_url: str) -> Iterator[Env]:
+    """An Env on each store (SQLite and PostgreSQL)."""
+    made = make_env(tmp_path, slack_api, store_url)
     yield made
     made.store.close()
 
@@ -529,9 +542,12 @@ def test_contract_web_api_calls_have_the_documented_shape(env: Env) -> None:
 
 
 @pytest.mark.slow
-def test_contract_one_channel_per_incident_with_three_concurrent_deliveries(env: Env) -> None:
+def test_contract_one_channel_per_incident_with_three_concurrent_deliveries(env_both: Env
+                                                                            ) -> None:
     """Contract (local server): the same notification from three Alertmanager peers at once,
-    delivered by three workers at once, makes one channel, one summary and one pin."""
+    delivered by three workers at once, makes one channel, one summary and one pin (on
+    each store)."""
+    env = env_both
     env.fire(disk_full(), peers=3)
     for _ in range(3):
         env.deliver(replicas=3)
@@ -592,13 +608,19 @@ def test_contract_an_outage_delays_but_never_loses_or_duplicates(env: Env) -> No
 
 # -- the interactivity endpoint ---------------------------------------------------------------
 
-def test_contract_alice_approves_with_the_button_and_the_job_runs_once(env: Env) -> None:
+def test_contract_alice_approves_with_the_button_and_the_job_runs_once(env_both: Env) -> None:
     """Contract (signed request as Slack signs it): alice's Approve click decides through
     the approval code, the job runs once, she is told; the same signed request again is a
-    401 replay; a second click decides nothing new."""
+    401 replay; a second click decides nothing new (on each store)."""
+    env = env_both
     room, request = awaiting(env)
-    answer = env.click(ALICE, APPROVE_ACTION, room.room_id, request.event_id, request.job_id)
+    at = time.time()
+    body = env.click_body(ALICE, APPROVE_ACTION, room.room_id, request.event_id,
+                          request.job_id)
+    answer = env.post_signed(body, at=at)
     assert answer.status_code == 200, answer.get_json()
+    replayed = env.post_signed(body, at=at)
+    assert replayed.status_code == 401 and replayed.get_json()["error"] == "replayed"
     assert answer.get_json()["outcome"] == "approved"
     assert env.api.ephemeral[-1]["user"] == ALICE
     assert "approved by alice" in env.api.ephemeral[-1]["text"]
