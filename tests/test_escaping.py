@@ -190,7 +190,8 @@ def test_postmortem_of_hostile_alert_data_keeps_its_structure(
 
     headings = [inline_text(toks[i + 1]) for i, t in enumerate(toks) if t.type == "heading_open"]
     assert headings == [f"Post-mortem: {one_line(EVIL)} (incident #{inc})", "Summary", "Impact",
-                        "Timeline", "Remediation", "Diagnostics", "Notes", "Root cause",
+                        "Timeline", "Remediation", "Diagnostics", "Notes", "Recent deploys",
+                        "Similar past incidents", "Root cause",
                         "What went well", "What went wrong", "Where we got lucky",
                         "Action items"]
     kinds = {t.type for t in toks}
