@@ -236,12 +236,12 @@ def index_due(store: Store, config: Config, *, now: datetime,
             return 0
         states = {s.id: s.state for s in uow.similar.states(ids)}
         ended = [i for i in ids if states.get(i) in ENDED]
+        ended_set = set(ended)
         alerts: dict[int, list[tuple[str, Mapping[str, str]]]] = defaultdict(list)
         for a in uow.similar.alerts_of(ended):
             alerts[a.incident_id].append((a.alertname, a.labels or {}))
-        for incident_id in ids:
-            terms = terms_for(alerts[incident_id], cfg) if incident_id in ended else ()
-            uow.similar.replace_terms(incident_id, terms)
+        uow.similar.replace_terms({
+            i: terms_for(alerts[i], cfg) if i in ended_set else frozenset() for i in ids})
         seen = fresh[-1].id if fresh else cursor.seen_event_id
         uow.similar.advance(IndexCursor(settled_to, seen))
     return len(fresh) + len(again)

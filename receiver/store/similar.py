@@ -12,7 +12,7 @@ parameter. :class:`SimilarRepository` is ``uow.similar``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,8 @@ from receiver.store.repository import Repository, maybe, records
 
 ENDED = ("resolved", "closed", "false_alarm")
 _CHANGE_KINDS = "'resolved', 'reopened', 'state_changed'"
+ROWS_PER_INSERT = 400
+"""Rows per INSERT statement (two parameters each: well under either backend's limit)."""
 
 
 @dataclass(frozen=True)
@@ -141,17 +143,24 @@ class SimilarRepository(Repository):
             f"SELECT incident_id, alertname, labels FROM alerts WHERE incident_id IN ({marks})",  # noqa: S608 - placeholders only
             params))
 
-    def replace_terms(self, incident_id: int, terms: Iterable[str]) -> None:
-        """The incident's terms become ``terms`` (none: it leaves the index)."""
-        self.tx.execute("DELETE FROM incident_terms WHERE incident_id = :id",
-                        {"id": incident_id})
-        wanted = sorted(set(terms))
-        if not wanted:
+    def replace_terms(self, terms_by_incident: Mapping[int, Iterable[str]]) -> None:
+        """Each incident's terms become the given ones (none: it leaves the index): one
+        DELETE, then INSERTs of at most :data:`ROWS_PER_INSERT` rows each."""
+        ids = sorted(terms_by_incident)
+        if not ids:
             return
-        rows = ", ".join(f"(:t{i}, :id)" for i in range(len(wanted)))
-        self.tx.execute(
-            f"INSERT INTO incident_terms (term, incident_id) VALUES {rows} ON CONFLICT DO NOTHING",  # noqa: S608, E501 - numbered placeholders only
-            {"id": incident_id, **{f"t{i}": t for i, t in enumerate(wanted)}})
+        marks, params = _marks("i", ids)
+        self.tx.execute(f"DELETE FROM incident_terms WHERE incident_id IN ({marks})", params)  # noqa: S608 - placeholders only
+        rows = [(t, i) for i in ids for t in sorted(set(terms_by_incident[i]))]
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[start:start + ROWS_PER_INSERT]
+            values = ", ".join(f"(:t{n}, :i{n})" for n in range(len(chunk)))
+            bound: dict[str, Any] = {}
+            for n, (term, incident_id) in enumerate(chunk):
+                bound[f"t{n}"], bound[f"i{n}"] = term, incident_id
+            self.tx.execute(
+                f"INSERT INTO incident_terms (term, incident_id) VALUES {values} ON CONFLICT DO NOTHING",  # noqa: S608, E501 - numbered placeholders only
+                bound)
 
     # -- the lookup -----------------------------------------------------------------------
 
