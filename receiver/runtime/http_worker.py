@@ -22,7 +22,8 @@ or to its first request once it is ``keepalive_lifetime`` old, says ``Connection
 All workers accept from one listening socket, so a client that keeps its connections open
 (Alertmanager, a load balancer) would otherwise stay on the worker that first accepted
 them; reconnecting lets the kernel hand the connection to whichever worker waits in
-``accept`` first, which is seldom the busiest one. The close only ever comes with a
+``accept`` first; a worker that is running a request waits ``ACCEPT_DEFER_SECONDS``
+before its ``accept``, so that an idle worker gets the connection. The close only ever comes with a
 response, never on an idle connection, so a client cannot race it with a new request.
 
 How far a buffer holds a request (framing, chunk frames) is :mod:`receiver.runtime.http_framing`.
@@ -51,6 +52,8 @@ BUFFER_BUDGET = 32 * 1024 * 1024
 LINGER_SECONDS = 2.0
 READ_CHUNK = 64 * 1024
 SWEEP_INTERVAL = 0.2
+ACCEPT_DEFER_SECONDS = 0.002
+"""How long a worker running a request lets an idle one accept a new connection first."""
 
 
 class _ReadDeadline(BaseException):  # noqa: N818 - not an error the app may catch and answer
@@ -149,6 +152,10 @@ class BufferingThreadWorker(ThreadWorker):
     # -- the loop's side -------------------------------------------------------------------
 
     def accept(self, server: Any, listener: socket.socket) -> None:
+        if self.futures and self.cfg.workers > 1:
+            # Busy with a request: give a worker that is not a moment to take the connection
+            # first (every worker is woken for it; our accept() then finds none waiting).
+            time.sleep(ACCEPT_DEFER_SECONDS)
         try:
             sock, client = listener.accept()
         except OSError as e:
