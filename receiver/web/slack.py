@@ -96,10 +96,12 @@ def verify(secret: str, timestamp: str | None, sent: str | None, body: bytes,
     if not timestamp or not sent:
         raise ApiError(401, "bad_signature",
                        "X-Slack-Request-Timestamp and X-Slack-Signature are required")
-    try:
-        at = int(timestamp)
-    except ValueError:
-        raise ApiError(401, "bad_signature", "X-Slack-Request-Timestamp: not a number") from None
+    # Seconds since the epoch, as Slack sends them: ASCII digits only, so that int() never
+    # reads a sign, spaces, underscores or other scripts' digits, and the number stays a
+    # float's (a longer one overflowed the comparison below: a 500 to anyone).
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise ApiError(401, "bad_signature", "X-Slack-Request-Timestamp: not a number")
+    at = int(timestamp)
     if abs(now - at) > WINDOW:
         raise ApiError(401, "bad_signature",
                        "X-Slack-Request-Timestamp: more than 5 minutes from now")
