@@ -132,3 +132,15 @@ def test_judging_a_label_selector_allowlist_never_reaches_the_docker_daemon() ->
         thread.join(5)
     assert seen == [], "replay connected to the configured Docker daemon"
     assert [j.rule for j in verdict.jobs] == ["restart-web"]
+
+
+def test_replay_of_a_store_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    """A config whose SQLite store is not there (a wrong path) is refused, and no empty
+    database is left at that path."""
+    missing = tmp_path / "nowhere" / "remediator.db"
+    missing.parent.mkdir()
+    config = _config(tmp_path, "new.yml", f"sqlite:///{missing}")
+    result = CliRunner().invoke(main, ["replay", "-c", str(config), "--current", str(config)])
+    assert result.exit_code != 0
+    assert "does not exist" in result.output
+    assert not missing.exists()

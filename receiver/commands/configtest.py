@@ -109,7 +109,12 @@ def replay(config_path: str, current_path: str, since_text: str, limit: int) -> 
         raise click.BadParameter(str(exc), param_hint="--since") from exc
     new = load_config_or_exit(config_path)
     current = load_config_or_exit(current_path)
-    store = open_store(new.store_url(), pool_min=0, pool_max=2)  # reads only: no audit key
+    url = new.store_url()
+    sqlite_file = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
+    if sqlite_file is not None and not Path(sqlite_file).is_file():
+        # opening it would create an empty database there: replay writes nothing
+        raise click.ClickException(f"the store {sqlite_file} does not exist")
+    store = open_store(url, pool_min=0, pool_max=2)  # reads only: no audit key
     started = time.monotonic()
     try:
         with store.unit(write=False) as uow:
