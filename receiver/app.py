@@ -19,7 +19,7 @@ from receiver.intake.engine import Intake, utcnow
 from receiver.people.tokens import secret_key
 from receiver.secrets import NO_SECRETS, Redactor, derived_forms, redactor_for
 from receiver.store import Store, open_store
-from receiver.web import api, openapi, ops, pages, report_pages, webhook
+from receiver.web import api, openapi, ops, pages, report_pages, slack_events, webhook
 from receiver.web import slack as slack_web
 from receiver.web import status as status_web
 from receiver.web import undo as undo_web
@@ -168,6 +168,7 @@ def create_app(
     app.register_blueprint(status_web.api)
     app.register_blueprint(undo_web.bp)
     app.register_blueprint(slack_web.bp)
+    app.register_blueprint(slack_events.bp)
     if insecure_no_auth and not config.auth.configured:
         log.warning("insecure_no_auth", detail=INSECURE_NO_AUTH_WARNING)
     return app

@@ -134,20 +134,20 @@ def _payload(body: bytes) -> BlockActions:
         raise ApiError(400, "invalid_payload", errors) from exc
 
 
-@bp.post("/slack/interactivity")
-def interactivity() -> Response:
+def signed_body(mimetype: str, limit: int = MAX_FORM) -> tuple[bytes, datetime]:
+    """The body of this request and now, once checks 1-4 above have passed (raises the
+    404, 413, 415 or 401 otherwise). Shared by every endpoint that Slack calls."""
     svc = services()
     slack = svc.config.chat.slack
     if slack is None:
         raise ApiError(404, "not_found", "Slack is not configured (chat.slack)")
-    if request.content_length is not None and request.content_length > MAX_FORM:
-        raise ApiError(413, "payload_too_large", f"the body exceeds {MAX_FORM} bytes")
-    if request.mimetype != "application/x-www-form-urlencoded":
-        raise ApiError(415, "unsupported_media_type",
-                       "Content-Type must be application/x-www-form-urlencoded")
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
+    if request.mimetype != mimetype:
+        raise ApiError(415, "unsupported_media_type", f"Content-Type must be {mimetype}")
     body = request.get_data(cache=True)
-    if len(body) > MAX_FORM:
-        raise ApiError(413, "payload_too_large", f"the body exceeds {MAX_FORM} bytes")
+    if len(body) > limit:
+        raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
     now = _now()
     verify(slack.signing_secret.reveal(), request.headers.get("X-Slack-Request-Timestamp"),
            request.headers.get("X-Slack-Signature"), body, now.timestamp())
@@ -158,6 +158,12 @@ def interactivity() -> Response:
                                         outcome="received", now=now)
     if not fresh:
         raise ApiError(401, "replayed", "X-Slack-Signature: this request was handled already")
+    return body, now
+
+
+@bp.post("/slack/interactivity")
+def interactivity() -> Response:
+    body, now = signed_body("application/x-www-form-urlencoded")
     payload = _payload(body)
     outcomes = [_click(payload, action, now) for action in payload.actions]
     outcome = outcomes[0] if outcomes else ("ignored", "")
