@@ -5,7 +5,8 @@ side (:mod:`.rooms`: a room per incident, its timeline in order) and the incomin
 
 :class:`ChatService` runs both sides in a worker (two threads, started by
 ``Worker.run_forever`` when ``chat.matrix`` or ``chat.slack`` is configured; Slack has no
-reading side: its buttons come to ``POST /slack/interactivity``). All state lives in the
+reading side: its buttons come to ``POST /slack/interactivity``, its messages to
+``POST /slack/events``). All state lives in the
 store (``receiver/store/chat.py``), so any number of workers can run it at once. A new
 backend is one module implementing :class:`~receiver.comms.chat.base.ChatBackend` and one
 branch in :func:`backend_for`.

@@ -9,7 +9,8 @@ keeps the sync position, saved after the batch is handled). What counts:
   ``!resolve [reason]``: the incident page's actions; ``!status``: a status message;
   ``!public [status] [title |] <text>``: a public status-page update (as the page's form).
 
-The sender's chat identity must be the ``matrix`` id of a ``people.users`` entry, and then
+The sender's chat identity must be the ``matrix`` (or, from ``POST /slack/events``,
+``slack``) id of a ``people.users`` entry, and then
 acts as that person through the code the pages use: a decision through
 :func:`receiver.people.approvals.decide_job` (single use, N distinct approvers, the
 approving groups and expiry apply as on the approval page; the guards, pause and

@@ -72,7 +72,7 @@ def approval_blocks(body: str, job_id: int) -> list[dict[str, Any]]:
 class SlackBackend:
     name = "slack"
     reads_rooms = False
-    """Slack comes to remediator (the interactivity endpoint); there is no sync to run."""
+    """Slack comes to remediator (``/slack/interactivity``, ``/slack/events``): no sync."""
 
     def __init__(self, settings: SlackConfig, *, timeout: float | None = None) -> None:
         self.user_id = settings.bot_user_id
