@@ -8,6 +8,7 @@ shapes remediator reads, not Slack's behaviour.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,18 @@ def env(tmp_path: Path) -> Iterator[Env]:
     api.server.server_close()
 
 
+@pytest.fixture
+def env_both(tmp_path: Path, store_url: str) -> Iterator[Env]:
+    """An Env on each store (SQLite and PostgreSQL)."""
+    api = SlackApi()
+    api.thread.start()
+    made = make_env(tmp_path, api, store_url)
+    yield made
+    made.store.close()
+    api.server.shutdown()
+    api.server.server_close()
+
+
 def callback(event_id: str, event: dict[str, Any]) -> dict[str, Any]:
     """An event_callback envelope as Slack's documentation shows it."""
     return {"token": "XXYYZZ", "team_id": "T0TEAM", "api_app_id": "A0APP",
@@ -103,11 +116,13 @@ def test_contract_url_verification_is_answered_with_the_challenge(env: Env) -> N
     assert bad.status_code == 400 and bad.get_json()["detail"][0]["field"] == "challenge"
 
 
-def test_contract_alice_acks_in_the_channel_once_and_a_retry_does_nothing(env: Env) -> None:
+def test_contract_alice_acks_in_the_channel_once_and_a_retry_does_nothing(env_both: Env
+                                                                        ) -> None:
     """Contract (Slack's message event shape, no Slack server): ``!ack`` by alice in the
     incident's channel acknowledges it as alice (commander, audited with the Slack user and
     event id); Slack's retry of the same event_id (new signature, X-Slack-Retry-Num) does
-    nothing; the same text outside an incident channel is ignored."""
+    nothing; the same text outside an incident channel is ignored (on each store)."""
+    env = env_both
     env.fire(disk_full())
     room = ready_room(env)
     assert incident(env, room.incident_id).acknowledged_at is None
@@ -117,7 +132,7 @@ def test_contract_alice_acks_in_the_channel_once_and_a_retry_does_nothing(env: E
     assert answer.get_json()["outcome"] == "done"
     after = incident(env, room.incident_id)
     assert after.acknowledged_at is not None and after.assignee == "alice"
-    acked = [e for e in audit(env, "incident.acknowledged")]
+    acked = audit(env, "incident.acknowledged")
     assert len(acked) == 1 and acked[0]["actor"] == "user:alice"
     assert acked[0]["origin"]["chat_user"] == ALICE
     assert acked[0]["origin"]["event_id"] == "Ev0ACK0001"
@@ -127,6 +142,20 @@ def test_contract_alice_acks_in_the_channel_once_and_a_retry_does_nothing(env: E
     assert len(audit(env, "incident.acknowledged")) == 1
     elsewhere = post(env, callback("Ev0ACK0002", message("C0GENERAL", ALICE, "!ack")))
     assert elsewhere.get_json()["outcome"] == "ignored"
+    # Slack's retries reaching four workers at the same instant: one note, three duplicates
+    note = callback("Ev0NOTE001", message(room.room_id, BOB, "!note disk at 99%"))
+    barrier, outcomes = threading.Barrier(4), []
+
+    def deliver(n: int) -> None:
+        barrier.wait()
+        outcomes.append(post(env, note, at=time.time() + n).get_json()["outcome"])
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["done", "duplicate", "duplicate", "duplicate"]
 
 
 def test_contract_mallory_is_refused_and_audited_and_eve_may_not_approve(env: Env) -> None:
