@@ -332,3 +332,16 @@ def test_contract_any_signed_event_is_answered_below_500(shared_env: Env, payloa
     answer = post(shared_env, payload)
     assert answer.status_code < 500, (payload, answer.get_data()[:300])
     assert answer.is_json
+
+
+def test_contract_control_characters_in_commands_are_not_a_5xx(env_both: Env) -> None:
+    """Contract (no Slack server): NUL and other control characters in a command's text
+    (which PostgreSQL refuses in text columns) are handled, never a 5xx, on each store."""
+    env = env_both
+    env.fire(disk_full())
+    room = ready_room(env)
+    for n, text in enumerate(["!note a\x00b", "!ack \x00", "!public t\x00 | b\x1b[0m",
+                              "!assign \x00bob", "!resolve \x7f\x00", "!status \x00"]):
+        answer = post(env, callback(f"Ev0NUL{n:04d}", message(room.room_id, ALICE, text)))
+        assert answer.status_code == 200, (text, answer.get_data()[:300])
+        assert answer.get_json()["outcome"] != "ignored", text
