@@ -6,8 +6,8 @@
 # processes, real Alertmanager, Synapse, Chromium, image builds: mostly waiting), in two
 # shards (tests/e2e, and the slow tests elsewhere), beside all the others (mostly CPU).
 # Each writes its own report; the last line adds them up. REMEDIATOR_TEST_SERIAL=1 runs one
-# pytest instead, and so does any -m given on the command line; with paths given, the slow
-# tests among them run as one process.
+# pytest instead, and so does any -m given on the command line; with a path given (any
+# argument that is not an option), the slow tests among them run as one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +35,11 @@ if [ "${REMEDIATOR_TEST_SERIAL:-}" = "1" ]; then
 fi
 
 logs=$(mktemp -d)
-if [ $# -eq 0 ]; then
+paths=0  # a path among the arguments (not an option such as -q): the slow tests in one process
+for arg in "$@"; do
+  case "$arg" in -*) ;; *) paths=1 ;; esac
+done
+if [ "$paths" = 0 ]; then
   shards=("tests/e2e" "tests --ignore=tests/e2e")
 else
   shards=("")
