@@ -65,8 +65,9 @@ def _alert_counts(tx: Tx, ids: list[int]) -> dict[int, tuple[int, int]]:
 
 
 @dataclass(frozen=True)
-class IncidentSummary:
-    """One incident of the list: its columns and how many of its alerts fire."""
+class IncidentColumns:
+    """The incident's own columns that every read model of it starts with, in this order
+    (the API's JSON keeps it)."""
 
     id: int
     key: str
@@ -86,6 +87,12 @@ class IncidentSummary:
     last_seen_at: datetime
     updated_at: datetime
     reopened_count: int
+
+
+@dataclass(frozen=True)
+class IncidentSummary(IncidentColumns):
+    """One incident of the list: its columns and how many of its alerts fire."""
+
     alerts_firing: int
     alerts_total: int
 
@@ -176,25 +183,7 @@ class EvidenceEntry:
 
 
 @dataclass(frozen=True)
-class IncidentDetail:
-    id: int
-    key: str
-    state: str
-    severity: str
-    severity_reason: str
-    title: str
-    receiver: str
-    group_key: str
-    group_labels: dict[str, str]
-    opened_at: datetime
-    ack_due_at: datetime
-    acknowledged_at: datetime | None
-    mitigated_at: datetime | None
-    resolved_at: datetime | None
-    closed_at: datetime | None
-    last_seen_at: datetime
-    updated_at: datetime
-    reopened_count: int
+class IncidentDetail(IncidentColumns):
     alerts: tuple[AlertEntry, ...]
     timeline: tuple[TimelineEntry, ...]
     jobs: tuple[JobEntry, ...]
