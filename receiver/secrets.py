@@ -172,8 +172,8 @@ class Redactor:
         return Redactor(self._needles + other._needles, self.too_short + other.too_short)
 
     def text(self, value: str) -> str:
-        if self._pattern is None:
-            return value
+        if self._pattern is None or self._pattern.search(value) is None:
+            return value  # the common case: one scan
         # Again while a secret is left: one whose text overlaps the marker could be formed
         # anew by a replacement next to it.
         for _ in range(8):
@@ -188,8 +188,8 @@ class Redactor:
     def __call__(self, value: Any) -> Any:
         """``value`` with every secret replaced: strings, dict keys and values, lists and
         tuples, dataclasses and pydantic models (as their dict); other values as they are."""
-        if self._pattern is None:
-            return value
+        if self._pattern is None or value is None or isinstance(value, int | float):
+            return value  # no text in it (bool is an int)
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):

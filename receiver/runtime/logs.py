@@ -15,6 +15,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, MutableMapping
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -37,11 +38,18 @@ def redact_value(value: Any) -> Any:
     return value
 
 
+@lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    return _SECRET_KEYS.search(key) is not None
+
+
 def redact_mapping(data: MutableMapping[str, Any] | dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(key, str) and _SECRET_KEYS.search(key) and value not in (None, ""):
+        if isinstance(key, str) and value not in (None, "") and _secret_key(key):
             out[key] = REDACTED
+        elif value is None or isinstance(value, int | float):
+            out[key] = value  # nothing to redact in a number (bool is an int)
         else:
             out[key] = redact_value(value)
     return out

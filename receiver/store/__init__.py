@@ -74,7 +74,7 @@ class Store:
         answers StoreUnavailable at once, for the webhook's 503."""
         for attempt in range(3):
             try:
-                with self.db.batched_transaction() as tx:
+                with self.db.transaction() as tx:
                     return _ingest(tx, batch)
             except StoreConflict:
                 if attempt == 2:

@@ -39,51 +39,86 @@ _ON_CONFLICT = """ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
             RETURNING id, fingerprint, starts_at, status, incident_id, deliveries, change_tx"""
 
 
-def _upsert_pg(
-    tx: Tx, alerts: list[AlertRecord], now: datetime, txid: str, attach_to: int | None
-) -> list[Row]:
-    """The same upsert with one array per column (unnest): a fixed, small statement that
+_ACTIVE_COLUMNS = "id, severity, opened_at, ack_due_at"
+
+
+def _lock_active_and_upsert_pg(
+    tx: Tx, key: str, alerts: list[AlertRecord], now: datetime, txid: str
+) -> tuple[Row | None, list[Row]]:
+    """One statement: lock the key's active incident (``FOR NO KEY UPDATE``), upsert the
+    episodes attached to it, and move its ``last_seen_at`` when one of them belongs to it.
+    The episodes go as one JSON document (``jsonb_to_recordset``): a fixed statement that
     PostgreSQL and psycopg prepare once, whatever the number of alerts."""
-    params = {
-        "fps": [a.fingerprint for a in alerts],
-        "sas": [a.starts_at for a in alerts],
-        "eas": [a.ends_at for a in alerts],
-        "sts": [a.status for a in alerts],
-        "ans": [a.alertname for a in alerts],
-        "lbs": [tx.json(a.labels) for a in alerts],
-        "anns": [tx.json(a.annotations) for a in alerts],
-        "gus": [a.generator_url for a in alerts],
-        "sevs": [a.severity.value for a in alerts],
-        "ras": [now if a.status == "resolved" else None for a in alerts],
-        "now": now, "tx": txid, "inc": attach_to,
-    }
-    return tx.fetchall(
+    episodes = [
+        {"fp": a.fingerprint, "sa": a.starts_at.isoformat(),
+         "ea": a.ends_at.isoformat() if a.ends_at is not None else None,
+         "st": a.status, "an": a.alertname, "lb": a.labels, "ann": a.annotations,
+         "gu": a.generator_url, "sev": a.severity.value}
+        for a in alerts
+    ]
+    rows = tx.fetchall(
         f"""
-        INSERT INTO alerts (fingerprint, starts_at, ends_at, status, alertname, labels,
-                            annotations, generator_url, severity, first_seen_at,
-                            last_seen_at, resolved_at, change_tx, incident_id)
-        SELECT fp, sa, ea, st, an, lb, ann, gu, sev, :now, :now, ra, :tx,
-               CAST(:inc AS bigint)
-          FROM unnest(CAST(:fps AS text[]), CAST(:sas AS timestamptz[]),
-                      CAST(:eas AS timestamptz[]), CAST(:sts AS text[]),
-                      CAST(:ans AS text[]), CAST(:lbs AS jsonb[]), CAST(:anns AS jsonb[]),
-                      CAST(:gus AS text[]), CAST(:sevs AS text[]),
-                      CAST(:ras AS timestamptz[]))
-               AS t(fp, sa, ea, st, an, lb, ann, gu, sev, ra)
-        ORDER BY fp, sa
-        {_ON_CONFLICT}
-        """,  # noqa: S608 - a constant clause, no values
-        params,
+        WITH active AS (
+            SELECT {_ACTIVE_COLUMNS} FROM incidents WHERE open_key = :key
+               FOR NO KEY UPDATE
+        ), up AS (
+            INSERT INTO alerts (fingerprint, starts_at, ends_at, status, alertname, labels,
+                                annotations, generator_url, severity, first_seen_at,
+                                last_seen_at, resolved_at, change_tx, incident_id)
+            SELECT fp, sa, ea, st, an, lb, ann, gu, sev, :now, :now,
+                   CASE WHEN st = 'resolved' THEN CAST(:now AS timestamptz) END, :tx,
+                   (SELECT id FROM active)
+              FROM jsonb_to_recordset(:episodes)
+                   AS t(fp text, sa timestamptz, ea timestamptz, st text, an text,
+                        lb jsonb, ann jsonb, gu text, sev text)
+            ORDER BY fp, sa
+            {_ON_CONFLICT}
+        ), seen AS (
+            UPDATE incidents SET last_seen_at = :now
+             WHERE id = (SELECT id FROM active) AND last_seen_at < :now
+               AND EXISTS (SELECT 1 FROM up WHERE up.incident_id = incidents.id)
+        )
+        SELECT up.*, active.id AS active_id, active.severity AS active_severity,
+               active.opened_at AS active_opened_at, active.ack_due_at AS active_ack_due_at
+          FROM up LEFT JOIN active ON true
+        """,  # noqa: S608 - constant clauses, no values
+        {"key": key, "episodes": tx.json(episodes), "now": now, "tx": txid},
     )
+    if not rows:  # a notification without alerts: nothing upserted, the lock still taken
+        return tx.lock_row("incidents", "open_key = :key", {"key": key},
+                           columns=_ACTIVE_COLUMNS, strength="no key update"), []
+    first = rows[0]
+    active = None if first["active_id"] is None else {
+        "id": first["active_id"], "severity": first["active_severity"],
+        "opened_at": first["active_opened_at"], "ack_due_at": first["active_ack_due_at"]}
+    return active, rows
 
 
-def upsert(
-    tx: Tx, alerts: list[AlertRecord], now: datetime, txid: str, attach_to: int | None
-) -> list[Row]:
-    """Upsert episodes by (fingerprint, starts_at). A resolved episode never goes back to
-    firing: a late firing copy only moves last_seen_at. New episodes join ``attach_to``
-    (the group's active incident); an episode keeps the incident it already has."""
-    return _UPSERT.of(tx)(tx, alerts, now, txid, attach_to)
+def _lock_active_and_upsert_sqlite(
+    tx: Tx, key: str, alerts: list[AlertRecord], now: datetime, txid: str
+) -> tuple[Row | None, list[Row]]:
+    """The same as three statements (a write transaction already excludes other writers)."""
+    active = tx.lock_row("incidents", "open_key = :key", {"key": key},
+                         columns=_ACTIVE_COLUMNS, strength="no key update")
+    rows = _upsert_sqlite(tx, alerts, now, txid, active["id"] if active else None)
+    if active is not None and any(r["incident_id"] == active["id"] for r in rows):
+        tx.execute(
+            "UPDATE incidents SET last_seen_at = :now WHERE id = :id AND last_seen_at < :now",
+            {"id": active["id"], "now": now},
+        )
+    return active, rows
+
+
+def lock_active_and_upsert(
+    tx: Tx, key: str, alerts: list[AlertRecord], now: datetime, txid: str
+) -> tuple[Row | None, list[Row]]:
+    """Lock the active incident of ``key`` (None when there is none) and upsert the
+    episodes by (fingerprint, starts_at). A resolved episode never goes back to firing: a
+    late firing copy only moves last_seen_at. New episodes join the active incident; an
+    episode keeps the incident it already has. When an episode belongs to the active
+    incident, the incident's ``last_seen_at`` moves to ``now``. Returns the active
+    incident (id, severity, opened_at, ack_due_at) and the upserted rows."""
+    return _LOCK_AND_UPSERT.of(tx)(tx, key, alerts, now, txid)
 
 
 def _upsert_sqlite(
@@ -123,7 +158,8 @@ def _upsert_sqlite(
     return out
 
 
-_UPSERT = PerDialect(postgres=_upsert_pg, sqlite=_upsert_sqlite)
+_LOCK_AND_UPSERT = PerDialect(postgres=_lock_active_and_upsert_pg,
+                              sqlite=_lock_active_and_upsert_sqlite)
 
 
 def attach(tx: Tx, incident_id: int, alert_ids: Iterable[int]) -> None:

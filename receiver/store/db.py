@@ -164,15 +164,6 @@ class Database(ABC):
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]: ...
 
-    @contextmanager
-    def batched_transaction(self) -> Iterator[Tx]:
-        """A write transaction whose statements are sent without waiting for the answers
-        nobody reads (PostgreSQL's pipeline mode); elsewhere :meth:`transaction`. For a
-        body that never catches one statement's error: an error surfaces at the next
-        statement whose rows are read, or at commit, and rolls the whole transaction back."""
-        with self.transaction() as tx:
-            yield tx
-
     @abstractmethod
     def close(self) -> None: ...
 

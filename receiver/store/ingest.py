@@ -23,6 +23,7 @@ from receiver.store import alerts as alert_store
 from receiver.store import events
 from receiver.store import jobs as job_store
 from receiver.store.db import Row, Tx
+from receiver.store.dialects import PerDialect
 from receiver.store.incidents import INITIAL, allowed_sources, state_in
 from receiver.store.records import AlertRecord, IngestBatch, IngestResult
 from receiver.store.repository import Repository
@@ -68,18 +69,18 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
     batch = for_storage(batch)
     now = batch.received_at
     txid = uuid.uuid4().hex
-    note = _record_notification(tx, batch)
-    result = _Tally(notification_id=note["id"], duplicate_delivery=note["deliveries"] > 1)
-
     # Intakes of one incident key take turns (a transaction-scoped advisory lock on the key,
-    # always the first lock taken, so the row locks after it cannot deadlock); SQLite's
-    # BEGIN IMMEDIATE already serialises writers. New episodes then join the group's
-    # active incident as they are inserted, in one statement.
-    tx.advisory_lock(batch.incident.key)
-    found = tx.lock_row("incidents", "open_key = :key", {"key": batch.incident.key},
-                        columns="id, severity, opened_at, ack_due_at", strength="no key update")
+    # taken with the notification's row, before any row lock, so the row locks after it
+    # cannot deadlock); SQLite's BEGIN IMMEDIATE already serialises writers. New episodes
+    # then join the group's active incident as they are inserted, in one statement.
+    note = _RECORD_NOTIFICATION.of(tx)(tx, batch)
+    result = _Tally(notification_id=note["id"], duplicate_delivery=note["deliveries"] > 1)
+    found, rows = alert_store.lock_active_and_upsert(tx, batch.incident.key, batch.alerts,
+                                                     now, txid)
     active: int | None = found["id"] if found else None
-    rows = alert_store.upsert(tx, batch.alerts, now, txid, active)
+    # incidents whose last_seen_at is already ``now``: the active one when an episode of
+    # this notification belongs to it (moved by the upsert), one opened or reopened here
+    seen = {active} if any(r["incident_id"] == active for r in rows) else set()
     by_identity = {(a.fingerprint, a.starts_at): a for a in batch.alerts}
     created = [r for r in rows if r["deliveries"] == 1 and r["change_tx"] == txid]
     joined = [r for r in created
@@ -95,6 +96,8 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
     if unattached_firing:
         severities = [by_identity[_identity(r)].severity for r in unattached_firing]
         incident_id = _open_or_join(tx, batch, severities, now, txid, result)
+        if result.incident_opened or result.incident_reopened:
+            seen.add(incident_id)
         alert_store.attach(tx, incident_id, [r["id"] for r in unattached_firing])
         _event(
             tx,
@@ -122,10 +125,12 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
 
     if incident_id is not None:
         result.incident_id = incident_id
-        tx.execute(
-            "UPDATE incidents SET last_seen_at = :now WHERE id = :id AND last_seen_at < :now",
-            {"id": incident_id, "now": now},
-        )
+        if incident_id not in seen:
+            tx.execute(
+                "UPDATE incidents SET last_seen_at = :now"
+                " WHERE id = :id AND last_seen_at < :now",
+                {"id": incident_id, "now": now},
+            )
         if newly_resolved:
             resolved_records = [by_identity[_identity(r)] for r in newly_resolved]
             for inc in sorted({r["incident_id"] or incident_id for r in newly_resolved}):
@@ -168,19 +173,39 @@ def _alert_list_message(status: str, alerts: list[AlertRecord]) -> str:
     return f"{len(alerts)} alert(s) {status}: {shown}"
 
 
-def _record_notification(tx: Tx, batch: IngestBatch) -> Row:
-    row = tx.fetchone(
-        """
-        INSERT INTO notifications (digest, receiver, group_key, status, external_url,
-                                   alert_count, body, first_received_at, last_received_at)
-        VALUES (:digest, :receiver, :group_key, :status, :external_url,
-                :alert_count, :body, :now, :now)
-        ON CONFLICT (digest) DO UPDATE
+_NOTIFICATION_COLUMNS = """INSERT INTO notifications (digest, receiver, group_key, status,
+        external_url, alert_count, body, first_received_at, last_received_at)"""
+_NOTIFICATION_VALUES = """:digest, :receiver, :group_key, :status, :external_url,
+        :alert_count, :body, :now, :now"""
+_NOTIFICATION_CONFLICT = """ON CONFLICT (digest) DO UPDATE
            SET deliveries = notifications.deliveries + 1,
                last_received_at = excluded.last_received_at
-        RETURNING id, deliveries
-        """,
+        RETURNING id, deliveries"""
+
+
+def _record_notification_pg(tx: Tx, batch: IngestBatch) -> Row:
+    """The notification's row, in the statement that takes the key's advisory lock."""
+    return _record_notification(
+        tx, batch,
+        "WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended(:key, 7)))"  # noqa: S608 - constant clauses, no values
+        f" {_NOTIFICATION_COLUMNS} SELECT {_NOTIFICATION_VALUES} FROM turn"
+        f" {_NOTIFICATION_CONFLICT}")
+
+
+def _record_notification_sqlite(tx: Tx, batch: IngestBatch) -> Row:
+    """The notification's row; the write transaction already is the key's turn."""
+    row = _record_notification(
+        tx, batch, f"{_NOTIFICATION_COLUMNS} VALUES ({_NOTIFICATION_VALUES})"
+                   f" {_NOTIFICATION_CONFLICT}")
+    tx.advisory_lock(batch.incident.key)
+    return row
+
+
+def _record_notification(tx: Tx, batch: IngestBatch, sql: str) -> Row:
+    row = tx.fetchone(
+        sql,
         {
+            "key": batch.incident.key,
             "digest": batch.digest,
             "receiver": batch.receiver,
             "group_key": batch.group_key,
@@ -193,6 +218,10 @@ def _record_notification(tx: Tx, batch: IngestBatch) -> Row:
     )
     assert row is not None  # noqa: S101 - INSERT ... RETURNING always yields a row
     return row
+
+
+_RECORD_NOTIFICATION = PerDialect(postgres=_record_notification_pg,
+                                  sqlite=_record_notification_sqlite)
 
 
 def _open_or_join(
