@@ -10,6 +10,8 @@ from typing import Any
 import structlog
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from markupsafe import Markup
 
 from receiver.audit import checkpoints as audit_checkpoints
@@ -76,19 +78,38 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _security_headers(resp: Response) -> Response:
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("X-Frame-Options", "DENY")
+_SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
     # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" with our
     # own form posts, and the origin check needs the real one. Other sites get no referrer.
-    resp.headers.setdefault("Referrer-Policy", "same-origin")
-    resp.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none';"
-        " base-uri 'none'; form-action 'self'",
-    )
-    resp.headers.setdefault("Cache-Control", "no-store")
+    ("Referrer-Policy", "same-origin"),
+    ("Content-Security-Policy",
+     "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none';"
+     " base-uri 'none'; form-action 'self'"),
+    ("Cache-Control", "no-store"),
+)
+
+
+def _security_headers(resp: Response) -> Response:
+    """Each header of :data:`_SECURITY_HEADERS` that the view did not set itself."""
+    present = {name.lower() for name in resp.headers.keys()}  # noqa: SIM118 - Headers
+    for name, value in _SECURITY_HEADERS:
+        if name.lower() not in present:
+            resp.headers.add(name, value)
     return resp
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer built once rather than
+    on every request (the secret key does not change while the app runs)."""
+
+    _serializer: URLSafeTimedSerializer | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        if self._serializer is None:
+            self._serializer = super().get_signing_serializer(app)
+        return self._serializer
 
 
 def create_app(
@@ -138,6 +159,7 @@ def create_app(
         log.warning("short_password_not_redacted", paths=list(redactor.too_short),
                     detail="a password inside these DSNs/URLs is too short to redact on its own")
     app.json = _JSON(app, redactor)
+    app.session_interface = _Sessions()
     app.jinja_env.autoescape = True
     app.jinja_env.finalize = _finalize(redactor)
     app.jinja_env.filters["when"] = _when

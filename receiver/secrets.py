@@ -130,13 +130,18 @@ class Redactor:
     password. An empty redactor returns its input unchanged.
     """
 
-    __slots__ = ("_needles", "_pattern", "too_short")
+    __slots__ = ("_needles", "_pattern", "_in_json", "too_short")
 
     def __init__(self, needles: Iterable[str] = (), too_short: Iterable[str] = ()) -> None:
         kept = sorted({n for n in needles if len(n) >= MIN_SECRET_LENGTH},
                       key=lambda n: (-len(n), n))
         self._needles: tuple[str, ...] = tuple(kept)
         self._pattern = re.compile("|".join(map(re.escape, kept))) if kept else None
+        # Each needle as it appears inside a JSON string (escaping is per character, so a
+        # string that contains a needle dumps to text that contains the needle's dump).
+        in_json = {json.dumps(n, ensure_ascii=False)[1:-1] for n in kept}
+        self._in_json = (re.compile("|".join(map(re.escape, sorted(in_json))))
+                         if kept else None)
         self.too_short: tuple[str, ...] = tuple(dict.fromkeys(too_short))
         """Config paths of secrets whose short inner part (a DSN's password) is not
         redacted on its own."""
@@ -192,6 +197,8 @@ class Redactor:
             return value  # no text in it (bool is an int)
         if isinstance(value, str):
             return self.text(value)
+        if isinstance(value, dict | list) and self._clean_json(value):
+            return value
         if isinstance(value, dict):
             return {self(k): self(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -203,6 +210,18 @@ class Redactor:
         if isinstance(value, BaseModel):
             return self(value.model_dump(mode="json"))
         return value
+
+    def _clean_json(self, value: dict[Any, Any] | list[Any]) -> bool:
+        """True when ``value`` is plain JSON (str keys; str, number, bool, None, list and
+        dict values) with no needle in any of its strings: one dump and one scan instead
+        of a call per string. Anything else (a needle somewhere, a value ``json`` cannot
+        dump as it is) is left to the walk."""
+        assert self._in_json is not None  # noqa: S101 - only called with needles
+        try:
+            dumped = json.dumps(value, ensure_ascii=False, check_circular=False)
+        except (TypeError, ValueError, RecursionError):
+            return False
+        return self._in_json.search(dumped) is None
 
     def __repr__(self) -> str:
         return f"Redactor({len(self._needles)} forms)"

@@ -16,6 +16,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -335,6 +336,65 @@ def test_no_secret_survives_redaction_whatever_surrounds_it(
     assert secret not in out
     assert REDACTED in out
     assert redactor({"k": [before + secret + after]})["k"][0] == out
+
+
+def _walked(redactor: Redactor, value: Any) -> Any:
+    """The redaction of a JSON value, string by string (the oracle for the one-scan path)."""
+    if isinstance(value, str):
+        return redactor.text(value)
+    if isinstance(value, dict):
+        return {_walked(redactor, k): _walked(redactor, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walked(redactor, v) for v in value]
+    return value
+
+
+_JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(
+    max_size=12)
+_JSON_VALUES = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                               max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(secret=st.text(min_size=MIN_SECRET_LENGTH, max_size=16), value=_JSON_VALUES,
+       plant=st.booleans(), as_key=st.booleans(), around=st.text(max_size=4))
+@example(secret='"quote"', value={"a": ['x"quote"y']}, plant=False, as_key=False, around="")
+@example(secret="line\nbreak", value=["line\nbreak"], plant=False, as_key=False, around="")
+@example(secret="tab\there", value={"tab\there": 1}, plant=False, as_key=False, around="")
+def test_structured_values_are_redacted_like_each_of_their_strings(
+    secret: str, value: Any, plant: bool, as_key: bool, around: str
+) -> None:
+    """A dict or list of plain JSON, with or without a secret in a key or a value (quotes,
+    backslashes and control characters included), comes out exactly as redacting each of
+    its strings would make it; one that holds no secret comes out unchanged."""
+    if plant:
+        planted = around + secret + around
+        value = {planted: value} if as_key else [value, planted]
+    redactor = Redactor([secret])
+    out = redactor(value)
+    assert out == _walked(redactor, value)
+    if isinstance(out, dict | list):
+        assert secret not in json.dumps(out, ensure_ascii=False)
+        assert json.dumps(secret, ensure_ascii=False)[1:-1] not in json.dumps(
+            out, ensure_ascii=False)
+    if plant:
+        assert REDACTED in json.dumps(out, ensure_ascii=False)
+
+
+def test_structured_values_that_json_cannot_dump_are_still_redacted() -> None:
+    """Tuples as keys, datetimes and dataclasses inside a dict take the string-by-string
+    walk: the secret goes all the same."""
+    secret = "s3cr3t-value"
+    redactor = Redactor([secret])
+    out = redactor({("k", 1): secret, "when": datetime(2026, 1, 1, tzinfo=UTC),
+                    "record": Message(title=f"about {secret}", body="b")})
+    assert out[("k", 1)] == REDACTED
+    assert out["when"] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert secret not in repr(out)
 
 
 def test_standard_library_log_records_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
