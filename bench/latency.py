@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -65,6 +66,9 @@ REDIS_URL = os.environ.get("REMEDIATOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379
 RULE = "bench-latency"
 ALERTNAME = "BenchLatency"
 KEYS_PER_JOB = 3
+SPREAD = 1
+"""Redis dbs the jobs are spread over (``--targets``): the flush_cache lock is per db, so
+with N > 1 jobs of different dbs act on distinct targets and never wait for each other."""
 GUNICORN = (2, 4)  # workers x threads, the config defaults
 EMBEDDED_WORKER_THREADS = 2  # `remediator worker` default; `serve` starts it without --threads
 TARGETS = {
@@ -146,7 +150,10 @@ def bench_config(
             "guards": {"cooldown": "0s"},
         }
     ]
-    cfg["targets"] = {"redis": {"cache": {"url": "env:BENCH_REDIS_URL", "dbs": [0]}}}
+    if SPREAD > 1:
+        cfg["rules"][0]["params"]["db"] = "{{ labels.db }}"
+    cfg["targets"] = {"redis": {"cache": {"url": "env:BENCH_REDIS_URL",
+                                          "dbs": list(range(SPREAD))}}}
     return cfg
 
 
@@ -226,7 +233,7 @@ def notification(key: str) -> tuple[str, bytes]:
     """One group, one firing alert with its own ``key`` label: one incident, one job."""
     group_key = f'{{}}:{{alertname="{ALERTNAME}", key="{key}"}}'
     labels = {"alertname": ALERTNAME, "key": key, "job": "bench", "severity": "warning",
-              "instance": "cache:6379"}
+              "instance": "cache:6379", "db": str(db_of(key))}
     body = {
         "version": "4",
         "groupKey": group_key,
@@ -322,25 +329,39 @@ class Client:
 # ---------------------------------------------------------------- Redis
 
 
+def db_of(key: str) -> int:
+    """The Redis db of a job's keys (always 0 unless ``--targets`` spreads them)."""
+    return zlib.crc32(key.encode()) % SPREAD
+
+
+def _in_db(client: redis.Redis, db: int) -> redis.Redis:
+    kwargs = client.connection_pool.connection_kwargs
+    return redis.Redis(host=kwargs.get("host", "127.0.0.1"), port=kwargs.get("port", 6379),
+                       db=db)
+
+
 def seed_redis(client: redis.Redis, keys: list[str]) -> None:
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        for j in range(KEYS_PER_JOB):
-            pipe.set(f"bench:{key}:{j}", "x", ex=3600)
-    pipe.execute()
+    for db in sorted({db_of(k) for k in keys}):
+        pipe = _in_db(client, db).pipeline(transaction=False)
+        for key in (k for k in keys if db_of(k) == db):
+            for j in range(KEYS_PER_JOB):
+                pipe.set(f"bench:{key}:{j}", "x", ex=3600)
+        pipe.execute()
 
 
 def left_in_redis(client: redis.Redis, keys: list[str]) -> dict[str, int]:
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        for j in range(KEYS_PER_JOB):
-            pipe.exists(f"bench:{key}:{j}")
-    found = pipe.execute()
     out: dict[str, int] = {}
-    for i, key in enumerate(keys):
-        n = sum(int(x) for x in found[i * KEYS_PER_JOB : (i + 1) * KEYS_PER_JOB])
-        if n:
-            out[key] = n
+    for db in sorted({db_of(k) for k in keys}):
+        mine = [k for k in keys if db_of(k) == db]
+        pipe = _in_db(client, db).pipeline(transaction=False)
+        for key in mine:
+            for j in range(KEYS_PER_JOB):
+                pipe.exists(f"bench:{key}:{j}")
+        found = pipe.execute()
+        for i, key in enumerate(mine):
+            n = sum(int(x) for x in found[i * KEYS_PER_JOB : (i + 1) * KEYS_PER_JOB])
+            if n:
+                out[key] = n
     return out
 
 
@@ -766,10 +787,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="client connections for the steady load")
     ap.add_argument("--poll-interval", type=float, default=None,
                     help="remediation.poll_interval, seconds (default: the config's 2s)")
+    ap.add_argument("--targets", type=int, default=1, choices=range(1, 17), metavar="1..16",
+                    help="spread the jobs over this many Redis dbs, one flush_cache target "
+                    "(lock) each; 1: every job acts on the same target")
     ap.add_argument("--worker-threads", type=int, default=None,
                     help="run a standalone `remediator worker --threads N` instead of the "
                     "embedded one (2 threads)")
     args = ap.parse_args(argv)
+    global SPREAD  # noqa: PLW0603 - read by the config, the notifications and the seeding
+    SPREAD = args.targets
     steady_n, burst_n = (10, 10) if args.quick else (args.jobs, args.burst)
     rates = [float(r) for r in args.rates.split(",")]
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
@@ -786,10 +812,12 @@ def main(argv: list[str] | None = None) -> int:
             "run at the same time; each phase records the 1-minute load average",
             "redis": {"url": REDIS_URL, "dbsize_at_start": int(rclient.dbsize()),
                       "version": rclient.info("server").get("redis_version")},
-            "playbook": "flush_cache mode=pattern pattern=bench:{{ labels.key }}:* db=0 "
+            "playbook": "flush_cache mode=pattern pattern=bench:{{ labels.key }}:* "
             f"({KEYS_PER_JOB} keys seeded per job), approval auto, cooldown 0s, "
-            "rate_budget 100000/1h, max_targets_per_window 100000; every job acts on the "
-            "same target redis:cache/0",
+            "rate_budget 100000/1h, max_targets_per_window 100000; "
+            + ("every job acts on the same target redis:cache/0" if SPREAD == 1 else
+               f"db={{{{ labels.db }}}}: jobs spread over {SPREAD} dbs, each its own target "
+               "redis:cache/<db> (crc32 of the key)"),
             "load": {
                 "steady": f"{steady_n} notifications at each of {args.rates} per second, "
                 f"on a fixed schedule, over {args.connections} keep-alive connections",

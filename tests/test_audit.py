@@ -188,6 +188,25 @@ def test_intact_keyed_chain_verifies_and_secrets_are_redacted(keyed: Store, cloc
     assert rows[0]["hash"] != chain_hash(GENESIS, {**rows[0], "alg": "sha256"})
 
 
+def test_many_entries_of_one_transaction_chain_in_order(keyed: Store, clock: Clock,
+                                                        tmp_path: Path, store_url: str) -> None:
+    """A transaction that appends more entries than one insert carries (450) writes them
+    all, in the order appended, as one unbroken chain after an earlier transaction's."""
+    fill(keyed, clock, n=2)
+    with keyed.db.transaction() as tx:
+        for i in range(450):
+            audit_store.append(tx, at=clock(), actor="system", action="test.bulk",
+                               subject=f"thing:{i}", details={"i": i})
+    fill(keyed, clock, n=1)
+    rows = rows_of(keyed)
+    assert [r["seq"] for r in rows] == list(range(1, 454))
+    assert [r["details"]["i"] for r in rows[2:452]] == list(range(450))
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(rows, rows[1:], strict=False))
+    checkpoint(keyed, tmp_path, store_url)
+    r = keyed.verify_audit()
+    assert r.ok and r.checked == 453 and r.keyed == 453, r.problems
+
+
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_owner_tampering_is_named(keyed: Store, store_url: str, clock: Clock, tmp_path: Path,
                                   attack: str) -> None:

@@ -37,6 +37,27 @@ def test_firing_notification_opens_an_incident_with_deadline(store: Store, clock
     assert [e["kind"] for e in inc["timeline"]] == ["opened", "alerts_firing"]
 
 
+def test_a_new_alert_joining_moves_last_seen_and_only_that(store: Store, clock: Clock) -> None:
+    """A new alert of the group joins the active incident in the same statement that locks
+    it, and moves its last_seen_at; a repeat of the first alert alone moves it again; the
+    other incident's last_seen_at stays."""
+    first = accept(store, clock, make_notification([make_alert()]))
+    other = accept(store, clock, make_notification([make_alert(alertname="DiskFull")]))
+    assert other.incident_id != first.incident_id
+    before_other = store.get_incident(other.incident_id)["last_seen_at"]
+    clock.advance(minutes=2)
+    joined = accept(store, clock, make_notification(
+        [make_alert(), make_alert(labels={"instance": "web2:9100"})]))
+    inc = store.get_incident(first.incident_id)
+    assert joined.incident_id == first.incident_id and joined.new_alerts == 1
+    assert inc["last_seen_at"] == clock.now
+    assert [e["kind"] for e in inc["timeline"]] == ["opened", "alerts_firing", "alerts_firing"]
+    clock.advance(minutes=2)
+    accept(store, clock, make_notification([make_alert()], external_url="http://am-2:9093"))
+    assert store.get_incident(first.incident_id)["last_seen_at"] == clock.now
+    assert store.get_incident(other.incident_id)["last_seen_at"] == before_other
+
+
 def test_duplicates_change_only_last_seen(store: Store, clock: Clock) -> None:
     """The same group re-sent (retry, repeat, another HA peer) changes only last-seen times."""
     body = make_notification([make_alert(), make_alert(labels={"instance": "web2:9100"})])

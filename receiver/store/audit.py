@@ -63,7 +63,21 @@ def _flush(tx: Tx) -> None:
     seq = last["seq"] if last else 0
     prev = last["hash"] if last else GENESIS
     key = tx.audit_key
-    for entry in pending:
+    for start in range(0, len(pending), _ROWS_PER_INSERT):
+        seq, prev = _insert_chained(tx, pending[start:start + _ROWS_PER_INSERT], seq, prev, key)
+
+
+_ROWS_PER_INSERT = 200
+"""Entries per INSERT (12 parameters each, well within both backends' limits)."""
+
+
+def _insert_chained(tx: Tx, entries: list[dict[str, Any]], seq: int, prev: str,
+                    key: Any) -> tuple[int, str]:
+    """Chain ``entries`` after (seq, prev) and insert them in one statement, in chain
+    order; returns the new (seq, hash) of the chain's tail."""
+    rows: list[str] = []
+    params: dict[str, Any] = {}
+    for i, entry in enumerate(entries):
         seq += 1
         entry["seq"] = seq
         entry["prev_hash"] = prev
@@ -72,12 +86,18 @@ def _flush(tx: Tx) -> None:
         entry["alg"] = KEYED if key is not None else LEGACY
         entry["key_id"] = key.id if key is not None else None
         entry["hash"] = prev = chain_hash(prev, entry, key)
-        tx.execute(
-            "INSERT INTO audit_log (seq, at, actor, action, subject, incident_id, details,"
-            " origin, prev_hash, hash, alg, key_id) VALUES (:seq, :at, :actor, :action,"
-            " :subject, :incident_id, :details, :origin, :prev_hash, :hash, :alg, :key_id)",
-            {**entry, "details": tx.json(entry["details"]), "origin": tx.json(entry["origin"])},
-        )
+        rows.append("(" + ", ".join(f":{c}{i}" for c in _AUDIT_COLUMNS) + ")")
+        params.update({f"{c}{i}": entry[c] for c in _AUDIT_COLUMNS})
+        params[f"details{i}"] = tx.json(entry["details"])
+        params[f"origin{i}"] = tx.json(entry["origin"])
+    # one statement for the transaction's entries, in chain order
+    tx.execute(f"INSERT INTO audit_log ({', '.join(_AUDIT_COLUMNS)})"  # noqa: S608 - placeholders only
+               f" VALUES {', '.join(rows)}", params)
+    return seq, prev
+
+
+_AUDIT_COLUMNS = ("seq", "at", "actor", "action", "subject", "incident_id", "details",
+                  "origin", "prev_hash", "hash", "alg", "key_id")
 
 
 @dataclass(frozen=True)

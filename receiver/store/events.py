@@ -9,12 +9,36 @@ from receiver.incidents import event_kinds as kinds
 from receiver.incidents.event_kinds import EventKind
 from receiver.store import audit
 from receiver.store.db import Tx
+from receiver.store.dialects import PerDialect
 from receiver.store.repository import Repository
 
 # What each kind causes besides its timeline row: one table, in receiver.incidents.event_kinds.
 AUDITED = kinds.AUDITED
 NOTIFY = kinds.NOTIFIED
 DIAGNOSE = kinds.DIAGNOSED
+
+
+_EVENT = ("INSERT INTO incident_events (incident_id, at, kind, actor, message, detail, job_id)"
+          " VALUES (:inc, :at, :kind, :actor, :msg, :detail, :job)")
+_OUTBOX = ("INSERT INTO outbox (kind, incident_id, job_id, message, detail, created_at)"
+           " VALUES (:kind, :inc, :job, :msg, :detail, :at)")
+_DIAGNOSE = ("INSERT INTO diagnostic_requests (incident_id, reason, requested_by, state,"
+             " requested_at) VALUES (:inc, :reason, :actor, 'pending', :at)")
+
+
+def _write_pg(tx: Tx, statements: list[str], params: dict[str, Any]) -> None:
+    """The inserts as one statement (each but the last a data-modifying CTE)."""
+    ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(statements[:-1]))
+    tx.execute(f"WITH {ctes} {statements[-1]}" if ctes else statements[-1], params)
+
+
+def _write_sqlite(tx: Tx, statements: list[str], params: dict[str, Any]) -> None:
+    """One insert after the other (SQLite's CTEs do not write)."""
+    for sql in statements:
+        tx.execute(sql, params)
+
+
+_WRITE = PerDialect(postgres=_write_pg, sqlite=_write_sqlite)
 
 
 def record(
@@ -38,25 +62,14 @@ def record(
     # outbox and audit entry made from it.
     message = tx.redactor.text(message)
     detail = tx.redactor(detail or {})
-    tx.execute(
-        "INSERT INTO incident_events (incident_id, at, kind, actor, message, detail, job_id)"
-        " VALUES (:inc, :at, :kind, :actor, :msg, :detail, :job)",
-        {"inc": incident_id, "at": at, "kind": kind, "actor": actor, "msg": message,
-         "detail": tx.json(detail), "job": job_id},
-    )
+    statements = [_EVENT]
     if spec.notified:
-        tx.execute(
-            "INSERT INTO outbox (kind, incident_id, job_id, message, detail, created_at)"
-            " VALUES (:kind, :inc, :job, :msg, :detail, :at)",
-            {"kind": kind, "inc": incident_id, "job": job_id, "msg": message,
-             "detail": tx.json(detail), "at": at},
-        )
+        statements.append(_OUTBOX)
     if spec.diagnose:
-        tx.execute(
-            "INSERT INTO diagnostic_requests (incident_id, reason, requested_by, state,"
-            " requested_at) VALUES (:inc, :reason, :actor, 'pending', :at)",
-            {"inc": incident_id, "reason": f"incident {kind}", "actor": actor, "at": at},
-        )
+        statements.append(_DIAGNOSE)
+    _WRITE.of(tx)(tx, statements, {
+        "inc": incident_id, "at": at, "kind": kind, "actor": actor, "msg": message,
+        "detail": tx.json(detail), "job": job_id, "reason": f"incident {kind}"})
     if spec.audited:
         subject = f"job:{job_id}" if job_id is not None else f"incident:{incident_id}"
         audit.append(

@@ -20,10 +20,9 @@ from typing import Any
 from receiver.incidents.states import ACTIVE_STATES, IncidentState
 from receiver.intake.severity import Severity
 from receiver.store import alerts as alert_store
-from receiver.store import events
+from receiver.store import events, inbox
 from receiver.store import jobs as job_store
 from receiver.store.db import Row, Tx
-from receiver.store.dialects import PerDialect
 from receiver.store.incidents import INITIAL, allowed_sources, state_in
 from receiver.store.records import AlertRecord, IngestBatch, IngestResult
 from receiver.store.repository import Repository
@@ -73,7 +72,7 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
     # taken with the notification's row, before any row lock, so the row locks after it
     # cannot deadlock); SQLite's BEGIN IMMEDIATE already serialises writers. New episodes
     # then join the group's active incident as they are inserted, in one statement.
-    note = _RECORD_NOTIFICATION.of(tx)(tx, batch)
+    note = inbox.record(tx, batch)
     result = _Tally(notification_id=note["id"], duplicate_delivery=note["deliveries"] > 1)
     found, rows = alert_store.lock_active_and_upsert(tx, batch.incident.key, batch.alerts,
                                                      now, txid)
@@ -95,7 +94,8 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
     incident_id: int | None = None
     if unattached_firing:
         severities = [by_identity[_identity(r)].severity for r in unattached_firing]
-        incident_id = _open_or_join(tx, batch, severities, now, txid, result)
+        incident_id = _open_or_join(tx, batch, severities, now, txid, result,
+                                    known_none=found is None)
         if result.incident_opened or result.incident_reopened:
             seen.add(incident_id)
         alert_store.attach(tx, incident_id, [r["id"] for r in unattached_firing])
@@ -148,7 +148,8 @@ def ingest(tx: Tx, batch: IngestBatch) -> IngestResult:
                     result.events.append("resolved")
 
     if batch.jobs and incident_id is not None:
-        result.jobs_enqueued = _enqueue_jobs(tx, batch, incident_id, now)
+        episodes = {_identity(r): r for r in rows}
+        result.jobs_enqueued = _enqueue_jobs(tx, batch, incident_id, now, episodes)
         if result.jobs_enqueued:
             job_store.wake_workers(tx)
     return result.result()
@@ -173,57 +174,6 @@ def _alert_list_message(status: str, alerts: list[AlertRecord]) -> str:
     return f"{len(alerts)} alert(s) {status}: {shown}"
 
 
-_NOTIFICATION_COLUMNS = """INSERT INTO notifications (digest, receiver, group_key, status,
-        external_url, alert_count, body, first_received_at, last_received_at)"""
-_NOTIFICATION_VALUES = """:digest, :receiver, :group_key, :status, :external_url,
-        :alert_count, :body, :now, :now"""
-_NOTIFICATION_CONFLICT = """ON CONFLICT (digest) DO UPDATE
-           SET deliveries = notifications.deliveries + 1,
-               last_received_at = excluded.last_received_at
-        RETURNING id, deliveries"""
-
-
-def _record_notification_pg(tx: Tx, batch: IngestBatch) -> Row:
-    """The notification's row, in the statement that takes the key's advisory lock."""
-    return _record_notification(
-        tx, batch,
-        "WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended(:key, 7)))"  # noqa: S608 - constant clauses, no values
-        f" {_NOTIFICATION_COLUMNS} SELECT {_NOTIFICATION_VALUES} FROM turn"
-        f" {_NOTIFICATION_CONFLICT}")
-
-
-def _record_notification_sqlite(tx: Tx, batch: IngestBatch) -> Row:
-    """The notification's row; the write transaction already is the key's turn."""
-    row = _record_notification(
-        tx, batch, f"{_NOTIFICATION_COLUMNS} VALUES ({_NOTIFICATION_VALUES})"
-                   f" {_NOTIFICATION_CONFLICT}")
-    tx.advisory_lock(batch.incident.key)
-    return row
-
-
-def _record_notification(tx: Tx, batch: IngestBatch, sql: str) -> Row:
-    row = tx.fetchone(
-        sql,
-        {
-            "key": batch.incident.key,
-            "digest": batch.digest,
-            "receiver": batch.receiver,
-            "group_key": batch.group_key,
-            "status": batch.status,
-            "external_url": batch.external_url,
-            "alert_count": len(batch.alerts),
-            "body": batch.body,
-            "now": batch.received_at,
-        },
-    )
-    assert row is not None  # noqa: S101 - INSERT ... RETURNING always yields a row
-    return row
-
-
-_RECORD_NOTIFICATION = PerDialect(postgres=_record_notification_pg,
-                                  sqlite=_record_notification_sqlite)
-
-
 def _open_or_join(
     tx: Tx,
     batch: IngestBatch,
@@ -231,11 +181,16 @@ def _open_or_join(
     now: datetime,
     txid: str,
     result: _Tally,
+    *,
+    known_none: bool = False,
 ) -> int:
-    """Return the active incident for the key, reopening a recent one or opening a new one."""
+    """Return the active incident for the key, reopening a recent one or opening a new one.
+    ``known_none``: this transaction has already found no active incident, under the key's
+    lock (an incident opened meanwhile without that lock still meets the insert's
+    ``ON CONFLICT (open_key)``)."""
     draft = batch.incident
     severity = min([draft.severity, *severities], key=lambda s: s.rank)
-    active = tx.fetchone(
+    active = None if known_none else tx.fetchone(
         "SELECT id, severity, opened_at, acknowledged_at, ack_due_at FROM incidents"
         " WHERE open_key = :key",
         {"key": draft.key},
@@ -364,13 +319,19 @@ def _event(
                   detail=detail, job_id=job_id)
 
 
-def _enqueue_jobs(tx: Tx, batch: IngestBatch, incident_id: int, now: datetime) -> int:
-    """Insert the jobs the rules selected; (rule, dedupe_key) is unique in the schema."""
+def _enqueue_jobs(tx: Tx, batch: IngestBatch, incident_id: int, now: datetime,
+                  episodes: dict[tuple[str, datetime], Row]) -> int:
+    """Insert the jobs the rules selected; (rule, dedupe_key) is unique in the schema.
+    ``episodes``: the rows this transaction upserted (and holds locked), by identity."""
     count = 0
     for job in batch.jobs:
         if job.fingerprint is not None and job.starts_at is not None:
             dedupe = f"alert:{job.fingerprint}:{job.starts_at.isoformat()}"
-            alert_id = alert_store.firing_episode(tx, job.fingerprint, job.starts_at)
+            row = episodes.get((job.fingerprint, job.starts_at))
+            if row is None:
+                alert_id = alert_store.firing_episode(tx, job.fingerprint, job.starts_at)
+            else:
+                alert_id = int(row["id"]) if row["status"] == "firing" else None
             if alert_id is None:
                 continue
         else:
