@@ -89,13 +89,17 @@ class MatchSpec(BaseModel):
 class CompiledMatch:
     """A :class:`MatchSpec` compiled once, for the hot path."""
 
-    __slots__ = ("matchers",)
+    __slots__ = ("matchers", "_described")
 
     def __init__(self, spec: MatchSpec) -> None:
         self.matchers = spec.compiled()
+        self._described = "{" + ", ".join(str(m) for m in self.matchers) + "}"
 
     def __call__(self, labels: dict[str, str]) -> bool:
-        return all(m.matches(labels) for m in self.matchers)
+        for m in self.matchers:  # a loop, not all(genexpr): this runs for every alert
+            if not m.matches(labels):
+                return False
+        return True
 
     def describe(self) -> str:
-        return "{" + ", ".join(str(m) for m in self.matchers) + "}"
+        return self._described

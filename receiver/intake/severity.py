@@ -83,14 +83,17 @@ class SeverityMapper:
 
     def __init__(self, config: SeverityConfig) -> None:
         self.config = config
-        self._rules = [(CompiledMatch(r), r) for r in config.rules]
+        compiled = [(CompiledMatch(r), r) for r in config.rules]
+        # each rule with the reason it gives, built once
+        self._rules = [(match, Classification(
+            rule.severity, f"{rule.name or f'severity.rules[{index}]'} {match.describe()}"))
+            for index, (match, rule) in enumerate(compiled)]
         self._label_map = {k.lower(): v for k, v in config.label_map.items()}
 
     def classify(self, labels: dict[str, str]) -> Classification:
-        for index, (match, rule) in enumerate(self._rules):
+        for match, classification in self._rules:
             if match(labels):
-                name = rule.name or f"severity.rules[{index}]"
-                return Classification(rule.severity, f"{name} {match.describe()}")
+                return classification
         raw = labels.get(self.config.label)
         if raw is None or raw == "":
             return Classification(self.config.unset, f"no {self.config.label} label")

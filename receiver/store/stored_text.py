@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import Any, TypeVar
 
-from receiver.store.records import IngestBatch
+from receiver.store.records import AlertRecord, IngestBatch
+
+T = TypeVar("T")
 
 STORED_VALUE_CHARS = 65536
 """A label or annotation value longer than this is kept cut, with a marker."""
@@ -56,32 +59,32 @@ def bounded_key(key: str) -> str:
 
 
 def for_storage(batch: IngestBatch) -> IngestBatch:
-    """The batch with every over-long alert-derived string cut as the tables keep it."""
-    alerts = [
-        dataclasses.replace(
-            a,
-            alertname=cut(a.alertname, STORED_TEXT_CHARS),
-            labels=_cut_set(a.labels),
-            annotations=_cut_set(a.annotations),
-            generator_url=cut(a.generator_url, STORED_TEXT_CHARS),
-            severity_reason=cut(a.severity_reason, STORED_TEXT_CHARS),
-        )
-        for a in batch.alerts
-    ]
+    """The batch with every over-long alert-derived string cut as the tables keep it (the
+    same objects where nothing is too long: the common case costs no copies)."""
+    alerts = [_stored_alert(a) for a in batch.alerts]
     inc = batch.incident
-    incident = dataclasses.replace(
-        inc,
-        key=bounded_key(inc.key),
-        receiver=cut(inc.receiver, STORED_TEXT_CHARS),
-        group_key=cut(inc.group_key, STORED_TEXT_CHARS),
-        group_labels=_cut_set(inc.group_labels),
-        severity_reason=cut(inc.severity_reason, STORED_TEXT_CHARS),
-    )
-    return dataclasses.replace(
-        batch,
-        receiver=cut(batch.receiver, STORED_TEXT_CHARS),
-        group_key=cut(batch.group_key, STORED_TEXT_CHARS),
-        external_url=cut(batch.external_url, STORED_TEXT_CHARS),
-        alerts=alerts,
-        incident=incident,
-    )
+    cut_inc = {"key": bounded_key(inc.key), "receiver": cut(inc.receiver, STORED_TEXT_CHARS),
+               "group_key": cut(inc.group_key, STORED_TEXT_CHARS),
+               "group_labels": _cut_set(inc.group_labels),
+               "severity_reason": cut(inc.severity_reason, STORED_TEXT_CHARS)}
+    incident = _replaced(inc, cut_inc)
+    cut_batch = {"receiver": cut(batch.receiver, STORED_TEXT_CHARS),
+                 "group_key": cut(batch.group_key, STORED_TEXT_CHARS),
+                 "external_url": cut(batch.external_url, STORED_TEXT_CHARS),
+                 "incident": incident}
+    if any(new is not old for new, old in zip(alerts, batch.alerts, strict=True)):
+        cut_batch["alerts"] = alerts
+    return _replaced(batch, cut_batch)
+
+
+def _stored_alert(a: AlertRecord) -> AlertRecord:
+    return _replaced(a, {"alertname": cut(a.alertname, STORED_TEXT_CHARS),
+                         "labels": _cut_set(a.labels), "annotations": _cut_set(a.annotations),
+                         "generator_url": cut(a.generator_url, STORED_TEXT_CHARS),
+                         "severity_reason": cut(a.severity_reason, STORED_TEXT_CHARS)})
+
+
+def _replaced(obj: T, fields: dict[str, Any]) -> T:
+    """``obj`` with ``fields`` replaced, or ``obj`` itself when each is already its own."""
+    changed = {k: v for k, v in fields.items() if v is not getattr(obj, k)}
+    return dataclasses.replace(obj, **changed) if changed else obj  # type: ignore[type-var]
