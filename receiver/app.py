@@ -49,8 +49,15 @@ class _JSON(DefaultJSONProvider):
         self.redactor = redactor
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        # Every JSON body, API answers and error bodies alike, leaves through here.
-        return super().dumps(self.redactor(obj), **kwargs)
+        # Every JSON body, API answers and error bodies alike, leaves through here: dumped
+        # once, and again from the redacted value when the text holds a secret.
+        try:
+            text = super().dumps(obj, **kwargs)
+        except TypeError:  # a value only the redactor turns into JSON (a pydantic model)
+            return super().dumps(self.redactor(obj), **kwargs)
+        if self.redactor.found_in_json(text):
+            text = super().dumps(self.redactor(obj), **kwargs)
+        return text
 
     @staticmethod
     def default(o: Any) -> Any:

@@ -137,9 +137,11 @@ class Redactor:
                       key=lambda n: (-len(n), n))
         self._needles: tuple[str, ...] = tuple(kept)
         self._pattern = re.compile("|".join(map(re.escape, kept))) if kept else None
-        # Each needle as it appears inside a JSON string (escaping is per character, so a
-        # string that contains a needle dumps to text that contains the needle's dump).
-        in_json = {json.dumps(n, ensure_ascii=False)[1:-1] for n in kept}
+        # Each needle as it appears inside a JSON string, escaped to ASCII or not (escaping
+        # is per character, so a string that holds a needle dumps to text that holds the
+        # needle's dump).
+        in_json = {json.dumps(n, ensure_ascii=ascii_only)[1:-1]
+                   for n in kept for ascii_only in (False, True)}
         self._in_json = (re.compile("|".join(map(re.escape, sorted(in_json))))
                          if kept else None)
         self.too_short: tuple[str, ...] = tuple(dict.fromkeys(too_short))
@@ -216,12 +218,16 @@ class Redactor:
         dict values) with no needle in any of its strings: one dump and one scan instead
         of a call per string. Anything else (a needle somewhere, a value ``json`` cannot
         dump as it is) is left to the walk."""
-        assert self._in_json is not None  # noqa: S101 - only called with needles
         try:
             dumped = json.dumps(value, ensure_ascii=False, check_circular=False)
         except (TypeError, ValueError, RecursionError):
             return False
-        return self._in_json.search(dumped) is None
+        return not self.found_in_json(dumped)
+
+    def found_in_json(self, text: str) -> bool:
+        """Whether JSON ``text`` (ASCII-escaped or not) holds a secret in one of its strings
+        (or anywhere else: a needle across two strings also counts, to be safe)."""
+        return self._in_json is not None and self._in_json.search(text) is not None
 
     def __repr__(self) -> str:
         return f"Redactor({len(self._needles)} forms)"

@@ -385,6 +385,30 @@ def test_structured_values_are_redacted_like_each_of_their_strings(
         assert REDACTED in json.dumps(out, ensure_ascii=False)
 
 
+@settings(max_examples=200, deadline=None)
+@given(secret=st.text(min_size=MIN_SECRET_LENGTH, max_size=16), value=_JSON_VALUES,
+       around=st.text(max_size=4))
+@example(secret="pässwörd-é", value=None, around="")
+@example(secret="\U0001f511-key-\u2028", value=[1], around="x")
+def test_json_bodies_never_carry_a_secret_ascii_escaped_or_not(
+    secret: str, value: Any, around: str
+) -> None:
+    """Every JSON body the app writes (Flask escapes non-ASCII as \\uXXXX) goes without the
+    secret, whether it sits in a key or a value; a body without one is dumped unchanged."""
+    from flask import Flask
+
+    from receiver.app import _JSON
+
+    provider = _JSON(Flask("json-bodies"), Redactor([secret]))
+    planted = {"k": value, around + secret + around: [around + secret]}
+    body = provider.dumps(planted)
+    assert secret not in json.loads(body) and secret not in json.dumps(json.loads(body))
+    assert all(secret not in k for k in json.loads(body))
+    clean = {"k": value}
+    if not Redactor([secret]).found_in_json(json.dumps(clean)):
+        assert json.loads(provider.dumps(clean)) == json.loads(json.dumps(clean))
+
+
 def test_structured_values_that_json_cannot_dump_are_still_redacted() -> None:
     """Tuples as keys, datetimes and dataclasses inside a dict take the string-by-string
     walk: the secret goes all the same."""

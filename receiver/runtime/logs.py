@@ -29,8 +29,12 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{12,}")
 
 def redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        value = _URL_CREDENTIALS.sub(r"\g<scheme>[redacted]@", value)
-        return _BEARER.sub(r"\1 [redacted]", value)
+        # a search first: most strings hold neither, and a search costs less than a sub
+        if "@" in value and "://" in value:
+            value = _URL_CREDENTIALS.sub(r"\g<scheme>[redacted]@", value)
+        if _BEARER.search(value) is not None:
+            value = _BEARER.sub(r"\1 [redacted]", value)
+        return value
     if isinstance(value, dict):
         return redact_mapping(value)
     if isinstance(value, list | tuple):
