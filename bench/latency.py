@@ -2,14 +2,16 @@
 
     python bench/latency.py [--backend sqlite|postgres|both] [--quick] [--jobs 300]
                             [--rates 5,20] [--burst 200] [--poll-interval SECONDS]
-                            [--worker-threads N]
+                            [--worker-threads N] [--targets 1..16]
 
 For each backend, on a fresh store, ``remediator serve`` (gunicorn + its embedded worker) runs
 one remediation rule: ``flush_cache`` in pattern mode (``bench:{{ labels.key }}:*``, db 0) on
 the real Redis, approval ``auto``, cooldown 0s, budgets out of the way. Each notification
 carries one firing alert with its own ``key`` label, so it opens its own incident and makes
 exactly one job; three keys per alert are written to Redis first, so each job unlinks
-something real.
+something real. The playbook locks its target per Redis db: by default every job acts on
+db 0 (one target, so a job may wait for another's lock); ``--targets N`` puts each alert's
+keys in one of N dbs (its ``db`` label, crc32 of the key), N distinct targets.
 
   steady  notifications posted on a fixed schedule, once per rate (default 5/s, then 20/s):
           at 5/s a job normally finds the queue empty (latency, not backlog); 20/s is close
