@@ -203,8 +203,8 @@ def test_serve_on_a_full_data_dir_says_no_space_and_what_to_do(small_fs: Path,
 
 
 def test_data_dir_is_0700_and_store_files_0600(tmp_path: Path) -> None:
-    """A new data directory is created 0700; the SQLite database, its -wal and -shm, and
-    the generated secret_key are 0600."""
+    """A new data directory is created 0700; the SQLite database, its -wal and -shm, its
+    write-turn lock file and the generated secret_key are 0600."""
     data_dir = tmp_path / "fresh" / "data"
     config = web_config(data_dir)
     old = os.umask(0o022)  # the usual umask: without care, files would be 0644
@@ -213,7 +213,8 @@ def test_data_dir_is_0700_and_store_files_0600(tmp_path: Path) -> None:
         try:
             assert post(client, notification()).status_code == 200
             db = Path(config.store_url().removeprefix("sqlite:///"))
-            files = [db, Path(f"{db}-wal"), Path(f"{db}-shm"), data_dir / "secret_key"]
+            files = [db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}.writer"),
+                     data_dir / "secret_key"]
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
             print(f"\n{data_dir}: {oct(stat.S_IMODE(data_dir.stat().st_mode))}, {modes}")
             assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
