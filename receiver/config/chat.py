@@ -12,7 +12,7 @@ import ipaddress
 import string
 from datetime import timedelta
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -55,6 +55,25 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _base_url(value: str, token: str) -> SplitResult:
+    """An API base URL that ``token`` is sent to: https://, or http:// on a loopback
+    address only; no credentials, query or fragment. ValueError says what is wrong."""
+    try:
+        url = urlsplit(value)
+        host = url.hostname or ""
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    if url.scheme not in ("https", "http") or not host:
+        raise ValueError("must be an https:// URL (http:// only on a loopback address)")
+    if url.scheme == "http" and not _loopback(host):
+        raise ValueError(f"http:// is allowed on a loopback address only: the {token} "
+                         "would cross the network in clear text")
+    if url.username or url.password or url.query or url.fragment:
+        raise ValueError("must not carry credentials, a query or a fragment")
+    return url
+
+
 class MatrixConfig(Section):
     """A Matrix homeserver and the bot account remediator acts as there."""
 
@@ -66,19 +85,7 @@ class MatrixConfig(Section):
     @field_validator("homeserver")
     @classmethod
     def _homeserver(cls, value: str) -> str:
-        try:
-            url = urlsplit(value)
-            host = url.hostname or ""
-            url.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError as exc:
-            raise ValueError(f"not a URL: {exc}") from None
-        if url.scheme not in ("https", "http") or not host:
-            raise ValueError("must be an https:// URL (http:// only on a loopback address)")
-        if url.scheme == "http" and not _loopback(host):
-            raise ValueError("http:// is allowed on a loopback address only: the access "
-                             "token would cross the network in clear text")
-        if url.username or url.password or url.query or url.fragment:
-            raise ValueError("must not carry credentials, a query or a fragment")
+        url = _base_url(value, "access token")
         if url.path not in ("", "/"):
             raise ValueError("must be the homeserver's base URL (no path)")
         return value.rstrip("/")
@@ -100,19 +107,7 @@ class SlackConfig(Section):
     @field_validator("api_url")
     @classmethod
     def _api_url(cls, value: str) -> str:
-        try:
-            url = urlsplit(value)
-            host = url.hostname or ""
-            url.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError as exc:
-            raise ValueError(f"not a URL: {exc}") from None
-        if url.scheme not in ("https", "http") or not host:
-            raise ValueError("must be an https:// URL (http:// only on a loopback address)")
-        if url.scheme == "http" and not _loopback(host):
-            raise ValueError("http:// is allowed on a loopback address only: the bot token "
-                             "would cross the network in clear text")
-        if url.username or url.password or url.query or url.fragment:
-            raise ValueError("must not carry credentials, a query or a fragment")
+        _base_url(value, "bot token")
         return value.rstrip("/") + "/"
 
 
