@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
-from flask import Flask, Response
+from flask import Flask, Request, Response
 from flask.json.provider import DefaultJSONProvider
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from itsdangerous import URLSafeTimedSerializer
 from markupsafe import Markup
 
@@ -117,6 +117,18 @@ class _Sessions(SecureCookieSessionInterface):
         if self._serializer is None:
             self._serializer = super().get_signing_serializer(app)
         return self._serializer
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        # No Cookie header (the webhook, API clients): an empty session without parsing
+        # cookies; what Flask would return for a request without the session cookie.
+        if "HTTP_COOKIE" not in request.environ and self.get_signing_serializer(app):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not session and not session.modified and not session.accessed:
+            return  # nothing to set, delete or vary on (Flask's own outcome, sooner)
+        super().save_session(app, session, response)
 
 
 def create_app(

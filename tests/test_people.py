@@ -60,7 +60,10 @@ def proxy(user: str = "bob", **headers: str) -> dict[str, Any]:
 
 
 def form_token(client: Any, path: str, **kw: Any) -> str:
-    page = client.get(path, **kw)
+    return form_token_of(client.get(path, **kw))
+
+
+def form_token_of(page: Any) -> str:
     m = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
     assert m, page.get_data(as_text=True)[:300]
     return m.group(1)
@@ -388,6 +391,23 @@ def test_login_gives_a_new_session_and_a_new_csrf_token(kit: Kit) -> None:
     assert stale.get("/incidents").status_code == 302
     r = c.post("/controls", data={"action": "pause", "csrf_token": token})
     assert r.status_code == 400, "the token of the ended session is refused"
+
+
+def test_a_request_without_cookies_gets_no_session_cookie(kit: Kit) -> None:
+    """The webhook and API clients send no cookie: they get neither a session cookie nor
+    ``Vary: Cookie``; a page that writes the session (the login form's CSRF token) still
+    sets one, and a client that sends it back is the same session."""
+    c = kit.app.test_client(use_cookies=False)
+    r = c.post("/api/v1/alerts", json=make_notification([make_alert()]),
+               headers={"Authorization": "Bearer " + os.environ["REMEDIATOR_TEST_TOKEN"]})
+    assert r.status_code == 200, r.get_json()
+    assert "Set-Cookie" not in r.headers and "Cookie" not in r.headers.get("Vary", "")
+    page = c.get("/login")
+    assert "remediator_session=" in page.headers["Set-Cookie"]
+    cookie = page.headers["Set-Cookie"].split(";", 1)[0]
+    again = c.get("/login", headers={"Cookie": cookie})
+    assert form_token_of(again) == form_token_of(page), "the session came back from the cookie"
+    assert "Set-Cookie" not in again.headers
 
 
 # -- the audit log ------------------------------------------------------------------------------
