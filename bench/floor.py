@@ -1,11 +1,14 @@
 """Side by side: webhook ingest of remediator against the floor, under the same load.
 
-    python bench/floor.py [--duration 10] [--reps 3] [--only a|b] [--no-sqlite]
+    python bench/floor.py [--duration 10] [--reps 3] [--only a|b] [--no-sqlite] [--decompose]
 
 Targets, each with 2 gunicorn workers (4 threads), started fresh for every repetition:
   floor      bench/floor_app.py: Flask, one INSERT and one COMMIT per notification (PostgreSQL)
   postgres   remediator serve on PostgreSQL
   sqlite     remediator serve on SQLite
+  no_store   with --decompose: remediator serve (PostgreSQL) with the intake's store
+             transaction replaced by a constant result (bench/stub_serve.py), so that the
+             store's share of the CPU per alert is postgres minus no_store
 Alerta is not measured: alerta-server needs MongoDB or its own PostgreSQL schema and
 plugins set up, which this machine does not have (stated in the output's ``meta``).
 
@@ -132,6 +135,10 @@ def target(name: str) -> Iterator[Any]:
     if name == "floor":
         with serve_floor() as srv:
             yield srv
+    elif name == "no_store":
+        stub = (sys.executable, str(ROOT / "bench" / "stub_serve.py"))
+        with base.serve("postgres", WORKERS, THREADS, command=stub) as srv:
+            yield srv
     else:
         with base.serve(name, WORKERS, THREADS) as srv:
             yield srv
@@ -200,6 +207,11 @@ def summarise(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, 
                     k: round(row[k] / floor[k], 2) if row[k] and floor[k] else None
                     for k in ("notifications_per_s", "p99_ms", "cpu_ms_per_alert",
                               "own_cpu_ms_per_alert")}
+        pg, stub = table.get("postgres"), table.get("no_store")
+        if pg and stub and pg["own_cpu_ms_per_alert"] and stub["own_cpu_ms_per_alert"]:
+            store = pg["own_cpu_ms_per_alert"] - stub["own_cpu_ms_per_alert"]
+            pg["store_transaction_cpu_ms_per_alert"] = round(store, 4)
+            pg["store_transaction_share"] = round(store / pg["own_cpu_ms_per_alert"], 2)
         table["alerta"] = ALERTA
         out[scenario] = table
     return out
@@ -287,8 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--profile", action="store_true", help="add the in-process profile")
     ap.add_argument("--profile-only", action="store_true")
+    ap.add_argument("--decompose", action="store_true",
+                    help="add no_store: remediator with its store transaction replaced")
     args = ap.parse_args(argv)
-    names = ["floor", "postgres"] + ([] if args.no_sqlite else ["sqlite"])
+    names = (["floor", "postgres"] + ([] if args.no_sqlite else ["sqlite"])
+             + (["no_store"] if args.decompose else []))
     scenarios = [args.only] if args.only else sorted(SCENARIOS)
     out: dict[str, Any] = {"meta": {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -301,8 +301,10 @@ def fresh_store(backend: str, tmp: Path) -> Iterator[str]:
 
 
 @contextmanager
-def serve(backend: str, workers: int, threads: int) -> Iterator[Server]:
-    """``remediator serve`` from remediator.example.yml (bind, data_dir, store changed)."""
+def serve(backend: str, workers: int, threads: int,
+          command: tuple[str, ...] = ("remediator",)) -> Iterator[Server]:
+    """``remediator serve`` from remediator.example.yml (bind, data_dir, store changed);
+    ``command`` is what runs the CLI (bench/stub_serve.py for ``floor.py --decompose``)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{backend}-"))
     try:
         with fresh_store(backend, tmp) as store_url:
@@ -323,7 +325,7 @@ def serve(backend: str, workers: int, threads: int) -> Iterator[Server]:
             with log_path.open("wb") as log:
                 proc = subprocess.Popen(
                     [
-                        "remediator",
+                        *command,
                         "serve",
                         "-c",
                         str(config),
