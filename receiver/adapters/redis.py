@@ -11,7 +11,9 @@ left alone and counted as ``skipped``.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +58,40 @@ def key_filter(
     return keep
 
 
+MAX_POOLS = 64
+"""Connection pools one process keeps at most (one per target URL, db and timeout; the
+allowlist bounds them long before this)."""
+_pools: OrderedDict[tuple[str, int, float], redis.ConnectionPool] = OrderedDict()
+_pools_lock = threading.Lock()
+
+
+def _pool(url: Secret, db: int, timeout_s: float) -> redis.ConnectionPool:
+    """The process's connection pool for one db of one target, so that the next job or
+    diagnostics probe of that db reuses a connection instead of opening one (one job's
+    steps already share their adapter; ``bench/redis_connect.py`` measures a use with and
+    without a pooled connection). The db is part of the key, and set on the pool,
+    so a connection only ever serves its own db; redis-py reconnects a pooled connection
+    the server has closed, and starts afresh in a forked child."""
+    key = (url.reveal(), db, timeout_s)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is not None:
+            _pools.move_to_end(key)
+            return pool
+        try:
+            pool = redis.ConnectionPool.from_url(
+                key[0], socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        except ValueError as exc:
+            raise PlaybookError(f"invalid redis URL ({url.ref})") from exc
+        # A db in the URL would win over a keyword argument, so set it on the pool.
+        pool.connection_kwargs["db"] = db
+        _pools[key] = pool
+        if len(_pools) > MAX_POOLS:
+            _, oldest = _pools.popitem(last=False)
+            oldest.disconnect(inuse_connections=False)  # a command in flight finishes
+        return pool
+
+
 class RedisAdapter(ClosingAdapter):
     """A narrow client for one Redis db; use it as a context manager."""
 
@@ -70,23 +106,13 @@ class RedisAdapter(ClosingAdapter):
         return self._db
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        # The connections stay in the process's pool for the next use (see _pool).
+        self._client = None
 
     def _redis(self) -> redis.Redis:
         if self._client is None:
-            try:
-                pool = redis.ConnectionPool.from_url(
-                    self._url.reveal(),
-                    socket_timeout=self._timeout,
-                    socket_connect_timeout=self._timeout,
-                )
-            except ValueError as exc:
-                raise PlaybookError(f"invalid redis URL ({self._url.ref})") from exc
-            # A db in the URL would win over a keyword argument, so set it on the pool.
-            pool.connection_kwargs["db"] = self._db
-            self._client = redis.Redis(connection_pool=pool)
+            self._client = redis.Redis(connection_pool=_pool(self._url, self._db,
+                                                             self._timeout))
         return self._client
 
     @contextmanager
