@@ -86,7 +86,7 @@ def _pool(url: Secret, db: int, timeout_s: float) -> redis.ConnectionPool:
         # A db in the URL would win over a keyword argument, so set it on the pool.
         pool.connection_kwargs["db"] = db
         _pools[key] = pool
-        if len(_pools) > MAX_POOLS:
+        while len(_pools) > MAX_POOLS:
             _, oldest = _pools.popitem(last=False)
             oldest.disconnect(inuse_connections=False)  # a command in flight finishes
         return pool

@@ -3,9 +3,12 @@ redis-server whose connection counter shows every connection it accepted."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 
 from receiver.adapters import AdapterFactory
+from receiver.adapters import redis as redis_adapter
 from receiver.adapters.protocols import RedisApi
 from receiver.remediation.targets import RedisTarget
 from tests.playbooks.conftest import PrivateRedis, make_targets, redis_at
@@ -15,7 +18,8 @@ FACTORY = AdapterFactory()
 
 def target(private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch) -> RedisTarget:
     monkeypatch.setenv("RMTEST_POOLED_REDIS", private_redis.url)
-    targets = make_targets(redis={"cache": {"url": "env:RMTEST_POOLED_REDIS", "dbs": [0, 1]}})
+    targets = make_targets(redis={"cache": {"url": "env:RMTEST_POOLED_REDIS",
+                                            "dbs": [0, 1, 2]}})
     return targets.redis_target("cache")
 
 
@@ -72,3 +76,26 @@ def test_a_connection_the_server_dropped_is_replaced(
     before = accepted(private_redis)
     ping(cache, 0)
     assert accepted(private_redis) - before == 1
+
+
+def test_past_the_bound_the_least_recently_used_pool_is_closed(
+    private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for two pools, a third db closes the idle connection of the least
+    recently used one; that db still works afterwards, on a new connection."""
+    cache = target(private_redis, monkeypatch)
+    monkeypatch.setattr(redis_adapter, "MAX_POOLS", 2)
+    monkeypatch.setattr(redis_adapter, "_pools", OrderedDict())  # this test's pools only
+
+    def connected() -> int:  # besides the fixture's own client
+        return int(private_redis.client.info("clients")["connected_clients"]) - 1
+
+    for db in (0, 1):
+        ping(cache, db)
+    assert connected() == 2
+    ping(cache, 2)
+    assert connected() == 2, "db 0's pool was closed"
+    before = accepted(private_redis)
+    ping(cache, 0)
+    assert accepted(private_redis) - before == 1
+    assert len(redis_adapter._pools) == 2
